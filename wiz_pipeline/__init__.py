@@ -1,0 +1,1 @@
+"""wiz-pipeline: Wiz audit logs and issues to Parquet, orchestrated by Dagster."""

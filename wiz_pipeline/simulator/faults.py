@@ -1,0 +1,114 @@
+"""Faults the simulator injects on demand, so every row of the client's error policy can be tested."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+
+class Endpoint(Enum):
+    GRAPHQL = "graphql"
+    TOKEN = "token"
+
+
+@dataclass(frozen=True)
+class Fault:
+    """What to do instead of (or before) answering normally. Build one with the class methods."""
+
+    kind: str
+    status: int = 200
+    retry_after: str | None = None
+    delay_seconds: float = 0.0
+    message: str = ""
+    code: str | None = None
+
+    @classmethod
+    def http_status(cls, status: int, message: str = "simulated failure") -> Fault:
+        """Answer ``status`` with a GraphQL-style error body (use for 400, 403, 500, 502, 503 ...)."""
+        return cls("status", status=status, message=message)
+
+    @classmethod
+    def rate_limited(cls, retry_after: str | float | None = None) -> Fault:
+        """429, with ``Retry-After`` (seconds, or an HTTP date string) or without it."""
+        return cls(
+            "status",
+            status=429,
+            message="Rate limit exceeded",
+            retry_after=None if retry_after is None else str(retry_after),
+        )
+
+    @classmethod
+    def graphql_error(cls, message: str, code: str | None = None) -> Fault:
+        """200 with ``{"errors": [...], "data": null}``."""
+        return cls("graphql_error", message=message, code=code)
+
+    @classmethod
+    def expired_token(cls) -> Fault:
+        """401 as for an expired token; the presented token stays rejected from then on."""
+        return cls("expire_token", status=401, message="Unauthorized: token expired")
+
+    @classmethod
+    def slow(cls, seconds: float) -> Fault:
+        """Wait ``seconds`` before answering normally (past the client's timeout, it sees a timeout)."""
+        return cls("slow", delay_seconds=seconds)
+
+    @classmethod
+    def drop_connection(cls) -> Fault:
+        """Close the connection without answering."""
+        return cls("drop")
+
+    @classmethod
+    def truncated_body(cls) -> Fault:
+        """Send the headers and half the body, then close."""
+        return cls("truncate")
+
+    @classmethod
+    def malformed_json(cls) -> Fault:
+        """200 with a body that is not JSON."""
+        return cls("malformed_json")
+
+
+@dataclass
+class _Armed:
+    fault: Fault
+    endpoint: Endpoint
+    skip: int
+    times: int
+
+
+class FaultQueue:
+    """Faults in the order they were injected; each request takes the head one for its endpoint."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._armed: list[_Armed] = []
+
+    def add(self, fault: Fault, *, endpoint: Endpoint, times: int = 1, skip: int = 0) -> None:
+        if times < 1 or skip < 0:
+            raise ValueError("times must be >= 1 and skip >= 0")
+        with self._lock:
+            self._armed.append(_Armed(fault, endpoint, skip, times))
+
+    def take(self, endpoint: Endpoint) -> Fault | None:
+        with self._lock:
+            for armed in self._armed:
+                if armed.endpoint is not endpoint:
+                    continue
+                if armed.skip:
+                    armed.skip -= 1
+                    return None
+                armed.times -= 1
+                if armed.times == 0:
+                    self._armed.remove(armed)
+                return armed.fault
+            return None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._armed.clear()
+
+    def pending(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [{"kind": a.fault.kind, "status": a.fault.status, "times": a.times} for a in self._armed]

@@ -1,0 +1,586 @@
+"""The local Wiz API: an OAuth token endpoint and a GraphQL endpoint over real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import base64
+import collections
+import hashlib
+import json
+import logging
+import math
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
+
+from wiz_pipeline.simulator.faults import Endpoint, Fault, FaultQueue
+from wiz_pipeline.simulator.schema import PreparedQuery, QueryRejected, RootField, prepare, project
+from wiz_pipeline.simulator.tenant import Tenant, generate_tenant
+from wiz_pipeline.wiz.times import parse_time
+
+log = logging.getLogger(__name__)
+
+MAX_PAGE_SIZE = 500
+DEFAULT_PAGE_SIZE = 50
+AUDIT_RESULT_CAP = 10_000  # reported: an audit-log query stops after 10,000 nodes
+ALL_PERMISSIONS = frozenset({"admin:audit", "read:issues", "read:reports", "create:reports"})
+_PERMISSION_FOR = {"auditLogEntries": "admin:audit", "issuesV2": "read:issues"}
+
+
+@dataclass
+class ServiceAccount:
+    client_id: str
+    client_secret: str
+    permissions: frozenset[str] = ALL_PERMISSIONS
+
+
+@dataclass
+class _Token:
+    client_id: str
+    serial: int
+    expires_at: float  # monotonic
+    revoked: bool = False
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One request as the simulator saw it; ``at`` is ``time.monotonic()`` on arrival."""
+
+    at: float
+    endpoint: str
+    status: int  # 0 when the connection was dropped
+    operation: str | None = None
+    variables: dict[str, Any] | None = None
+    token_serial: int | None = None  # which issued token authorised it (1 = first)
+    fault: str | None = None
+
+
+@dataclass
+class Counters:
+    requests: int = 0
+    graphql_requests: int = 0
+    token_requests: int = 0
+    tokens_issued: int = 0
+    faults_injected: int = 0
+    rate_limited: int = 0  # 429s from the simulator's own rate limit (not injected ones)
+    by_status: collections.Counter[int] = field(default_factory=collections.Counter)
+
+
+class WizSimulator:
+    """A Wiz API on 127.0.0.1. ``with WizSimulator(...) as sim:`` starts it on a free port.
+
+    The tenant is seen "as of" ``now()``: records later than that don't exist yet, and issues
+    show the status they had then. Tests can freeze or move that clock with ``set_now``.
+    """
+
+    def __init__(
+        self,
+        tenant: Tenant | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        client_id: str = "sim-client-id",
+        client_secret: str = "sim-client-secret-do-not-use-in-production",  # noqa: S107
+        permissions: Iterable[str] = ALL_PERMISSIONS,
+        audience: str = "wiz-api",
+        token_lifetime_seconds: float = 86400,
+        rate_limit_per_second: float | None = None,
+        rate_limit_sends_retry_after: bool = True,
+        audit_result_cap: int = AUDIT_RESULT_CAP,
+    ) -> None:
+        if tenant is None:
+            end = datetime.now(UTC)
+            tenant = generate_tenant(end - timedelta(days=1), end)
+        self.tenant = tenant
+        self.host, self.port = host, port
+        self.audience = audience
+        self.token_lifetime_seconds = token_lifetime_seconds
+        self.rate_limit_per_second = rate_limit_per_second
+        self.rate_limit_sends_retry_after = rate_limit_sends_retry_after
+        self.audit_result_cap = audit_result_cap
+        self.accounts = {client_id: ServiceAccount(client_id, client_secret, frozenset(permissions))}
+        self.faults = FaultQueue()
+        self.counters = Counters()
+        # Bounded, so that a simulator left running under `dagster dev` doesn't grow without end.
+        self.requests: collections.deque[RequestRecord] = collections.deque(maxlen=200_000)
+        self.token_requests: collections.deque[dict[str, Any]] = collections.deque(maxlen=10_000)
+        self._now: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self._lock = threading.Lock()
+        self._tokens: dict[str, _Token] = {}
+        self._recent: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
+        self._issue_cache: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        self._latest_event: tuple[int, datetime] | None = None
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> WizSimulator:
+        handler = type("Handler", (_Handler,), {"sim": self})
+        self._server = _Server((self.host, self.port), handler)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, name="wiz-simulator", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> WizSimulator:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def graphql_url(self) -> str:
+        return f"{self.base_url}/graphql"
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.base_url}/oauth/token"
+
+    @property
+    def client_id(self) -> str:
+        return next(iter(self.accounts))
+
+    @property
+    def client_secret(self) -> str:
+        return self.accounts[self.client_id].client_secret
+
+    # -- test controls --------------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        return self._now()
+
+    def set_now(self, when: datetime | Callable[[], datetime] | None) -> None:
+        """Freeze the tenant's clock at ``when`` (a datetime or a callable); None for the wall clock."""
+        if when is None:
+            self._now = lambda: datetime.now(UTC)
+        elif callable(when):
+            self._now = when
+        else:
+            self._now = lambda: when
+
+    def inject(self, fault: Fault, *, endpoint: str = "graphql", times: int = 1, skip: int = 0) -> None:
+        """Answer the next ``times`` requests to ``endpoint`` ("graphql" or "token") with ``fault``,
+        after letting ``skip`` of them through."""
+        self.faults.add(fault, endpoint=Endpoint(endpoint), times=times, skip=skip)
+
+    def add_account(self, client_id: str, client_secret: str, permissions: Iterable[str]) -> None:
+        self.accounts[client_id] = ServiceAccount(client_id, client_secret, frozenset(permissions))
+
+    def revoke_tokens(self) -> None:
+        """Every token issued so far is answered with 401 from now on (as if it had expired)."""
+        with self._lock:
+            for token in self._tokens.values():
+                token.revoked = True
+
+    def graphql_records(self) -> list[RequestRecord]:
+        return [r for r in self.requests if r.endpoint == "graphql"]
+
+    # -- request handling (called from handler threads) -----------------------------------------
+
+    def _record(self, record: RequestRecord) -> None:
+        with self._lock:
+            self.requests.append(record)
+            self.counters.by_status[record.status] += 1
+
+    def handle_token(
+        self, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        with self._lock:
+            self.counters.token_requests += 1
+        form = {
+            k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()
+        }
+        self.token_requests.append(
+            {"form": {k: v for k, v in form.items() if k != "client_secret"}, "headers": headers}
+        )
+        if "application/x-www-form-urlencoded" not in headers.get("content-type", ""):
+            return 400, {"error": "invalid_request", "error_description": "expected a form-encoded body"}, {}
+        if form.get("grant_type") != "client_credentials":
+            return (
+                400,
+                {
+                    "error": "unsupported_grant_type",
+                    "error_description": "grant_type must be client_credentials",
+                },
+                {},
+            )
+        account = self.accounts.get(form.get("client_id", ""))
+        if account is None or not secrets.compare_digest(
+            account.client_secret, form.get("client_secret", "")
+        ):
+            return 401, {"error": "access_denied", "error_description": "Unauthorized"}, {}
+        if form.get("audience") != self.audience:
+            return (
+                403,
+                {
+                    "error": "access_denied",
+                    "error_description": f"Service not enabled within domain: {form.get('audience')}",
+                },
+                {},
+            )
+        token = (
+            "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9."
+            + secrets.token_urlsafe(96)
+            + "."
+            + secrets.token_urlsafe(64)
+        )
+        with self._lock:
+            self.counters.tokens_issued += 1
+            serial = self.counters.tokens_issued
+            self._tokens[token] = _Token(
+                account.client_id, serial, time.monotonic() + self.token_lifetime_seconds
+            )
+        payload = {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": int(self.token_lifetime_seconds),
+        }
+        if form.get("scope"):
+            payload["scope"] = form["scope"]
+        return 200, payload, {}
+
+    def authenticate(self, authorization: str) -> _Token | None:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        with self._lock:
+            token = self._tokens.get(value.strip())
+        if token is None or token.revoked or time.monotonic() >= token.expires_at:
+            return None
+        return token
+
+    def expire(self, authorization: str) -> None:
+        _, _, value = authorization.partition(" ")
+        with self._lock:
+            if (token := self._tokens.get(value.strip())) is not None:
+                token.revoked = True
+
+    def check_rate(self, client_id: str, now: float) -> float | None:
+        """None if the request may proceed; else seconds until it could."""
+        if self.rate_limit_per_second is None:
+            return None
+        with self._lock:
+            recent = self._recent[client_id]
+            while recent and recent[0] <= now - 1.0:
+                recent.popleft()
+            if len(recent) >= self.rate_limit_per_second:
+                self.counters.rate_limited += 1
+                return recent[0] + 1.0 - now
+            recent.append(now)
+            return None
+
+    def run_query(self, body: Any, token: _Token) -> tuple[int, dict[str, Any], str | None, dict | None]:
+        """(status, payload, operation name, variables) for a GraphQL request body."""
+        if not isinstance(body, dict) or not isinstance(body.get("query"), str):
+            return (
+                400,
+                _errors("Request body must be a JSON object with a `query` string.", "BAD_REQUEST"),
+                None,
+                None,
+            )
+        variables = body.get("variables") if isinstance(body.get("variables"), dict) else {}
+        try:
+            prepared = prepare(body["query"], variables, body.get("operationName"))
+        except QueryRejected as exc:
+            return 200, {"errors": exc.errors, "data": None}, None, variables
+        account = self.accounts.get(token.client_id)
+        for root in prepared.fields:
+            needed = _PERMISSION_FOR.get(root.name)
+            if needed and account is not None and needed not in account.permissions:
+                return (
+                    403,
+                    _errors(f"Unauthorized: the service account lacks the {needed} permission", "FORBIDDEN"),
+                    prepared.operation_name,
+                    variables,
+                )
+        try:
+            data = {root.key: self._resolve(root, prepared) for root in prepared.fields}
+        except QueryRejected as exc:
+            return 200, {"errors": exc.errors, "data": None}, prepared.operation_name, variables
+        return 200, {"data": data}, prepared.operation_name, variables
+
+    # -- resolvers ------------------------------------------------------------------------------
+
+    def _resolve(self, root: RootField, prepared: PreparedQuery) -> Any:
+        if root.name == "__typename":
+            return "Query"
+        first = root.arguments.get("first")
+        first = DEFAULT_PAGE_SIZE if first is None else first
+        if not 0 <= first <= MAX_PAGE_SIZE:
+            raise QueryRejected(
+                [
+                    {
+                        "message": f"`first` must be between 0 and {MAX_PAGE_SIZE}, got {first}",
+                        "extensions": {"code": "BAD_USER_INPUT"},
+                    }
+                ]
+            )
+        filter_by = root.arguments.get("filterBy") or {}
+        key = _query_key(root.name, filter_by, root.arguments.get("orderBy"))
+        offset = _decode_cursor(root.arguments.get("after"), key)
+        if root.name == "auditLogEntries":
+            total, fetch = self._audit(filter_by)
+            total = min(total, self.audit_result_cap)
+        else:
+            matches = self._issues(filter_by, root.arguments.get("orderBy"), key)
+            total, fetch = len(matches), matches.__getitem__
+        end = min(offset + first, total)
+        nodes = [fetch(i) for i in range(offset, end)]
+        connection = {
+            "nodes": nodes,
+            "pageInfo": {
+                "hasNextPage": end < total,
+                "endCursor": _encode_cursor(key, end) if nodes else None,
+            },
+        }
+        return project(connection, root.selection, prepared.fragments)
+
+    def _audit(self, filter_by: dict[str, Any]) -> tuple[int, Callable[[int], dict[str, Any]]]:
+        """Newest first, as the Wiz UI lists them; bounds inclusive on both ends."""
+        window = filter_by.get("timestamp") or {}
+        now = self.now()
+        before = min(window["before"], now) if window.get("before") else now
+        lo, hi = self.tenant.audit_between(window.get("after"), before)
+        nodes = self.tenant.audit_nodes
+        return hi - lo, lambda i: nodes[hi - 1 - i]
+
+    def _issues(
+        self, filter_by: dict[str, Any], order_by: dict[str, Any] | None, key: str
+    ) -> list[dict[str, Any]]:
+        now = self.now()
+        records = self.tenant.issues
+        # Once every change is in the past the view is fixed, so filtered lists can be reused by cursor.
+        cache_key = (key, len(records)) if now >= self._latest_issue_event() else None
+        if cache_key in self._issue_cache:
+            return self._issue_cache[cache_key]
+        nodes = self.tenant.issues_as_of(now)
+        for name in ("statusChangedAt", "createdAt"):
+            bounds = filter_by.get(name)
+            if bounds:
+                nodes = [n for n in nodes if _within(n[name], bounds)]
+        for name in ("status", "severity", "type"):
+            allowed = filter_by.get(name)
+            if allowed:
+                nodes = [n for n in nodes if n[name] in allowed]
+        if order_by:
+            field_name = {
+                "CREATED_AT": "createdAt",
+                "SEVERITY": "severity",
+                "STATUS_CHANGED_AT": "statusChangedAt",
+            }[order_by["field"]]
+            nodes.sort(key=lambda n: (n[field_name] or "", n["id"]), reverse=order_by["direction"] == "DESC")
+        else:
+            nodes.sort(key=lambda n: n["id"])  # deliberately not time order: clients must not rely on it
+        if cache_key is not None:
+            self._issue_cache[cache_key] = nodes
+        return nodes
+
+    def _latest_issue_event(self) -> datetime:
+        count = len(self.tenant.issues)
+        if self._latest_event is None or self._latest_event[0] != count:
+            latest = max((r.last_event for r in self.tenant.issues), default=datetime.min.replace(tzinfo=UTC))
+            self._latest_event = (count, latest)
+        return self._latest_event[1]
+
+
+def _within(value: str | None, bounds: dict[str, datetime]) -> bool:
+    when = parse_time(value)
+    if when is None:
+        return False
+    return (bounds.get("after") is None or when >= bounds["after"]) and (
+        bounds.get("before") is None or when <= bounds["before"]
+    )
+
+
+def _errors(message: str, code: str) -> dict[str, Any]:
+    return {"errors": [{"message": message, "extensions": {"code": code}}], "data": None}
+
+
+def _query_key(name: str, filter_by: Any, order_by: Any) -> str:
+    raw = json.dumps([name, filter_by, order_by], sort_keys=True, default=str)
+    return hashlib.sha256(raw.encode()).hexdigest()[:12]
+
+
+def _encode_cursor(key: str, offset: int) -> str:
+    return base64.urlsafe_b64encode(f"v1:{key}:{offset}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None, key: str) -> int:
+    if cursor is None:
+        return 0
+    try:
+        version, cursor_key, offset = (
+            base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split(":")
+        )
+        if version != "v1" or cursor_key != key or int(offset) < 0:
+            raise ValueError
+        return int(offset)
+    except (ValueError, UnicodeDecodeError):
+        raise QueryRejected(
+            [
+                {
+                    "message": "Invalid cursor: `after` must be an endCursor of this same query",
+                    "extensions": {"code": "BAD_USER_INPUT"},
+                }
+            ]
+        ) from None
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        conn, addr = super().get_request()
+        # http.server writes headers and body separately; without this, Nagle + delayed ACK add ~40 ms.
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return conn, addr
+
+
+class _Handler(BaseHTTPRequestHandler):
+    sim: WizSimulator
+    protocol_version = "HTTP/1.1"
+    server_version = "WizSimulator/1.0"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s " + format, self.address_string(), *args)
+
+    def do_GET(self) -> None:
+        if self.path in ("/", ""):
+            self._send(200, {"graphql": self.sim.graphql_url, "token": self.sim.token_url})
+        else:
+            self._send(404 if self.path not in ("/graphql", "/oauth/token") else 405, {"error": "not found"})
+
+    def do_POST(self) -> None:
+        arrived = time.monotonic()
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        path = self.path.split("?", 1)[0]
+        sim = self.sim
+        with sim._lock:
+            sim.counters.requests += 1
+        if path == "/oauth/token":
+            fault = sim.faults.take(Endpoint.TOKEN)
+            if fault is not None and self._apply_fault(fault, arrived, "token", None, None):
+                return
+            status, payload, headers = sim.handle_token(body, {k.lower(): v for k, v in self.headers.items()})
+            sim._record(RequestRecord(arrived, "token", status))
+            self._send(status, payload, headers)
+            return
+        if path != "/graphql":
+            sim._record(RequestRecord(arrived, "other", 404))
+            self._send(404, {"error": "not found", "hint": "POST /graphql or /oauth/token"})
+            return
+        with sim._lock:
+            sim.counters.graphql_requests += 1
+        try:
+            request = json.loads(body)
+        except ValueError:
+            request = None
+        operation = request.get("operationName") if isinstance(request, dict) else None
+        variables = request.get("variables") if isinstance(request, dict) else None
+        fault = sim.faults.take(Endpoint.GRAPHQL)
+        if fault is not None and self._apply_fault(fault, arrived, "graphql", operation, variables):
+            return
+        token = sim.authenticate(self.headers.get("Authorization", ""))
+        if token is None:
+            sim._record(RequestRecord(arrived, "graphql", 401, operation, variables))
+            self._send(401, _errors("Unauthorized: missing, invalid or expired token", "UNAUTHENTICATED"))
+            return
+        wait = sim.check_rate(token.client_id, arrived)
+        if wait is not None:
+            headers = (
+                {"Retry-After": str(max(1, math.ceil(wait)))} if sim.rate_limit_sends_retry_after else {}
+            )
+            sim._record(RequestRecord(arrived, "graphql", 429, operation, variables, token.serial))
+            self._send(429, _errors("Rate limit exceeded", "RATE_LIMIT_EXCEEDED"), headers)
+            return
+        status, payload, name, variables = sim.run_query(request, token)
+        sim._record(RequestRecord(arrived, "graphql", status, name or operation, variables, token.serial))
+        self._send(status, payload)
+
+    def _apply_fault(
+        self, fault: Fault, arrived: float, endpoint: str, operation: str | None, variables: Any
+    ) -> bool:
+        """Act out ``fault``; True if the request is answered (or dropped) and nothing more is to be done."""
+        sim = self.sim
+        with sim._lock:
+            sim.counters.faults_injected += 1
+
+        def record(status: int) -> None:
+            sim._record(RequestRecord(arrived, endpoint, status, operation, variables, fault=fault.kind))
+
+        if fault.kind == "slow":
+            time.sleep(fault.delay_seconds)
+            return False
+        if fault.kind == "drop":
+            record(0)
+            self.close_connection = True
+            return True
+        if fault.kind == "truncate":
+            record(200)
+            payload = json.dumps({"data": {"auditLogEntries": {"nodes": [{"id": "x" * 64}] * 20}}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload[: len(payload) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return True
+        if fault.kind == "malformed_json":
+            record(200)
+            self._send_raw(200, b'{"data": {"auditLogEntries": {"nodes": [{"id": "8f7f', "application/json")
+            return True
+        if fault.kind == "graphql_error":
+            record(200)
+            error: dict[str, Any] = {"message": fault.message}
+            if fault.code:
+                error["extensions"] = {"code": fault.code}
+            self._send(200, {"errors": [error], "data": None})
+            return True
+        if fault.kind == "expire_token":
+            sim.expire(self.headers.get("Authorization", ""))
+            record(401)
+            self._send(401, _errors(fault.message, "UNAUTHENTICATED"))
+            return True
+        # "status": an HTTP error with a body in the style of the endpoint
+        record(fault.status)
+        headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+        if endpoint == "token":
+            self._send(fault.status, {"error": "server_error", "error_description": fault.message}, headers)
+        else:
+            self._send(fault.status, _errors(fault.message, "SIMULATED"), headers)
+        return True
+
+    def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        self._send_raw(status, json.dumps(payload).encode(), "application/json", headers)
+
+    def _send_raw(
+        self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)

@@ -1,0 +1,455 @@
+"""A simulated Wiz tenant: audit log entries and issues with status histories, as of any moment.
+
+``generate_tenant`` builds a deterministic, realistically messy tenant from a seed; tests can also
+add hand-made records (``add_audit_entry``, ``add_issue``) to pin down boundary cases.
+"""
+
+from __future__ import annotations
+
+import bisect
+import copy
+import random
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from wiz_pipeline.wiz.times import parse_time
+
+
+def wiz_time(value: datetime, digits: int = 6) -> str:
+    """Wiz-style timestamp: ``Z`` suffix, 0 to 6 fractional digits (the API's length varies)."""
+    text = value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    if digits:
+        frac = f"{value.microsecond:06d}"[:digits].rstrip("0")
+        if frac:
+            text += "." + frac
+    return text + "Z"
+
+
+@dataclass
+class IssueRecord:
+    """One issue and its history. ``changes`` are (time, status), ascending; the first is creation."""
+
+    node: dict[str, Any]  # every field but the time- and status-dependent ones
+    changes: list[tuple[datetime, str]]
+    notes: list[dict[str, Any]] = field(default_factory=list)  # each with "createdAt"
+
+    @property
+    def created_at(self) -> datetime:
+        return self.changes[0][0]
+
+    @property
+    def last_event(self) -> datetime:
+        times = [t for t, _ in self.changes] + [parse_time(n["createdAt"]) for n in self.notes]
+        return max(t for t in times if t is not None)
+
+    def as_of(self, now: datetime) -> dict[str, Any] | None:
+        """The issue as the API would show it at ``now``; None if it didn't exist yet."""
+        seen = [(t, s) for t, s in self.changes if t <= now]
+        if not seen:
+            return None
+        changed_at, status = seen[-1]
+        node = copy.copy(self.node)
+        node["status"] = status
+        node["createdAt"] = wiz_time(self.created_at)
+        node["statusChangedAt"] = wiz_time(changed_at)
+        notes = [n for n in self.notes if (parse_time(n["createdAt"]) or now) <= now]
+        node["notes"] = notes
+        updated = max([changed_at] + [parse_time(n["updatedAt"]) or changed_at for n in notes])
+        node["updatedAt"] = wiz_time(updated)
+        resolved = [t for t, s in seen if s in ("RESOLVED", "REJECTED")]
+        # Real data keeps resolvedAt after a reopen; so does the simulator.
+        node["resolvedAt"] = wiz_time(resolved[-1]) if resolved else None
+        return node
+
+
+@dataclass
+class Tenant:
+    """The records behind the simulator. Audit entries are kept sorted by time for cheap filtering."""
+
+    audit_times: list[datetime] = field(default_factory=list)
+    audit_nodes: list[dict[str, Any]] = field(default_factory=list)
+    issues: list[IssueRecord] = field(default_factory=list)
+
+    def add_audit_entry(self, node: dict[str, Any]) -> None:
+        when = parse_time(node.get("timestamp"))
+        if when is None:
+            raise ValueError(f"audit entry without a readable timestamp: {node.get('timestamp')!r}")
+        index = bisect.bisect_right(self.audit_times, when)
+        self.audit_times.insert(index, when)
+        self.audit_nodes.insert(index, node)
+
+    def add_issue(self, record: IssueRecord) -> None:
+        self.issues.append(record)
+
+    def audit_between(self, after: datetime | None, before: datetime | None) -> tuple[int, int]:
+        """Index range of entries with ``after <= timestamp <= before`` (both bounds inclusive)."""
+        lo = 0 if after is None else bisect.bisect_left(self.audit_times, after)
+        hi = len(self.audit_times) if before is None else bisect.bisect_right(self.audit_times, before)
+        return lo, max(lo, hi)
+
+    def issues_as_of(self, now: datetime) -> list[dict[str, Any]]:
+        return [node for record in self.issues if (node := record.as_of(now)) is not None]
+
+
+# -- generation ----------------------------------------------------------------------------------
+
+_USERS = [
+    ("admin11", "u-1f3a"),
+    ("jane.doe@example.com", "u-7c21"),
+    ("sec-oncall@example.com", "u-9d02"),
+    ("ravi.k@example.com", "u-44e0"),
+    ("marta.s@example.com", "u-2b9c"),
+]
+_SERVICE_ACCOUNTS = [("op-us", "sa-mlip1"), ("siem-export", "sa-x91k"), ("terraform-ci", "sa-tf07")]
+_AGENTS = [
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4",
+    "python-requests/2.31.0",
+    "Terraform/1.7.5 terraform-provider-wiz/1.1.30",
+    "",
+]
+_USER_ACTIONS = [
+    " user Login",
+    "Login",
+    "Logout",
+    "UpdateUser",
+    "CreateSavedGraphQuery",
+    "UpdateCloudConfigurationRule",
+    "UpdateIssue",
+    "CreateReport",
+    "DeleteServiceAccount",
+    "CreateServiceAccount",
+    "UpdateAutomationRule",
+]
+_API_ACTIONS = ["RunQuery", "CreateReport", "UpdateIssue", "RerunReport"]
+_PROJECTS = [
+    {
+        "id": "83b76efe-0000-4c1a-9f00-000000000002",
+        "name": "Project 2",
+        "slug": "project-2",
+        "businessUnit": "",
+        "riskProfile": {"businessImpact": "MBI"},
+    },
+    {
+        "id": "83b76efe-0000-4c1a-9f00-000000000007",
+        "name": "Payments",
+        "slug": "payments",
+        "businessUnit": "Finance",
+        "riskProfile": {"businessImpact": "HBI"},
+    },
+    {
+        "id": "83b76efe-0000-4c1a-9f00-000000000009",
+        "name": "Marketing site",
+        "slug": "marketing-site",
+        "businessUnit": "Marketing",
+        "riskProfile": {"businessImpact": "LBI"},
+    },
+]
+_SEVERITIES = ["INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL"]
+_SEVERITY_WEIGHTS = [10, 30, 35, 18, 7]
+
+
+def _uuid(rng: random.Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def _ip(rng: random.Random) -> str:
+    first = rng.choice([34, 52, 81, 185, 203])
+    return f"{first}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+
+
+def _audit_entry(rng: random.Random, when: datetime) -> dict[str, Any]:
+    by_service_account = rng.random() < 0.35
+    request_id = _uuid(rng)
+    if by_service_account:
+        sa_name, sa_id = rng.choice(_SERVICE_ACCOUNTS)
+        action = rng.choice(_API_ACTIONS)
+        params: dict[str, Any] = {
+            "query": rng.choice(
+                ["query IssuesTable { ... }", "query AuditLogTable { ... }", "mutation UpdateIssue"]
+            ),
+            "variables": {"first": rng.choice([100, 500]), "filterBy": {"severity": ["HIGH", "CRITICAL"]}},
+            "clientID": sa_id,
+        }
+        user, service_account = None, {"id": sa_id, "name": sa_name}
+        agent = rng.choice(_AGENTS[2:4])
+    else:
+        name, user_id = rng.choice(_USERS)
+        action = rng.choice(_USER_ACTIONS)
+        if "Login" in action:
+            params = {
+                "clientID": "kr7n" + user_id,
+                "groups": None,
+                "name": "op-us",
+                "products": ["*"],
+                "role": "",
+                "scopes": ["read:issues", "read:reports"],
+                "userEmail": "",
+                "userID": user_id,
+            }
+        elif action == "UpdateIssue":
+            params = {
+                "issueId": _uuid(rng),
+                "patch": {
+                    "status": rng.choice(["IN_PROGRESS", "RESOLVED"]),
+                    "note": rng.choice(["", "ack", "false positive"]),
+                },
+            }
+        elif action in ("CreateServiceAccount", "DeleteServiceAccount"):
+            params = {
+                "name": rng.choice(["siem-export", "ci-bot", "temp-audit"]),
+                "scopes": ["admin:audit", "read:issues"],
+            }
+        else:
+            params = (
+                {"id": _uuid(rng), "changes": {"enabled": rng.random() < 0.5}} if rng.random() < 0.8 else {}
+            )
+        user, service_account = {"id": user_id, "name": name}, None
+        agent = rng.choice(_AGENTS)
+    failed = rng.random() < 0.04
+    return {
+        "id": _uuid(rng),
+        "action": action,
+        "requestId": request_id,
+        "status": "FAILED" if failed else "SUCCESS",
+        "timestamp": wiz_time(when, rng.choice([0, 3, 5, 6, 6])),
+        "actionParameters": params,
+        "userAgent": agent,
+        "sourceIP": None if rng.random() < 0.15 else _ip(rng),
+        "serviceAccount": service_account,
+        "user": user,
+    }
+
+
+def _source_rule(rng: random.Random, issue_type: str) -> dict[str, Any]:
+    n = rng.randrange(1, 2000)
+    if issue_type == "THREAT_DETECTION":
+        return {
+            "__typename": "CloudEventRule",
+            "id": f"cer-{n}",
+            "name": rng.choice(
+                [
+                    "Suspicious IAM role assumption",
+                    "Crypto-mining process detected",
+                    "Console login without MFA",
+                ]
+            ),
+            "description": "Detects unusual activity in cloud audit events.",
+            "sourceType": rng.choice(["CLOUD_EVENTS", "SENSOR"]),
+            "type": rng.choice(["DETECTION", "ALERT"]),
+        }
+    if issue_type == "CLOUD_CONFIGURATION":
+        return {
+            "__typename": "CloudConfigurationRule",
+            "id": f"ccr-{n}",
+            "name": rng.choice(
+                [
+                    "S3 bucket allows public read",
+                    "Storage account allows blob public access",
+                    "VM has public IP and open SSH",
+                ]
+            ),
+            "description": "Resource configuration deviates from the baseline.",
+            "remediationInstructions": rng.choice(["Block public access in the bucket settings.", ""]),
+            "serviceType": rng.choice(["AWS", "Azure", "GCP"]),
+        }
+    return {
+        "__typename": "Control",
+        "id": f"wc-id-{n}",
+        "name": rng.choice(
+            [
+                "EKS principals assume roles with admin permissions",
+                "Publicly exposed VM with critical vulnerability",
+                "Secret in container image with access to sensitive data",
+            ]
+        ),
+        "description": "A toxic combination of risks.",
+        "resolutionRecommendation": rng.choice(["Restrict the role's trust policy.", ""]),
+        "securitySubCategories": [
+            {
+                "title": "4.1.8 Limit use of the Bind, Impersonate and Escalate permissions",
+                "category": {"name": "4.1 RBAC and Service Accounts", "framework": {"name": "CIS EKS 1.2.0"}},
+            }
+        ],
+    }
+
+
+def _entity(rng: random.Random) -> dict[str, Any]:
+    cloud = rng.choice(["AWS", "AWS", "Azure", "GCP", "Kubernetes"])
+    rid = _uuid(rng)
+    if cloud == "AWS":
+        account = str(rng.randrange(10**11, 10**12))
+        kind, native, name = rng.choice(
+            [
+                ("BUCKET", "s3#Bucket", "logs-prod"),
+                ("VIRTUAL_MACHINE", "ec2#Instance", "i-0a1b2c3d"),
+                ("ACCESS_ROLE", "iam#Role", "deploy-role"),
+            ]
+        )
+        return {
+            "id": rid,
+            "type": kind,
+            "nativeType": native,
+            "name": name,
+            "status": "Active",
+            "cloudPlatform": "AWS",
+            "cloudProviderURL": f"https://console.aws.amazon.com/go/{rid}",
+            "providerId": f"arn:aws:::{account}:{name}",
+            "region": rng.choice(["us-east-1", "eu-west-1"]),
+            "resourceGroupExternalId": "",
+            "subscriptionExternalId": account,
+            "subscriptionName": rng.choice(["prod", "staging"]),
+            "subscriptionTags": {"env": "prod"},
+            "tags": rng.choice([{}, {"owner": "platform", "cost-center": "42"}]),
+            "externalId": f"arn:aws:::{account}:{name}",
+        }
+    if cloud == "Azure":
+        sub = _uuid(rng)
+        return {
+            "id": rid,
+            "type": "VIRTUAL_MACHINE",
+            "nativeType": "Microsoft.Compute/virtualMachines",
+            "name": "vm-web-01",
+            "status": rng.choice(["Active", "Inactive"]),
+            "cloudPlatform": "Azure",
+            "cloudProviderURL": f"https://portal.azure.com/#resource/{rid}",
+            "providerId": rid,
+            "region": "westeurope",
+            "resourceGroupExternalId": f"/subscriptions/{sub}/resourcegroups/web",
+            "subscriptionExternalId": sub,
+            "subscriptionName": "demo-integrations",
+            "subscriptionTags": {},
+            "tags": {"app": "web"},
+            "externalId": rid,
+        }
+    if cloud == "GCP":
+        return {
+            "id": rid,
+            "type": "BUCKET",
+            "nativeType": "storage#bucket",
+            "name": "analytics-exports",
+            "status": None,
+            "cloudPlatform": "GCP",
+            "cloudProviderURL": "https://console.cloud.google.com/",
+            "providerId": f"gs://analytics-exports-{rid[:8]}",
+            "region": "europe-west1",
+            "resourceGroupExternalId": None,
+            "subscriptionExternalId": "acme-analytics-prod",
+            "subscriptionName": "acme-analytics-prod",
+            "subscriptionTags": {},
+            "tags": {},
+            "externalId": f"gs://analytics-exports-{rid[:8]}",
+        }
+    return {
+        "id": rid,
+        "type": "ACCESS_ROLE",
+        "nativeType": "ClusterRole",
+        "name": "system:aggregate-to-edit",
+        "status": "Active",
+        "cloudPlatform": "Kubernetes",
+        "cloudProviderURL": "https://example.invalid/k8s",
+        "providerId": f"k8s/clusterrole/{rid}",
+        "region": "us-01",
+        "resourceGroupExternalId": "",
+        "subscriptionExternalId": "998231069301",
+        "subscriptionName": "demo-integrations",
+        "subscriptionTags": {},
+        "tags": {"kubernetes.io/bootstrapping": "rbac-defaults"},
+        "externalId": f"k8s/clusterrole/{rid}",
+    }
+
+
+_PATHS = [
+    ["OPEN"],
+    ["OPEN", "IN_PROGRESS"],
+    ["OPEN", "RESOLVED"],
+    ["OPEN", "IN_PROGRESS", "RESOLVED"],
+    ["OPEN", "REJECTED"],
+    ["OPEN", "RESOLVED", "OPEN"],
+]
+
+
+def _issue(rng: random.Random, created: datetime, end: datetime) -> IssueRecord:
+    issue_type = rng.choices(["TOXIC_COMBINATION", "THREAT_DETECTION", "CLOUD_CONFIGURATION"], [2, 3, 5])[0]
+    severity = rng.choices(_SEVERITIES, _SEVERITY_WEIGHTS)[0]
+    changes = [(created, "OPEN")]
+    t = created
+    for status in rng.choice(_PATHS)[1:]:
+        t = t + (end - t) * rng.random() * 0.7
+        if t >= end:
+            break
+        changes.append((t, status))
+    notes = []
+    for _ in range(rng.choice([0, 0, 1, 2])):
+        at = created + (end - created) * rng.random()
+        notes.append(
+            {
+                "createdAt": wiz_time(at),
+                "updatedAt": wiz_time(at),
+                "text": rng.choice(["updated", "ack", ""]),
+                "user": rng.choice([{"name": "admin", "email": "admin@example.com"}, None]),
+                "serviceAccount": rng.choice([None, {"name": "rev-ke"}]),
+            }
+        )
+    node = {
+        "id": _uuid(rng),
+        "sourceRule": _source_rule(rng, issue_type),
+        "dueAt": wiz_time(created + timedelta(days={"CRITICAL": 3, "HIGH": 7}.get(severity, 30)))
+        if rng.random() < 0.6
+        else None,
+        "projects": rng.sample(_PROJECTS, rng.choice([0, 1, 1, 2])),
+        "severity": severity,
+        "type": issue_type,
+        "entitySnapshot": _entity(rng),
+        "serviceTickets": [
+            {
+                "externalId": str(rng.randrange(10**3, 10**4)),
+                "name": f"SIR{rng.randrange(10**7):07d}",
+                "url": "https://tickets.example.com/SIR",
+            }
+        ]
+        if rng.random() < 0.2
+        else [],
+    }
+    return IssueRecord(node=node, changes=changes, notes=notes)
+
+
+def generate_tenant(
+    start: datetime,
+    end: datetime,
+    *,
+    audit_entries: int = 2000,
+    issues: int = 300,
+    seed: int = 7,
+    boundary_share: float = 0.01,
+) -> Tenant:
+    """A tenant whose audit entries and issue status changes fall in ``[start, end)``.
+
+    ``boundary_share`` of the audit entries sit exactly on a half-hour mark, so that window
+    boundaries are exercised by ordinary data, not only by hand-made cases.
+    """
+    if start.tzinfo is None or end.tzinfo is None or not start < end:
+        raise ValueError("generate_tenant needs timezone-aware start < end")
+    rng = random.Random(seed)
+    span = (end - start).total_seconds()
+    tenant = Tenant()
+    times = []
+    for _ in range(audit_entries):
+        when = start + timedelta(seconds=rng.random() * span)
+        if rng.random() < boundary_share:
+            when = when.replace(minute=0 if when.minute < 30 else 30, second=0, microsecond=0)
+            when = max(when, start)
+        times.append(when)
+    times.sort()
+    tenant.audit_times = times
+    tenant.audit_nodes = [_audit_entry(rng, when) for when in times]
+    for _ in range(issues):
+        # Some issues are older than the range and only change status inside it.
+        created = start + timedelta(seconds=rng.random() * span)
+        record = _issue(rng, created, end)
+        if rng.random() < 0.2 and len(record.changes) > 1:
+            record.changes[0] = (created - timedelta(days=rng.randrange(1, 30)), "OPEN")
+        tenant.add_issue(record)
+    return tenant

@@ -1,0 +1,203 @@
+"""OAuth 2.0 client-credentials tokens for the Wiz API: fetched once, cached, refreshed early."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import httpx
+
+from wiz_pipeline.wiz.errors import (
+    WizAuthError,
+    WizConfigError,
+    WizRateLimitError,
+    WizResponseError,
+    WizRetryableError,
+)
+from wiz_pipeline.wiz.retry import RetryPolicy, parse_retry_after
+from wiz_pipeline.wiz.urls import check_url
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TOKEN_URL = "https://auth.app.wiz.io/oauth/token"  # noqa: S105 - a URL, not a password
+DEFAULT_OAUTH_DATA: Mapping[str, str] = {"audience": "wiz-api"}
+
+
+class Secret:
+    """A string that never shows itself in a repr, a log line or an f-string."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+@dataclass(frozen=True)
+class _Token:
+    value: Secret
+    expires_at: float  # monotonic clock
+
+
+class TokenProvider:
+    """Gets a bearer token by client credentials and keeps it until ``refresh_margin`` before expiry.
+
+    Thread-safe: concurrent callers share one token and at most one fetch is in flight.
+    """
+
+    def __init__(
+        self,
+        *,
+        client_id: str,
+        client_secret: str | Secret,
+        token_url: str = DEFAULT_TOKEN_URL,
+        oauth_data: Mapping[str, str] | None = None,
+        oauth_headers: Mapping[str, str] | None = None,
+        scopes: str | None = None,
+        refresh_margin_seconds: float = 60.0,
+        http: httpx.Client,
+        retry: RetryPolicy,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not client_id:
+            raise WizConfigError("WIZ_CLIENT_ID is empty: set it to the service account's client id.")
+        secret = client_secret if isinstance(client_secret, Secret) else Secret(client_secret)
+        if not secret:
+            raise WizConfigError("WIZ_CLIENT_SECRET is empty: set it to the service account's secret.")
+        if refresh_margin_seconds < 0:
+            raise WizConfigError(
+                f"WIZ_TOKEN_REFRESH_MARGIN_SECONDS must be >= 0, got {refresh_margin_seconds!r}."
+            )
+        self.client_id = client_id
+        self._secret = secret
+        self.token_url = check_url(token_url, name="WIZ_TOKEN_URL")
+        self.oauth_data = dict(DEFAULT_OAUTH_DATA if oauth_data is None else oauth_data)
+        self.oauth_headers = dict(oauth_headers or {})
+        self.scopes = scopes or None
+        self.refresh_margin_seconds = refresh_margin_seconds
+        self._http = http
+        self._retry = retry
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._token: _Token | None = None
+        self.tokens_fetched = 0
+
+    def __repr__(self) -> str:
+        return f"TokenProvider(client_id={self.client_id!r}, token_url={self.token_url!r})"
+
+    def token(self) -> Secret:
+        """A token with more than ``refresh_margin`` seconds of life left, fetched if needed."""
+        with self._lock:
+            if self._token is None or self._clock() >= self._token.expires_at - self.refresh_margin_seconds:
+                self._token = self._fetch()
+            return self._token.value
+
+    def invalidate(self, rejected: Secret) -> None:
+        """Forget ``rejected`` (the API answered 401 to it), unless another thread already replaced it."""
+        with self._lock:
+            if self._token is not None and self._token.value is rejected:
+                self._token = None
+
+    def _fetch(self) -> _Token:
+        form = {
+            "grant_type": "client_credentials",
+            **self.oauth_data,
+            "client_id": self.client_id,
+            "client_secret": self._secret.reveal(),
+        }
+        if self.scopes:
+            form["scope"] = self.scopes
+        started = self._clock()
+        response = self._retry.run(lambda: self._post(form), what=f"token request to {self.token_url}")
+        payload = _json_object(response, self.token_url)
+        access_token = payload.get("access_token")
+        if not isinstance(access_token, str) or not access_token:
+            raise WizAuthError(
+                f"The token endpoint {self.token_url} answered {response.status_code} without an "
+                "access_token; check WIZ_TOKEN_URL points at the OAuth token endpoint."
+            )
+        expires_in = payload.get("expires_in", 3600)
+        try:
+            lifetime = float(expires_in)
+        except (TypeError, ValueError):
+            lifetime = 3600.0
+            log.warning("Token endpoint sent expires_in=%r; assuming %s s.", expires_in, lifetime)
+        self.tokens_fetched += 1
+        log.info("Fetched a Wiz API token (expires in %s s).", int(lifetime))
+        if lifetime <= self.refresh_margin_seconds:
+            log.warning(
+                "The token lives %s s, not more than the refresh margin of %s s: every request will "
+                "fetch a new token. Lower WIZ_TOKEN_REFRESH_MARGIN_SECONDS.",
+                lifetime,
+                self.refresh_margin_seconds,
+            )
+        # Measured from before the request, so a slow token endpoint can't make us overestimate.
+        return _Token(Secret(access_token), started + lifetime)
+
+    def _post(self, form: dict[str, str]) -> httpx.Response:
+        try:
+            response = self._http.post(self.token_url, data=form, headers=self.oauth_headers)
+        except httpx.TimeoutException as exc:
+            raise WizRetryableError(
+                f"Token request to {self.token_url} timed out ({type(exc).__name__})."
+            ) from None
+        except httpx.TransportError as exc:
+            raise WizRetryableError(
+                f"Token request to {self.token_url} failed: {type(exc).__name__}: {exc}."
+            ) from None
+        status = response.status_code
+        if status == 429:
+            raise WizRateLimitError(
+                f"Token endpoint {self.token_url} answered 429 (rate limited).",
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            )
+        if status >= 500:
+            raise WizRetryableError(
+                f"Token endpoint {self.token_url} answered {status}: {_error_text(response)}", status=status
+            )
+        if status >= 400:
+            raise WizAuthError(
+                f"{status} from the token endpoint {self.token_url}: {_error_text(response)}. "
+                "Check WIZ_CLIENT_ID / WIZ_CLIENT_SECRET, WIZ_TOKEN_URL (commercial, FedRAMP and gov "
+                "tenants use different ones) and the audience in WIZ_OAUTH_DATA."
+            )
+        return response
+
+
+def _json_object(response: httpx.Response, url: str) -> dict:
+    try:
+        payload = response.json()
+    except ValueError:
+        raise WizResponseError(
+            f"Token endpoint {url} answered {response.status_code} with a body that is not JSON.",
+            status=response.status_code,
+        ) from None
+    if not isinstance(payload, dict):
+        raise WizResponseError(f"Token endpoint {url} answered with JSON that is not an object.")
+    return payload
+
+
+def _error_text(response: httpx.Response) -> str:
+    """The server's own error words (OAuth ``error``/``error_description``), short."""
+    try:
+        payload = response.json()
+    except ValueError:
+        return response.text[:200].strip() or "(empty body)"
+    if isinstance(payload, dict):
+        parts = [str(payload[k]) for k in ("error", "error_description", "message") if payload.get(k)]
+        if parts:
+            return ": ".join(parts)[:300]
+    return str(payload)[:200]

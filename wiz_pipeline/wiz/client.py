@@ -1,0 +1,359 @@
+"""The Wiz GraphQL client: one POST, the error policy, retries, the rate limit, pagination."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from wiz_pipeline.wiz.auth import DEFAULT_TOKEN_URL, Secret, TokenProvider
+from wiz_pipeline.wiz.errors import (
+    WizAuthError,
+    WizConfigError,
+    WizError,
+    WizPermissionError,
+    WizQueryError,
+    WizRateLimitError,
+    WizResponseError,
+    WizRetryableError,
+    WizUnauthorizedResponse,
+)
+from wiz_pipeline.wiz.graphql_errors import ErrorKind, classify_errors, error_messages, retry_after_from
+from wiz_pipeline.wiz.ratelimit import RateLimiter
+from wiz_pipeline.wiz.retry import RetryPolicy, parse_retry_after
+from wiz_pipeline.wiz.urls import check_url
+
+log = logging.getLogger(__name__)
+
+MAX_PAGE_SIZE = 500  # the API's maximum for `first`
+USER_AGENT = "wiz-pipeline/0.1"
+
+
+@dataclass
+class RequestStats:
+    """What fetching something cost. One per window, so figures never mix between windows."""
+
+    requests: int = 0  # HTTP requests to the GraphQL endpoint, retries included
+    retries: int = 0  # of which repeated after a failure (429s included)
+    rate_limited: int = 0  # 429s (or GraphQL rate-limit errors) received
+    token_refreshes: int = 0  # tokens replaced after a 401
+    bytes_received: int = 0  # response bytes as they came over the wire
+    pages: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Page:
+    nodes: list[dict[str, Any]]
+    has_next_page: bool
+    end_cursor: str | None
+
+
+class WizClient:
+    """Talks to one Wiz tenant. Thread-safe; share one per process so the rate limit is shared."""
+
+    def __init__(
+        self,
+        *,
+        api_url: str,
+        client_id: str,
+        client_secret: str | Secret,
+        token_url: str = DEFAULT_TOKEN_URL,
+        oauth_data: Mapping[str, str] | None = None,
+        oauth_headers: Mapping[str, str] | None = None,
+        scopes: str | None = None,
+        refresh_margin_seconds: float = 60.0,
+        page_size: int = MAX_PAGE_SIZE,
+        max_retries: int = 5,
+        max_rate_limit_retries: int = 10,
+        request_timeout_seconds: float = 60.0,
+        max_requests_per_second: float = 3.0,
+        backoff_base_seconds: float = 1.0,
+        backoff_max_seconds: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.api_url = check_url(api_url, name="WIZ_API_URL")
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise WizConfigError(f"WIZ_PAGE_SIZE must be between 1 and {MAX_PAGE_SIZE}, got {page_size!r}.")
+        if max_retries < 0:
+            raise WizConfigError(f"WIZ_MAX_RETRIES must be >= 0, got {max_retries!r}.")
+        if not request_timeout_seconds > 0:
+            raise WizConfigError(f"WIZ_REQUEST_TIMEOUT_SECONDS must be > 0, got {request_timeout_seconds!r}.")
+        if not max_requests_per_second > 0:
+            raise WizConfigError(f"WIZ_MAX_REQUESTS_PER_SECOND must be > 0, got {max_requests_per_second!r}.")
+        self.page_size = page_size
+        self.request_timeout_seconds = request_timeout_seconds
+        self.limiter = RateLimiter(max_requests_per_second)
+        # Heavy issue queries can take minutes; without a read timeout a stuck one hangs the run.
+        timeout = httpx.Timeout(request_timeout_seconds, connect=min(request_timeout_seconds, 10.0))
+        self._http = httpx.Client(
+            timeout=timeout,
+            transport=transport,
+            follow_redirects=False,
+            headers={"User-Agent": USER_AGENT},
+        )
+        self.retry = RetryPolicy(
+            max_retries=max_retries,
+            max_rate_limit_retries=max_rate_limit_retries,
+            backoff_base_seconds=backoff_base_seconds,
+            backoff_max_seconds=backoff_max_seconds,
+            on_rate_limited=self.limiter.pause_until_after,
+        )
+        self.tokens = TokenProvider(
+            client_id=client_id,
+            client_secret=client_secret,
+            token_url=token_url,
+            oauth_data=oauth_data,
+            oauth_headers=oauth_headers,
+            scopes=scopes,
+            refresh_margin_seconds=refresh_margin_seconds,
+            http=self._http,
+            retry=self.retry,
+        )
+
+    def __repr__(self) -> str:
+        return f"WizClient(api_url={self.api_url!r}, client_id={self.tokens.client_id!r})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> WizClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- one query ------------------------------------------------------------------------------
+
+    def execute(
+        self,
+        query: str,
+        variables: Mapping[str, Any],
+        *,
+        operation: str,
+        permission: str | None = None,
+        stats: RequestStats | None = None,
+    ) -> dict[str, Any]:
+        """POST one GraphQL query and return its ``data``, applying the whole error policy.
+
+        ``operation`` names the query in logs and errors; ``permission`` is what a 403 should say
+        the service account is missing.
+        """
+        stats = stats if stats is not None else RequestStats()
+        refreshed = False
+
+        def attempt() -> dict[str, Any]:
+            nonlocal refreshed
+            token = self.tokens.token()
+            self.limiter.acquire()
+            stats.requests += 1
+            response = self._post(query, variables, token, operation)
+            stats.bytes_received += response.num_bytes_downloaded
+            try:
+                return self._interpret(response, operation, variables, permission)
+            except WizUnauthorizedResponse:
+                if refreshed:
+                    raise WizAuthError(
+                        f"{operation}: the Wiz API answered 401 again with a freshly issued token. "
+                        "Verify WIZ_CLIENT_ID / WIZ_CLIENT_SECRET, that WIZ_TOKEN_URL and WIZ_API_URL "
+                        "belong to the same tenant, and the service account's permissions."
+                    ) from None
+                refreshed = True
+                stats.token_refreshes += 1
+                log.info("%s: the API answered 401; fetching a new token and repeating once.", operation)
+                self.tokens.invalidate(token)
+                return attempt()
+
+        def count_retry(failure: WizRetryableError, _delay: float) -> None:
+            stats.retries += 1
+            if isinstance(failure, WizRateLimitError):
+                stats.rate_limited += 1
+
+        return self.retry.run(attempt, what=f"{operation} query", on_retry=count_retry)
+
+    def _post(
+        self, query: str, variables: Mapping[str, Any], token: Secret, operation: str
+    ) -> httpx.Response:
+        try:
+            return self._http.post(
+                self.api_url,
+                json={"query": query, "variables": dict(variables)},
+                headers={"Authorization": f"Bearer {token.reveal()}"},
+            )
+        except httpx.TimeoutException as exc:
+            raise WizRetryableError(
+                f"{operation}: no answer from {self.api_url} within {self.request_timeout_seconds:g} s "
+                f"({type(exc).__name__}); raise WIZ_REQUEST_TIMEOUT_SECONDS if the tenant is slow."
+            ) from None
+        except httpx.TransportError as exc:
+            raise WizRetryableError(
+                f"{operation}: {type(exc).__name__} talking to {self.api_url}: {exc}"
+            ) from None
+
+    def _interpret(
+        self,
+        response: httpx.Response,
+        operation: str,
+        variables: Mapping[str, Any],
+        permission: str | None,
+    ) -> dict[str, Any]:
+        status = response.status_code
+        payload = _json_or_none(response)
+        errors = payload.get("errors") if isinstance(payload, dict) else None
+        server_says = error_messages(errors) if isinstance(errors, list) and errors else _short_text(response)
+
+        if status == 200:
+            if not isinstance(payload, dict):
+                raise WizResponseError(
+                    f"{operation}: the API answered 200 with a body that is not a JSON object "
+                    f"({len(response.content)} bytes, starts {response.text[:80]!r}).",
+                    status=status,
+                )
+            if isinstance(errors, list) and errors:
+                self._raise_graphql_errors(errors, operation, variables, permission, status)
+            data = payload.get("data")
+            if not isinstance(data, dict):
+                raise WizResponseError(f"{operation}: the API answered 200 without `data`.", status=status)
+            return data
+
+        if status == 401:
+            raise WizUnauthorizedResponse(server_says)
+        if status == 403:
+            raise WizPermissionError(self._permission_message(operation, permission, server_says))
+        if status == 429:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            if retry_after is None and isinstance(errors, list):
+                retry_after = retry_after_from(errors)
+            raise WizRateLimitError(
+                f"{operation}: 429 Too Many Requests ({server_says})", retry_after=retry_after
+            )
+        if status == 400:
+            self._log_bad_query(operation, variables, server_says, status)
+            raise WizQueryError(f"{operation}: the API rejected the query (400): {server_says}")
+        if 300 <= status < 400:
+            raise WizConfigError(
+                f"{operation}: {self.api_url} answered {status} redirecting to "
+                f"{response.headers.get('Location')!r}; set WIZ_API_URL to the final GraphQL URL."
+            )
+        if status == 404:
+            raise WizConfigError(
+                f"{operation}: {self.api_url} answered 404; WIZ_API_URL should be the tenant's GraphQL "
+                "endpoint, e.g. https://api.us1.app.wiz.io/graphql."
+            )
+        if status >= 500 or status in (408, 409, 425) or 200 < status < 300:
+            raise WizRetryableError(f"{operation}: the API answered {status}: {server_says}", status=status)
+        raise WizError(f"{operation}: the API answered {status}: {server_says}")
+
+    def _raise_graphql_errors(
+        self,
+        errors: list[Any],
+        operation: str,
+        variables: Mapping[str, Any],
+        permission: str | None,
+        status: int,
+    ) -> None:
+        kind = classify_errors(errors)
+        text = error_messages(errors)
+        if kind is ErrorKind.AUTH:
+            raise WizUnauthorizedResponse(text)
+        if kind is ErrorKind.FORBIDDEN:
+            raise WizPermissionError(self._permission_message(operation, permission, text))
+        if kind is ErrorKind.BAD_QUERY:
+            self._log_bad_query(operation, variables, text, status)
+            raise WizQueryError(f"{operation}: the API rejected the query: {text}")
+        if kind is ErrorKind.RATE_LIMIT:
+            raise WizRateLimitError(
+                f"{operation}: rate limited ({text})", retry_after=retry_after_from(errors)
+            )
+        raise WizRetryableError(f"{operation}: the API reported an error: {text}", status=status)
+
+    @staticmethod
+    def _log_bad_query(operation: str, variables: Mapping[str, Any], server_says: str, status: int) -> None:
+        log.error(
+            "Wiz rejected query %s (HTTP %s, not retried): %s. Variables: %s",
+            operation,
+            status,
+            server_says,
+            json.dumps(dict(variables), default=str, sort_keys=True),
+        )
+
+    @staticmethod
+    def _permission_message(operation: str, permission: str | None, server_says: str) -> str:
+        need = f" It needs {permission}." if permission else ""
+        return (
+            f"{operation}: the service account is not allowed to run this query (403: {server_says}).{need} "
+            "Grant the permission to the service account in Wiz (Settings > Service Accounts)."
+        )
+
+    # -- a whole list ---------------------------------------------------------------------------
+
+    def paginate(
+        self,
+        query: str,
+        variables: Mapping[str, Any],
+        *,
+        operation: str,
+        connection: str,
+        permission: str | None = None,
+        stats: RequestStats | None = None,
+    ) -> Iterator[Page]:
+        """Yield every page of the connection ``connection`` (a top-level field or alias of ``data``).
+
+        Each page is fetched with its own retries, resuming from the last good cursor.
+        """
+        stats = stats if stats is not None else RequestStats()
+        after: str | None = None
+        seen: set[str] = set()
+        while True:
+            data = self.execute(
+                query,
+                {**variables, "first": self.page_size, "after": after},
+                operation=operation,
+                permission=permission,
+                stats=stats,
+            )
+            page = _read_page(data, connection, operation)
+            stats.pages += 1
+            yield page
+            if not page.has_next_page:
+                return
+            if not page.end_cursor or page.end_cursor in seen:
+                which = "a repeated" if page.end_cursor else "no"
+                raise WizResponseError(
+                    f"{operation}: the API said hasNextPage but gave {which} endCursor; stopping rather "
+                    "than looping. This is a server-side fault; retry the window later."
+                )
+            seen.add(page.end_cursor)
+            after = page.end_cursor
+
+
+def _read_page(data: dict[str, Any], connection: str, operation: str) -> Page:
+    conn = data.get(connection)
+    if not isinstance(conn, dict):
+        raise WizResponseError(f"{operation}: the response has no `{connection}` object.")
+    nodes = conn.get("nodes")
+    page_info = conn.get("pageInfo")
+    if not isinstance(nodes, list) or not isinstance(page_info, dict):
+        raise WizResponseError(f"{operation}: `{connection}` lacks a `nodes` list or a `pageInfo` object.")
+    if not all(isinstance(node, dict) for node in nodes):
+        raise WizResponseError(f"{operation}: `{connection}.nodes` holds something other than objects.")
+    cursor = page_info.get("endCursor")
+    return Page(nodes=nodes, has_next_page=page_info.get("hasNextPage") is True, end_cursor=cursor or None)
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return json.loads(response.content)
+    except ValueError:
+        return None
+
+
+def _short_text(response: httpx.Response) -> str:
+    text = response.text.strip()
+    return text[:300] if text else "(empty body)"

@@ -1,0 +1,68 @@
+"""What can go wrong when talking to Wiz, as classes an operator can act on.
+
+Every message names what failed and what to do about it. None of them ever carries the client
+secret or an access token: messages are built from status codes, URLs and the server's own error
+text, never from request headers or the token request's body.
+"""
+
+from __future__ import annotations
+
+
+class WizError(Exception):
+    """Base class for everything the Wiz client raises."""
+
+
+class WizConfigError(WizError, ValueError):
+    """A setting is unusable (bad URL, page size out of range, ...)."""
+
+
+class WizAuthError(WizError):
+    """The token endpoint refused the credentials, or the API refused the token twice."""
+
+
+class WizPermissionError(WizError):
+    """403: the service account lacks a permission. Not retried."""
+
+
+class WizQueryError(WizError):
+    """400, or a GraphQL validation error: the query itself is wrong. Not retried."""
+
+
+class WizResultCapError(WizError):
+    """A query hit the API's cap on results per query, so the window may be incomplete."""
+
+
+class WizRetryableError(WizError):
+    """A failure worth another try: 5xx, network trouble, a malformed or truncated body.
+
+    Never reaches callers of the client: once retries are used up it becomes a
+    ``WizRetriesExhaustedError`` carrying the last failure's details.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class WizRateLimitError(WizRetryableError):
+    """429, or a GraphQL rate-limit error. ``retry_after`` is the server's delay in seconds, if any."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, status: int | None = 429) -> None:
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+
+
+class WizResponseError(WizRetryableError):
+    """The server answered, but not with a usable GraphQL response (non-JSON, wrong shape)."""
+
+
+class WizRetriesExhaustedError(WizError):
+    """Retries ran out (or the server asked for a longer wait than we accept). Final; not retried again."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class WizUnauthorizedResponse(WizError):
+    """Internal signal: the API answered 401 (or an auth GraphQL error). The client refreshes once."""

@@ -1,0 +1,203 @@
+"""The GraphQL documents per data type, and fetching exactly one half-open time window of them."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from wiz_pipeline.wiz.client import RequestStats, WizClient
+from wiz_pipeline.wiz.errors import WizResultCapError
+from wiz_pipeline.wiz.times import format_time, parse_time
+
+log = logging.getLogger(__name__)
+
+AUDIT_LOG_QUERY = """
+query AuditLogTable($first: Int, $after: String, $filterBy: AuditLogEntryFilters) {
+  auditLogEntries(first: $first, after: $after, filterBy: $filterBy) {
+    nodes {
+      id action requestId status timestamp actionParameters userAgent sourceIP
+      serviceAccount { id name }
+      user { id name }
+    }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+"""
+
+ISSUES_QUERY = """
+query IssuesTable($filterBy: IssueFilters, $first: Int, $after: String, $orderBy: IssueOrder) {
+  issues: issuesV2(filterBy: $filterBy, first: $first, after: $after, orderBy: $orderBy) {
+    nodes {
+      id
+      sourceRule {
+        __typename
+        ... on Control { id name controlDescription: description resolutionRecommendation
+          securitySubCategories { title category { name framework { name } } } }
+        ... on CloudEventRule { id name cloudEventRuleDescription: description sourceType type }
+        ... on CloudConfigurationRule { id name cloudConfigurationRuleDescription: description
+          remediationInstructions serviceType }
+      }
+      createdAt updatedAt dueAt resolvedAt statusChangedAt
+      projects { id name slug businessUnit riskProfile { businessImpact } }
+      status severity type
+      entitySnapshot { id type nativeType name status cloudPlatform cloudProviderURL providerId
+        region resourceGroupExternalId subscriptionExternalId subscriptionName subscriptionTags
+        tags externalId }
+      serviceTickets { externalId name url }
+      notes { createdAt updatedAt text user { name email } serviceAccount { name } }
+    }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+"""
+
+# The API's filter bounds may be inclusive or exclusive (undocumented), so every query asks for a
+# slightly wider range and the window is cut exactly on our side.
+FILTER_PADDING = timedelta(seconds=1)
+
+
+@dataclass(frozen=True)
+class DataType:
+    name: str
+    operation: str
+    query: str
+    connection: str  # the field (or alias) under `data` holding the list
+    time_field: str  # filtered on by the query, and places a node in its window
+    permission: str  # what a 403 should name
+    result_cap: int | None = None  # nodes one query returns at most before silently stopping
+
+    def node_time(self, node: dict[str, Any]) -> datetime | None:
+        return parse_time(node.get(self.time_field))
+
+    def variables(self, start: datetime, end: datetime) -> dict[str, Any]:
+        bounds = {"after": format_time(start - FILTER_PADDING), "before": format_time(end + FILTER_PADDING)}
+        return {"filterBy": {self.time_field: bounds}}
+
+
+AUDIT_LOGS = DataType(
+    name="audit_logs",
+    operation="AuditLogTable",
+    query=AUDIT_LOG_QUERY,
+    connection="auditLogEntries",
+    time_field="timestamp",
+    permission="admin:audit (a service account scoped to projects cannot read audit logs)",
+    result_cap=10_000,
+)
+
+# statusChangedAt catches new issues and every status change (see the shared API notes).
+ISSUES = DataType(
+    name="issues",
+    operation="IssuesTable",
+    query=ISSUES_QUERY,
+    connection="issues",
+    time_field="statusChangedAt",
+    permission="read:issues",
+)
+
+DATA_TYPES = {dt.name: dt for dt in (AUDIT_LOGS, ISSUES)}
+
+
+@dataclass
+class WindowStats:
+    """Per-window figures, for logs now and run metadata later."""
+
+    start: datetime
+    end: datetime
+    requests: RequestStats = field(default_factory=RequestStats)
+    nodes_received: int = 0  # everything the API sent, padding included
+    nodes_in_window: int = 0  # passed on
+    nodes_outside_window: int = 0  # in the padding: they belong to a neighbouring window
+    nodes_without_time: int = 0  # passed on too (see WindowFetch)
+    min_time: datetime | None = None
+    max_time: datetime | None = None
+    duration_seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "window_start": format_time(self.start),
+            "window_end": format_time(self.end),
+            **self.requests.as_dict(),
+            "nodes_received": self.nodes_received,
+            "nodes_in_window": self.nodes_in_window,
+            "nodes_outside_window": self.nodes_outside_window,
+            "nodes_without_time": self.nodes_without_time,
+            "min_time": format_time(self.min_time) if self.min_time else None,
+            "max_time": format_time(self.max_time) if self.max_time else None,
+            "duration_seconds": round(self.duration_seconds, 3),
+        }
+
+
+class WindowFetch:
+    """Iterating yields, page by page, the nodes of ``data_type`` whose time is in ``[start, end)``.
+
+    Nodes are passed on exactly as received. A node whose time field is missing or unreadable
+    can't be placed by time; since the API's own filter put it in this range, it is kept here
+    (counted in ``nodes_without_time``) rather than dropped.
+    """
+
+    def __init__(self, client: WizClient, data_type: DataType, start: datetime, end: datetime) -> None:
+        if start.tzinfo is None or end.tzinfo is None:
+            raise ValueError("window bounds must be timezone-aware UTC datetimes")
+        if not start < end:
+            raise ValueError(f"empty window: start {start} is not before end {end}")
+        self.client = client
+        self.data_type = data_type
+        self.stats = WindowStats(start=start, end=end)
+
+    def __iter__(self) -> Iterator[list[dict[str, Any]]]:
+        dt, stats = self.data_type, self.stats
+        started = time.monotonic()
+        try:
+            for page in self.client.paginate(
+                dt.query,
+                dt.variables(stats.start, stats.end),
+                operation=dt.operation,
+                connection=dt.connection,
+                permission=dt.permission,
+                stats=stats.requests,
+            ):
+                stats.nodes_received += len(page.nodes)
+                kept = [node for node in page.nodes if self._keep(node)]
+                stats.nodes_in_window += len(kept)
+                if dt.result_cap and stats.nodes_received >= dt.result_cap and not page.has_next_page:
+                    raise WizResultCapError(
+                        f"{dt.operation}: the window {format_time(stats.start)} .. {format_time(stats.end)} "
+                        f"returned {stats.nodes_received} nodes, the API's cap for one query, so it may be "
+                        "incomplete; the window is failed rather than written short. Use a shorter window "
+                        "(WIZ_POLL_INTERVAL_SECONDS)."
+                    )
+                if kept:
+                    yield kept
+        finally:
+            stats.duration_seconds = time.monotonic() - started
+        if stats.nodes_without_time:
+            log.warning(
+                "%s: %d node(s) had no readable %s; kept in window %s.",
+                dt.name,
+                stats.nodes_without_time,
+                dt.time_field,
+                format_time(stats.start),
+            )
+
+    def _keep(self, node: dict[str, Any]) -> bool:
+        stats = self.stats
+        when = self.data_type.node_time(node)
+        if when is None:
+            stats.nodes_without_time += 1
+            return True
+        if not stats.start <= when < stats.end:
+            stats.nodes_outside_window += 1
+            return False
+        if stats.min_time is None or when < stats.min_time:
+            stats.min_time = when
+        if stats.max_time is None or when > stats.max_time:
+            stats.max_time = when
+        return True
+
+
+def fetch_window(client: WizClient, data_type: DataType, start: datetime, end: datetime) -> WindowFetch:
+    return WindowFetch(client, data_type, start, end)

@@ -1,0 +1,41 @@
+"""URL checks: credentials and tokens only ever travel over TLS, or stay on this machine."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import httpx
+
+from wiz_pipeline.wiz.errors import WizConfigError
+
+
+def is_loopback_host(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(url: str, *, name: str) -> str:
+    """Return ``url`` if it is https, or http to a loopback host (the simulator); else raise.
+
+    ``name`` is the setting the URL came from, so that the message says what to fix.
+    """
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise WizConfigError(f"{name}={url!r} is not a valid URL ({exc}).") from exc
+    if not parsed.host:
+        raise WizConfigError(f"{name}={url!r} has no host; expected e.g. https://api.us1.app.wiz.io/graphql.")
+    if parsed.scheme == "https":
+        return url
+    if parsed.scheme == "http" and is_loopback_host(parsed.host):
+        return url
+    if parsed.scheme == "http":
+        raise WizConfigError(
+            f"{name}={url!r} uses plain http to a non-loopback host; credentials and tokens must "
+            "travel over https. Use https://, or http:// only for 127.0.0.1/localhost (the simulator)."
+        )
+    raise WizConfigError(f"{name}={url!r} must start with https:// (or http:// to a loopback host).")
