@@ -135,7 +135,10 @@ def _parsed(query: str) -> DocumentNode:
         raise QueryRejected([_error(exc.message, "GRAPHQL_PARSE_FAILED", exc.locations)]) from None
     problems = validate(SCHEMA, document)
     if problems:
-        raise QueryRejected([_error(p.message, "GRAPHQL_VALIDATION_FAILED", p.locations) for p in problems])
+        # graphql-core quotes names with ' where graphql-js, and so the Wiz API, uses "
+        raise QueryRejected(
+            [_error(p.message.replace("'", '"'), "GRAPHQL_VALIDATION_FAILED", p.locations) for p in problems]
+        )
     return document
 
 

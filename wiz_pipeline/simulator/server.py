@@ -125,7 +125,9 @@ class WizSimulator:
         handler = type("Handler", (_Handler,), {"sim": self})
         self._server = _Server((self.host, self.port), handler)
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="wiz-simulator", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="wiz-simulator", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -202,8 +204,6 @@ class WizSimulator:
     def handle_token(
         self, body: bytes, headers: dict[str, str]
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
-        with self._lock:
-            self.counters.token_requests += 1
         form = {
             k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()
         }
@@ -478,6 +478,8 @@ class _Handler(BaseHTTPRequestHandler):
         with sim._lock:
             sim.counters.requests += 1
         if path == "/oauth/token":
+            with sim._lock:
+                sim.counters.token_requests += 1
             fault = sim.faults.take(Endpoint.TOKEN)
             if fault is not None and self._apply_fault(fault, arrived, "token", None, None):
                 return

@@ -1,0 +1,55 @@
+"""Every test talks to a real simulator over HTTP on 127.0.0.1; nothing reaches a real Wiz host."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from wiz_pipeline.simulator import Tenant, WizSimulator, generate_tenant
+from wiz_pipeline.wiz import WizClient
+
+# A fixed history, so that every figure a test checks is reproducible.
+T0 = datetime(2025, 9, 12, 21, 0, tzinfo=UTC)
+HISTORY = timedelta(hours=6)
+CLIENT_SECRET = "test-secret-8c1f0b5d7e2a4c9b"
+
+
+def small_tenant(**kwargs: Any) -> Tenant:
+    return generate_tenant(T0, T0 + HISTORY, **{"audit_entries": 600, "issues": 120, "seed": 11, **kwargs})
+
+
+@pytest.fixture
+def sim() -> Iterator[WizSimulator]:
+    simulator = WizSimulator(small_tenant(), client_id="test-client", client_secret=CLIENT_SECRET)
+    simulator.set_now(T0 + HISTORY + timedelta(days=1))
+    with simulator:
+        yield simulator
+
+
+@pytest.fixture
+def make_client(sim: WizSimulator) -> Iterator[Callable[..., WizClient]]:
+    """A client for ``sim`` with quick backoff and no practical rate limit unless a test asks."""
+    clients: list[WizClient] = []
+
+    def make(**overrides: Any) -> WizClient:
+        settings: dict[str, Any] = {
+            "api_url": sim.graphql_url,
+            "token_url": sim.token_url,
+            "client_id": sim.client_id,
+            "client_secret": sim.client_secret,
+            "backoff_base_seconds": 0.01,
+            "backoff_max_seconds": 0.05,
+            "max_requests_per_second": 1000,
+            "request_timeout_seconds": 5,
+            **overrides,
+        }
+        client = WizClient(**settings)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()

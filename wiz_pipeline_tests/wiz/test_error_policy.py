@@ -1,0 +1,271 @@
+"""The error policy, row by row, against faults the simulator injects."""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import timedelta
+from email.utils import format_datetime
+
+import pytest
+
+from wiz_pipeline.simulator import Fault
+from wiz_pipeline.wiz import (
+    AUDIT_LOGS,
+    ISSUES,
+    RequestStats,
+    WizAuthError,
+    WizPermissionError,
+    WizQueryError,
+    WizRetriesExhaustedError,
+    fetch_window,
+)
+from wiz_pipeline.wiz.queries import AUDIT_LOG_QUERY
+from wiz_pipeline.wiz.retry import RetryPolicy, parse_retry_after
+from wiz_pipeline_tests.conftest import T0
+
+VARIABLES = {"first": 5, "filterBy": {"timestamp": {"after": "2025-09-12T21:00:00Z"}}}
+
+
+def audit_page(client, stats=None):
+    return client.execute(
+        AUDIT_LOG_QUERY, VARIABLES, operation="AuditLogTable", permission="admin:audit", stats=stats
+    )
+
+
+def statuses(sim):
+    return [r.status for r in sim.graphql_records()]
+
+
+# -- 200 with GraphQL errors: classified into the rows below -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [("INTERNAL_SERVER_ERROR", "resolver crashed"), (None, "Something went wrong"), ("TIMEOUT", "took too long")],
+)
+def test_200_with_server_kind_graphql_error_is_retried(sim, make_client, code, message):
+    sim.inject(Fault.graphql_error(message, code))
+    stats = RequestStats()
+    assert len(audit_page(make_client(), stats)["auditLogEntries"]["nodes"]) == 5
+    assert stats.retries == 1
+    assert statuses(sim) == [200, 200]
+
+
+def test_200_with_rate_limit_graphql_error_is_retried_as_a_429(sim, make_client):
+    sim.inject(Fault.graphql_error("Rate limit exceeded", "RATE_LIMIT_EXCEEDED"))
+    stats = RequestStats()
+    audit_page(make_client(), stats)
+    assert stats.rate_limited == 1
+    assert stats.retries == 1
+
+
+def test_200_with_auth_graphql_error_refreshes_the_token_once(sim, make_client):
+    sim.inject(Fault.graphql_error("Unauthenticated", "UNAUTHENTICATED"))
+    stats = RequestStats()
+    audit_page(make_client(), stats)
+    assert stats.token_refreshes == 1
+    assert sim.counters.tokens_issued == 2
+
+
+def test_200_with_forbidden_graphql_error_fails_without_retry(sim, make_client):
+    sim.inject(Fault.graphql_error("Access denied", "FORBIDDEN"))
+    with pytest.raises(WizPermissionError, match="admin:audit"):
+        audit_page(make_client())
+    assert sim.counters.graphql_requests == 1
+
+
+def test_unknown_field_is_a_bad_query_logged_and_not_retried(sim, make_client, caplog):
+    query = AUDIT_LOG_QUERY.replace("userAgent", "userAgent mood")
+    with caplog.at_level(logging.ERROR), pytest.raises(WizQueryError, match='Cannot query field "mood"'):
+        make_client().execute(query, VARIABLES, operation="AuditLogTable")
+    assert sim.counters.graphql_requests == 1
+    (record,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert "AuditLogTable" in record.getMessage()
+    assert "2025-09-12T21:00:00Z" in record.getMessage()  # the variables
+    assert 'Cannot query field "mood" on type "AuditLogEntry"' in record.getMessage()
+
+
+# -- 400 --------------------------------------------------------------------------------------------
+
+
+def test_400_is_logged_with_query_name_variables_and_message_and_not_retried(sim, make_client, caplog):
+    sim.inject(Fault.http_status(400, "Invalid filterBy.timestamp"))
+    with caplog.at_level(logging.ERROR), pytest.raises(WizQueryError, match="Invalid filterBy.timestamp"):
+        audit_page(make_client())
+    assert statuses(sim) == [400]
+    message = "\n".join(r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
+    assert "AuditLogTable" in message
+    assert '"first": 5' in message
+    assert "Invalid filterBy.timestamp" in message
+
+
+# -- 401: see test_auth.py ----------------------------------------------------------------------------
+
+
+def test_401_twice_is_an_auth_error(sim, make_client):
+    sim.inject(Fault.expired_token(), times=2)
+    with pytest.raises(WizAuthError, match="WIZ_CLIENT_ID / WIZ_CLIENT_SECRET"):
+        audit_page(make_client())
+    assert statuses(sim) == [401, 401]
+
+
+# -- 403 --------------------------------------------------------------------------------------------
+
+
+def test_403_for_audit_logs_names_admin_audit_and_project_scoped_accounts(sim, make_client):
+    sim.add_account("project-scoped", "another-secret-0000", {"read:issues"})
+    client = make_client(client_id="project-scoped", client_secret="another-secret-0000")
+    with pytest.raises(WizPermissionError) as caught:
+        list(fetch_window(client, AUDIT_LOGS, T0, T0 + timedelta(minutes=30)))
+    assert "admin:audit" in str(caught.value)
+    assert "scoped to projects" in str(caught.value)
+    assert statuses(sim) == [403]
+
+
+def test_403_for_issues_names_read_issues(sim, make_client):
+    sim.add_account("audit-only", "another-secret-0001", {"admin:audit"})
+    client = make_client(client_id="audit-only", client_secret="another-secret-0001")
+    with pytest.raises(WizPermissionError, match="read:issues"):
+        list(fetch_window(client, ISSUES, T0, T0 + timedelta(minutes=30)))
+    assert statuses(sim) == [403]
+
+
+# -- 429 --------------------------------------------------------------------------------------------
+
+
+def test_429_is_retried_after_retry_after_seconds(sim, make_client, caplog):
+    sim.inject(Fault.rate_limited(retry_after=1))
+    stats = RequestStats()
+    with caplog.at_level(logging.WARNING):
+        audit_page(make_client(), stats)
+    first, second = sim.graphql_records()
+    assert (first.status, second.status) == (429, 200)
+    assert second.at - first.at >= 1.0
+    assert stats.rate_limited == 1
+    assert any("Rate limited" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+
+
+def test_429_with_an_http_date_retry_after_is_honoured(sim, make_client):
+    from datetime import UTC, datetime
+
+    sim.inject(Fault.rate_limited(retry_after=format_datetime(datetime.now(UTC) + timedelta(seconds=2), usegmt=True)))
+    audit_page(make_client())
+    first, second = sim.graphql_records()
+    assert second.at - first.at >= 0.9  # HTTP dates have whole-second resolution
+
+
+def test_429_without_retry_after_backs_off_and_retries(sim, make_client):
+    sim.inject(Fault.rate_limited(), times=2)
+    stats = RequestStats()
+    audit_page(make_client(backoff_base_seconds=0.2, backoff_max_seconds=1), stats)
+    first, second, third = sim.graphql_records()
+    assert second.at - first.at >= 0.1  # equal jitter: at least half of 0.2 s
+    assert third.at - second.at >= 0.2  # then at least half of 0.4 s
+    assert stats.rate_limited == 2
+
+
+def test_429_retries_are_bounded(sim, make_client):
+    sim.inject(Fault.rate_limited(retry_after=0), times=5)
+    with pytest.raises(WizRetriesExhaustedError, match="still rate limited after 2 retries"):
+        audit_page(make_client(max_rate_limit_retries=2))
+    assert statuses(sim) == [429, 429, 429]
+
+
+def test_429_asking_for_too_long_a_wait_fails_with_a_clear_message(sim, make_client):
+    client = make_client()
+    client.retry.max_retry_after_seconds = 5
+    sim.inject(Fault.rate_limited(retry_after=3600))
+    with pytest.raises(WizRetriesExhaustedError, match="told to wait 3600 s"):
+        audit_page(client)
+
+
+def test_429s_do_not_use_up_the_retries_meant_for_failures(sim, make_client):
+    sim.inject(Fault.rate_limited(retry_after=0), times=3)
+    sim.inject(Fault.http_status(503))
+    audit_page(make_client(max_retries=1))
+    assert statuses(sim) == [429, 429, 429, 503, 200]
+
+
+# -- other: 5xx, timeouts, resets, truncated or non-JSON bodies ------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault.http_status(500),
+        Fault.http_status(502),
+        Fault.http_status(503),
+        Fault.http_status(504),
+        Fault.drop_connection(),
+        Fault.truncated_body(),
+        Fault.malformed_json(),
+    ],
+    ids=["500", "502", "503", "504", "connection-drop", "truncated-body", "malformed-json"],
+)
+def test_transient_failures_are_retried_with_backoff(sim, make_client, fault):
+    sim.inject(fault, times=2)
+    stats = RequestStats()
+    data = audit_page(make_client(), stats)
+    assert len(data["auditLogEntries"]["nodes"]) == 5
+    assert stats.retries == 2
+    assert stats.requests == 3
+
+
+def test_timeouts_are_retried(sim, make_client):
+    sim.inject(Fault.slow(1.0))
+    stats = RequestStats()
+    audit_page(make_client(request_timeout_seconds=0.3), stats)
+    assert stats.retries == 1
+
+
+def test_retries_give_up_after_max_retries_with_the_last_status_and_message(sim, make_client):
+    sim.inject(Fault.http_status(503, "upstream maintenance"), times=10)
+    with pytest.raises(WizRetriesExhaustedError) as caught:
+        audit_page(make_client(max_retries=3))
+    assert "after 3 retries" in str(caught.value)
+    assert "503" in str(caught.value)
+    assert "upstream maintenance" in str(caught.value)
+    assert caught.value.status == 503
+    assert statuses(sim) == [503] * 4
+
+
+def test_timeouts_that_persist_fail_naming_the_timeout_setting(sim, make_client):
+    sim.inject(Fault.slow(0.6), times=3)
+    with pytest.raises(WizRetriesExhaustedError, match="WIZ_REQUEST_TIMEOUT_SECONDS"):
+        audit_page(make_client(request_timeout_seconds=0.2, max_retries=2))
+
+
+def test_dead_network_fails_clearly_after_retries(make_client):
+    client = make_client(api_url="http://127.0.0.1:9/graphql", max_retries=1)  # discard port: nothing listens
+    client.tokens.token()  # the token endpoint (the simulator) is fine; the API host is not
+    with pytest.raises(WizRetriesExhaustedError, match="ConnectError"):
+        audit_page(client)
+
+
+def test_a_page_that_fails_is_resumed_from_its_cursor(sim, make_client):
+    client = make_client(page_size=50)
+    sim.inject(Fault.http_status(502), skip=2)  # the third page fails once
+    fetch = fetch_window(client, AUDIT_LOGS, T0, T0 + timedelta(hours=6))
+    ids = [node["id"] for page in fetch for node in page]
+    assert len(ids) == len(set(ids)) == len(sim.tenant.audit_nodes)
+    assert fetch.stats.requests.retries == 1
+
+
+# -- the backoff itself ---------------------------------------------------------------------------
+
+
+def test_backoff_is_exponential_with_jitter_and_capped():
+    policy = RetryPolicy(backoff_base_seconds=1, backoff_max_seconds=8, rng=random.Random(3))
+    for attempt, ceiling in [(1, 1), (2, 2), (3, 4), (4, 8), (5, 8), (9, 8)]:
+        waits = {policy.backoff(attempt) for _ in range(50)}
+        assert all(ceiling / 2 <= w <= ceiling for w in waits)
+        assert len(waits) > 1  # jittered
+
+
+def test_retry_after_parsing():
+    assert parse_retry_after("7") == 7
+    assert parse_retry_after(" 1.5 ") == 1.5
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0  # in the past: go now
