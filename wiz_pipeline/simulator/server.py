@@ -191,6 +191,11 @@ class WizSimulator:
             for token in self._tokens.values():
                 token.revoked = True
 
+    def issued_tokens(self) -> list[str]:
+        """Every access token handed out so far (for tests that prove tokens never leak)."""
+        with self._lock:
+            return list(self._tokens)
+
     def graphql_records(self) -> list[RequestRecord]:
         return [r for r in self.requests if r.endpoint == "graphql"]
 

@@ -27,15 +27,13 @@ def check_url(url: str, *, name: str) -> str:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError) as exc:
         raise WizConfigError(f"{name}={url!r} is not a valid URL ({exc}).") from exc
+    if parsed.scheme not in ("https", "http"):
+        raise WizConfigError(f"{name}={url!r} must start with https:// (or http:// to a loopback host).")
     if not parsed.host:
         raise WizConfigError(f"{name}={url!r} has no host; expected e.g. https://api.us1.app.wiz.io/graphql.")
-    if parsed.scheme == "https":
-        return url
-    if parsed.scheme == "http" and is_loopback_host(parsed.host):
-        return url
-    if parsed.scheme == "http":
+    if parsed.scheme == "http" and not is_loopback_host(parsed.host):
         raise WizConfigError(
             f"{name}={url!r} uses plain http to a non-loopback host; credentials and tokens must "
             "travel over https. Use https://, or http:// only for 127.0.0.1/localhost (the simulator)."
         )
-    raise WizConfigError(f"{name}={url!r} must start with https:// (or http:// to a loopback host).")
+    return url

@@ -1,0 +1,71 @@
+"""The client-side rate limiter, measured where it matters: at the server."""
+
+from __future__ import annotations
+
+import bisect
+import threading
+import time
+
+from wiz_pipeline.simulator import Fault
+
+PING = "query Ping { __typename }"
+
+
+def max_in_any_second(times: list[float]) -> int:
+    times = sorted(times)
+    return max(bisect.bisect_left(times, t + 1.0) - i for i, t in enumerate(times))
+
+
+def test_requests_per_second_never_exceed_the_setting_over_100_requests_from_4_threads(sim, make_client):
+    sim.rate_limit_per_second = 20  # the server enforces the same budget, strictly
+    client = make_client(max_requests_per_second=20)
+
+    def work():
+        for _ in range(25):
+            client.execute(PING, {}, operation="Ping")
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    records = sim.graphql_records()
+    assert len(records) == 100
+    assert sim.counters.rate_limited == 0
+    assert max_in_any_second([r.at for r in records]) <= 20
+    assert records[-1].at - records[0].at >= 99 / 20  # and it isn't simply slow: the spacing is the limit
+
+
+def test_without_the_limiter_the_same_load_would_be_throttled(sim, make_client):
+    """Shows the test above can fail: the server does count and refuse bursts."""
+    sim.rate_limit_per_second = 20
+    sim.rate_limit_sends_retry_after = True
+    client = make_client(max_requests_per_second=1000, max_rate_limit_retries=50)
+    for _ in range(40):
+        client.execute(PING, {}, operation="Ping")
+    assert sim.counters.rate_limited > 0
+
+
+def test_a_429_holds_back_every_thread_sharing_the_client(sim, make_client):
+    client = make_client(max_requests_per_second=1000)
+    client.execute(PING, {}, operation="Ping")
+    sim.inject(Fault.rate_limited(retry_after=1))
+    done = []
+
+    def other():
+        done.append(client.execute(PING, {}, operation="Ping"))
+
+    first = threading.Thread(target=other)
+    first.start()
+    while not any(r.status == 429 for r in sim.graphql_records()):
+        time.sleep(0.01)
+    time.sleep(0.2)  # let the first thread read the 429 (the server records it before answering)
+    second = threading.Thread(target=other)  # starts after the 429: must wait out the same delay
+    second.start()
+    first.join()
+    second.join()
+    records = sim.graphql_records()
+    throttled = next(r for r in records if r.status == 429)
+    later = [r for r in records if r.at > throttled.at]
+    assert len(later) == 2
+    assert all(r.at - throttled.at >= 0.99 for r in later)

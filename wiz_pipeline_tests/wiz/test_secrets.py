@@ -1,0 +1,59 @@
+"""The client secret and access tokens never show in logs, exceptions or reprs."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import pytest
+
+from wiz_pipeline.simulator import Fault
+from wiz_pipeline.wiz import AUDIT_LOGS, ISSUES, WizError, fetch_window
+from wiz_pipeline_tests.conftest import CLIENT_SECRET, T0
+
+
+def test_no_secret_or_token_in_any_log_line_exception_or_repr_during_a_full_run(sim, make_client, caplog):
+    texts: list[str] = []
+    caplog.set_level(logging.DEBUG)  # root: the client's own loggers, httpx and httpcore alike
+    logging.getLogger("httpcore").setLevel(logging.DEBUG)
+    logging.getLogger("httpx").setLevel(logging.DEBUG)
+
+    client = make_client(page_size=25)
+    texts += [repr(client), repr(client.tokens), str(client.tokens), repr(client.tokens._secret)]
+    sim.inject(Fault.expired_token(), skip=1)
+    sim.inject(Fault.rate_limited(retry_after=0))
+    sim.inject(Fault.http_status(503))
+    sim.inject(Fault.truncated_body())
+    sim.inject(Fault.graphql_error("Unauthenticated", "UNAUTHENTICATED"), skip=2)  # a later page
+    for data_type in (AUDIT_LOGS, ISSUES):
+        fetch = fetch_window(client, data_type, T0, T0 + timedelta(hours=3))
+        for page in fetch:
+            assert page
+        texts.append(repr(fetch.stats.as_dict()))
+    texts.append(repr(client.tokens.token()))
+
+    failures = [
+        (Fault.http_status(400, "bad"), {}),
+        (Fault.http_status(403, "denied"), {}),
+        (Fault.http_status(401), {"times": 2}),
+        (Fault.http_status(500), {"times": 9}),
+    ]
+    for fault, kwargs in failures:
+        sim.inject(fault, **kwargs)
+        with pytest.raises(WizError) as caught:
+            list(fetch_window(make_client(max_retries=1), AUDIT_LOGS, T0, T0 + timedelta(minutes=30)))
+        texts += [str(caught.value), repr(caught.value), repr(caught.value.__cause__), repr(caught.value.__context__)]
+    with pytest.raises(WizError) as caught:
+        make_client(client_secret=CLIENT_SECRET + "-wrong").tokens.token()
+    texts += [str(caught.value), repr(caught.value)]
+
+    tokens = sim.issued_tokens()
+    assert len(tokens) >= 4
+    assert sim.counters.faults_injected >= 10
+    everything = caplog.text + "\n".join(texts) + "\n".join(r.getMessage() for r in caplog.records)
+    assert "HTTP Request: POST" in caplog.text  # httpx really did log at DEBUG/INFO
+    for secret in [CLIENT_SECRET, CLIENT_SECRET + "-wrong", *tokens]:
+        assert secret not in everything
+    # and no fragment long enough to matter: the random middle of each JWT-like token
+    for token in tokens:
+        assert token.split(".")[1][:24] not in everything
