@@ -126,7 +126,10 @@ class WizSimulator:
         self._server = _Server((self.host, self.port), handler)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="wiz-simulator", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="wiz-simulator",
+            daemon=True,
         )
         self._thread.start()
         return self

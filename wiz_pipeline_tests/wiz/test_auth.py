@@ -21,7 +21,11 @@ def test_token_request_is_form_encoded_client_credentials_with_audience(sim, mak
     ping(make_client())
     (request,) = sim.token_requests
     assert request["headers"]["content-type"] == "application/x-www-form-urlencoded"
-    assert request["form"] == {"grant_type": "client_credentials", "client_id": "test-client", "audience": "wiz-api"}
+    assert request["form"] == {
+        "grant_type": "client_credentials",
+        "client_id": "test-client",
+        "audience": "wiz-api",
+    }
 
 
 def test_scopes_extra_oauth_data_and_headers_are_sent(sim, make_client):

@@ -42,7 +42,11 @@ def statuses(sim):
 
 @pytest.mark.parametrize(
     ("code", "message"),
-    [("INTERNAL_SERVER_ERROR", "resolver crashed"), (None, "Something went wrong"), ("TIMEOUT", "took too long")],
+    [
+        ("INTERNAL_SERVER_ERROR", "resolver crashed"),
+        (None, "Something went wrong"),
+        ("TIMEOUT", "took too long"),
+    ],
 )
 def test_200_with_server_kind_graphql_error_is_retried(sim, make_client, code, message):
     sim.inject(Fault.graphql_error(message, code))
@@ -91,7 +95,7 @@ def test_unknown_field_is_a_bad_query_logged_and_not_retried(sim, make_client, c
 
 def test_400_is_logged_with_query_name_variables_and_message_and_not_retried(sim, make_client, caplog):
     sim.inject(Fault.http_status(400, "Invalid filterBy.timestamp"))
-    with caplog.at_level(logging.ERROR), pytest.raises(WizQueryError, match="Invalid filterBy.timestamp"):
+    with caplog.at_level(logging.ERROR), pytest.raises(WizQueryError, match=r"Invalid filterBy\.timestamp"):
         audit_page(make_client())
     assert statuses(sim) == [400]
     message = "\n".join(r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
@@ -149,7 +153,9 @@ def test_429_is_retried_after_retry_after_seconds(sim, make_client, caplog):
 def test_429_with_an_http_date_retry_after_is_honoured(sim, make_client):
     from datetime import UTC, datetime
 
-    sim.inject(Fault.rate_limited(retry_after=format_datetime(datetime.now(UTC) + timedelta(seconds=2), usegmt=True)))
+    sim.inject(
+        Fault.rate_limited(retry_after=format_datetime(datetime.now(UTC) + timedelta(seconds=2), usegmt=True))
+    )
     audit_page(make_client())
     first, second = sim.graphql_records()
     assert second.at - first.at >= 0.9  # HTTP dates have whole-second resolution

@@ -42,7 +42,12 @@ def test_no_secret_or_token_in_any_log_line_exception_or_repr_during_a_full_run(
         sim.inject(fault, **kwargs)
         with pytest.raises(WizError) as caught:
             list(fetch_window(make_client(max_retries=1), AUDIT_LOGS, T0, T0 + timedelta(minutes=30)))
-        texts += [str(caught.value), repr(caught.value), repr(caught.value.__cause__), repr(caught.value.__context__)]
+        texts += [
+            str(caught.value),
+            repr(caught.value),
+            repr(caught.value.__cause__),
+            repr(caught.value.__context__),
+        ]
     with pytest.raises(WizError) as caught:
         make_client(client_secret=CLIENT_SECRET + "-wrong").tokens.token()
     texts += [str(caught.value), repr(caught.value)]

@@ -22,9 +22,18 @@ def collect(client, data_type, start, end):
 
 
 def audit_entry(stamp: str, ident: str) -> dict:
-    return {"id": ident, "action": "Login", "requestId": ident, "status": "SUCCESS", "timestamp": stamp,
-            "actionParameters": {}, "userAgent": "", "sourceIP": None, "serviceAccount": None,
-            "user": {"id": "u1", "name": "admin"}}
+    return {
+        "id": ident,
+        "action": "Login",
+        "requestId": ident,
+        "status": "SUCCESS",
+        "timestamp": stamp,
+        "actionParameters": {},
+        "userAgent": "",
+        "sourceIP": None,
+        "serviceAccount": None,
+        "user": {"id": "u1", "name": "admin"},
+    }
 
 
 def test_pagination_follows_cursors_across_many_pages(sim, make_client):
@@ -68,8 +77,13 @@ def test_audit_window_is_half_open_and_exact_to_the_microsecond():
         sim.set_now(T0 + timedelta(days=1))
         from wiz_pipeline.wiz import WizClient
 
-        with WizClient(api_url=sim.graphql_url, token_url=sim.token_url, client_id="c",
-                       client_secret=CLIENT_SECRET, max_requests_per_second=100) as client:
+        with WizClient(
+            api_url=sim.graphql_url,
+            token_url=sim.token_url,
+            client_id="c",
+            client_secret=CLIENT_SECRET,
+            max_requests_per_second=100,
+        ) as client:
             first, stats = collect(client, AUDIT_LOGS, start, end)
             second, _ = collect(client, AUDIT_LOGS, end, end + W)
     assert {n["id"] for n in first} == {"at-start", "at-start-fraction", "just-before-end"}
@@ -80,8 +94,11 @@ def test_audit_window_is_half_open_and_exact_to_the_microsecond():
 
 
 def test_boundary_records_of_generated_data_land_in_exactly_one_window(sim, make_client):
-    on_boundary = [n for t, n in zip(sim.tenant.audit_times, sim.tenant.audit_nodes, strict=True)
-                   if t.minute in (0, 30) and t.second == 0 and t.microsecond == 0]
+    on_boundary = [
+        n
+        for t, n in zip(sim.tenant.audit_times, sim.tenant.audit_nodes, strict=True)
+        if t.minute in (0, 30) and t.second == 0 and t.microsecond == 0
+    ]
     assert on_boundary, "the generator should put some entries exactly on window boundaries"
     client = make_client()
     seen: list[str] = []
@@ -104,28 +121,47 @@ def test_issue_windows_follow_status_changed_at_and_partition_the_issues(sim, ma
             assert node["id"] not in by_window
             by_window[node["id"]] = at
         at += W
-    visible = {n["id"] for n in sim.tenant.issues_as_of(sim.now())
-               if T0 - timedelta(hours=1) <= parse_time(n["statusChangedAt"]) < T0 + timedelta(hours=7)}
+    visible = {
+        n["id"]
+        for n in sim.tenant.issues_as_of(sim.now())
+        if T0 - timedelta(hours=1) <= parse_time(n["statusChangedAt"]) < T0 + timedelta(hours=7)
+    }
     assert set(by_window) == visible
     assert len(visible) > 50
 
 
 def test_issue_window_boundary_is_half_open():
     tenant = Tenant()
-    base = {"sourceRule": None, "projects": [], "severity": "LOW", "type": "CLOUD_CONFIGURATION",
-            "entitySnapshot": None, "serviceTickets": [], "dueAt": None}
+    base = {
+        "sourceRule": None,
+        "projects": [],
+        "severity": "LOW",
+        "type": "CLOUD_CONFIGURATION",
+        "entitySnapshot": None,
+        "serviceTickets": [],
+        "dueAt": None,
+    }
     tenant.add_issue(IssueRecord({**base, "id": "on-start"}, [(T0, "OPEN")]))
-    tenant.add_issue(IssueRecord({**base, "id": "on-end"}, [(T0 - timedelta(days=3), "OPEN"), (T0 + W, "RESOLVED")]))
+    tenant.add_issue(
+        IssueRecord({**base, "id": "on-end"}, [(T0 - timedelta(days=3), "OPEN"), (T0 + W, "RESOLVED")])
+    )
     with WizSimulator(tenant, client_id="c", client_secret=CLIENT_SECRET) as sim:
         sim.set_now(T0 + timedelta(days=1))
         from wiz_pipeline.wiz import WizClient
 
-        with WizClient(api_url=sim.graphql_url, token_url=sim.token_url, client_id="c",
-                       client_secret=CLIENT_SECRET, max_requests_per_second=100) as client:
+        with WizClient(
+            api_url=sim.graphql_url,
+            token_url=sim.token_url,
+            client_id="c",
+            client_secret=CLIENT_SECRET,
+            max_requests_per_second=100,
+        ) as client:
             first, _ = collect(client, ISSUES, T0, T0 + W)
             second, _ = collect(client, ISSUES, T0 + W, T0 + 2 * W)
     assert [n["id"] for n in first] == ["on-start"]
-    assert [(n["id"], n["status"], n["resolvedAt"]) for n in second] == [("on-end", "RESOLVED", wiz_time(T0 + W))]
+    assert [(n["id"], n["status"], n["resolvedAt"]) for n in second] == [
+        ("on-end", "RESOLVED", wiz_time(T0 + W))
+    ]
 
 
 def test_issues_that_change_status_later_move_to_the_later_window(sim, make_client):
@@ -146,17 +182,44 @@ def test_nodes_are_passed_on_as_received_with_every_documented_field(sim, make_c
     audit, _ = collect(client, AUDIT_LOGS, T0, T0 + timedelta(hours=6))
     stored = {n["id"]: n for n in sim.tenant.audit_nodes}
     assert all(node == stored[node["id"]] for node in audit)
-    assert set(audit[0]) == {"id", "action", "requestId", "status", "timestamp", "actionParameters", "userAgent",
-                             "sourceIP", "serviceAccount", "user"}
+    assert set(audit[0]) == {
+        "id",
+        "action",
+        "requestId",
+        "status",
+        "timestamp",
+        "actionParameters",
+        "userAgent",
+        "sourceIP",
+        "serviceAccount",
+        "user",
+    }
     issues, _ = collect(client, ISSUES, T0 - timedelta(days=40), T0 + timedelta(days=1))
-    assert set(issues[0]) == {"id", "sourceRule", "createdAt", "updatedAt", "dueAt", "resolvedAt", "statusChangedAt",
-                              "projects", "status", "severity", "type", "entitySnapshot", "serviceTickets", "notes"}
+    assert set(issues[0]) == {
+        "id",
+        "sourceRule",
+        "createdAt",
+        "updatedAt",
+        "dueAt",
+        "resolvedAt",
+        "statusChangedAt",
+        "projects",
+        "status",
+        "severity",
+        "type",
+        "entitySnapshot",
+        "serviceTickets",
+        "notes",
+    }
     rules = {n["sourceRule"]["__typename"]: n["sourceRule"] for n in issues if n["sourceRule"]}
     assert set(rules) == {"Control", "CloudEventRule", "CloudConfigurationRule"}
-    assert {"controlDescription", "resolutionRecommendation", "securitySubCategories"} <= set(rules["Control"])
+    assert {"controlDescription", "resolutionRecommendation", "securitySubCategories"} <= set(
+        rules["Control"]
+    )
     assert {"cloudEventRuleDescription", "sourceType", "type"} <= set(rules["CloudEventRule"])
     assert {"cloudConfigurationRuleDescription", "remediationInstructions", "serviceType"} <= set(
-        rules["CloudConfigurationRule"])
+        rules["CloudConfigurationRule"]
+    )
     entity = next(n["entitySnapshot"] for n in issues if n["entitySnapshot"])
     assert len(entity) == 15 and "subscriptionTags" in entity and "cloudProviderURL" in entity
     assert {p["riskProfile"]["businessImpact"] for n in issues for p in n["projects"]} >= {"HBI", "MBI"}
@@ -181,11 +244,18 @@ def test_a_window_reaching_the_10000_result_cap_fails_instead_of_coming_back_sho
     tenant = generate_tenant(T0, T0 + W, audit_entries=10_050, issues=0)
     with WizSimulator(tenant, client_id="c", client_secret=CLIENT_SECRET) as sim:
         sim.set_now(T0 + timedelta(days=1))
-        with WizClient(api_url=sim.graphql_url, token_url=sim.token_url, client_id="c",
-                       client_secret=CLIENT_SECRET, max_requests_per_second=1000) as client:
+        with WizClient(
+            api_url=sim.graphql_url,
+            token_url=sim.token_url,
+            client_id="c",
+            client_secret=CLIENT_SECRET,
+            max_requests_per_second=1000,
+        ) as client:
             with pytest.raises(WizResultCapError, match="10000 nodes, the API's cap"):
                 collect(client, AUDIT_LOGS, T0, T0 + W)
-            assert sim.graphql_records()[-1].variables["first"] == 500  # 20 full pages, then hasNextPage false
+            assert (
+                sim.graphql_records()[-1].variables["first"] == 500
+            )  # 20 full pages, then hasNextPage false
             half, _ = collect(client, AUDIT_LOGS, T0, T0 + W / 2)  # about 5,000: under the cap
     assert 4000 < len(half) < 6000
 

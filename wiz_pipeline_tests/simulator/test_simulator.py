@@ -1,0 +1,248 @@
+"""The simulator speaks the Wiz API's shapes over plain HTTP (checked here with raw httpx, no client)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import timedelta
+
+import httpx
+import pytest
+
+from wiz_pipeline.simulator import Fault, WizSimulator, generate_tenant
+from wiz_pipeline.wiz.queries import AUDIT_LOG_QUERY, ISSUES_QUERY
+from wiz_pipeline_tests.conftest import CLIENT_SECRET, T0, small_tenant
+
+
+def token(sim) -> str:
+    response = httpx.post(
+        sim.token_url,
+        data={
+            "grant_type": "client_credentials",
+            "client_id": sim.client_id,
+            "client_secret": CLIENT_SECRET,
+            "audience": "wiz-api",
+        },
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["token_type"] == "Bearer" and body["expires_in"] == sim.token_lifetime_seconds
+    assert body["access_token"].startswith("eyJ") and len(body["access_token"]) > 200
+    return body["access_token"]
+
+
+def post(sim, query, variables=None, bearer=None):
+    headers = {"Authorization": f"Bearer {bearer or token(sim)}"}
+    return httpx.post(sim.graphql_url, json={"query": query, "variables": variables or {}}, headers=headers)
+
+
+def test_audit_log_page_has_the_real_response_shape(sim):
+    response = post(sim, AUDIT_LOG_QUERY, {"first": 3})
+    assert response.status_code == 200
+    connection = response.json()["data"]["auditLogEntries"]
+    assert len(connection["nodes"]) == 3
+    assert connection["pageInfo"]["hasNextPage"] is True
+    assert isinstance(connection["pageInfo"]["endCursor"], str)
+    times = [n["timestamp"] for n in connection["nodes"]]
+    assert times == sorted(times, reverse=True)  # newest first, like the Wiz UI
+
+
+def test_generated_data_is_messy_like_real_data(sim):
+    nodes = sim.tenant.audit_nodes
+    assert any(n["action"].startswith(" ") for n in nodes)
+    assert any(n["sourceIP"] is None for n in nodes)
+    assert any(n["user"] is None for n in nodes) and any(n["serviceAccount"] is None for n in nodes)
+    assert len({len(n["timestamp"]) for n in nodes}) >= 3  # fractional seconds of varying length
+    assert any(n["actionParameters"] == {} for n in nodes)
+    assert any("scopes" in n["actionParameters"] for n in nodes)
+    issues = sim.tenant.issues_as_of(sim.now())
+    assert {i["status"] for i in issues} == {"OPEN", "IN_PROGRESS", "RESOLVED", "REJECTED"}
+    assert {i["severity"] for i in issues} == {"INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL"}
+    assert {i["entitySnapshot"]["cloudPlatform"] for i in issues} == {"AWS", "Azure", "GCP", "Kubernetes"}
+    assert any(i["serviceTickets"] for i in issues) and any(i["notes"] for i in issues)
+    assert any(i["entitySnapshot"]["tags"] == {} for i in issues)
+
+
+def test_tenant_is_deterministic_for_a_seed():
+    assert small_tenant().audit_nodes == small_tenant().audit_nodes
+    assert small_tenant().audit_nodes != small_tenant(seed=12).audit_nodes
+
+
+def test_unknown_field_is_a_graphql_error_in_a_200(sim):
+    response = post(sim, "{ auditLogEntries(first: 1) { nodes { id mood } } }")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["data"] is None
+    assert body["errors"][0]["message"] == 'Cannot query field "mood" on type "AuditLogEntry".'
+
+
+def test_wrong_variable_type_is_rejected(sim):
+    response = post(sim, AUDIT_LOG_QUERY, {"first": "many"})
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+def test_first_above_500_is_rejected(sim):
+    response = post(sim, AUDIT_LOG_QUERY, {"first": 501})
+    assert "between 0 and 500" in response.json()["errors"][0]["message"]
+
+
+def test_cursors_are_opaque_and_bound_to_their_query(sim):
+    bearer = token(sim)
+    window = {"timestamp": {"after": "2025-09-12T21:00:00Z", "before": "2025-09-12T22:00:00Z"}}
+    page = post(sim, AUDIT_LOG_QUERY, {"first": 2, "filterBy": window}, bearer).json()["data"][
+        "auditLogEntries"
+    ]
+    cursor = page["pageInfo"]["endCursor"]
+    assert "2" not in cursor.split(":")  # not a bare offset
+    again = post(sim, AUDIT_LOG_QUERY, {"first": 2, "after": cursor, "filterBy": window}, bearer).json()
+    assert {n["id"] for n in again["data"]["auditLogEntries"]["nodes"]}.isdisjoint(
+        n["id"] for n in page["nodes"]
+    )
+    other = post(sim, AUDIT_LOG_QUERY, {"first": 2, "after": cursor}, bearer).json()
+    assert "Invalid cursor" in other["errors"][0]["message"]
+
+
+def test_audit_time_filter_bounds_are_inclusive(sim):
+    bearer = token(sim)
+    stamp = sim.tenant.audit_nodes[10]["timestamp"]
+    page = post(
+        sim,
+        AUDIT_LOG_QUERY,
+        {"first": 50, "filterBy": {"timestamp": {"after": stamp, "before": stamp}}},
+        bearer,
+    ).json()["data"]["auditLogEntries"]
+    assert sim.tenant.audit_nodes[10]["id"] in {n["id"] for n in page["nodes"]}
+
+
+def test_issues_query_with_aliases_and_fragments_and_filters(sim):
+    variables = {
+        "first": 500,
+        "filterBy": {"statusChangedAt": {"after": "2025-09-12T21:00:00Z"}, "severity": ["CRITICAL", "HIGH"]},
+        "orderBy": {"field": "SEVERITY", "direction": "DESC"},
+    }
+    nodes = post(sim, ISSUES_QUERY, variables).json()["data"]["issues"]["nodes"]
+    assert nodes and {n["severity"] for n in nodes} <= {"CRITICAL", "HIGH"}
+    assert [n["severity"] for n in nodes] == sorted((n["severity"] for n in nodes), reverse=True)
+    control = next(n["sourceRule"] for n in nodes if n["sourceRule"]["__typename"] == "Control")
+    assert "controlDescription" in control and "description" not in control
+    assert "cloudEventRuleDescription" not in control
+
+
+def test_tokens_expire_and_unknown_tokens_get_401(sim):
+    assert post(sim, AUDIT_LOG_QUERY, bearer="eyJnot-a-token").status_code == 401
+    sim.token_lifetime_seconds = 0
+    assert post(sim, AUDIT_LOG_QUERY).status_code == 401
+
+
+def test_token_endpoint_checks_credentials_and_audience(sim):
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": sim.client_id,
+        "client_secret": "nope",
+        "audience": "wiz-api",
+    }
+    assert httpx.post(sim.token_url, data=form).status_code == 401
+    form["client_secret"] = CLIENT_SECRET
+    assert httpx.post(sim.token_url, data={**form, "audience": "beyond-api"}).status_code == 403
+    assert httpx.post(sim.token_url, data={**form, "grant_type": "password"}).status_code == 400
+
+
+def test_rate_limit_answers_429_with_retry_after(sim):
+    sim.rate_limit_per_second = 2
+    bearer = token(sim)
+    answers = [post(sim, AUDIT_LOG_QUERY, {"first": 1}, bearer) for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert answers[2].headers["Retry-After"] == "1"
+    sim.rate_limit_sends_retry_after = False
+    assert "Retry-After" not in post(sim, AUDIT_LOG_QUERY, {"first": 1}, bearer).headers
+    assert sim.counters.rate_limited == 2
+
+
+def test_faults_are_injected_in_order_and_counted(sim):
+    bearer = token(sim)
+    sim.inject(Fault.rate_limited(retry_after=5), skip=1)
+    sim.inject(Fault.http_status(503), times=2)
+    codes = [post(sim, AUDIT_LOG_QUERY, {"first": 1}, bearer).status_code for _ in range(5)]
+    assert codes == [200, 429, 503, 503, 200]
+    assert sim.counters.faults_injected == 3
+    assert sim.counters.by_status[503] == 2
+
+
+def test_records_after_now_do_not_exist_yet(sim):
+    sim.set_now(T0 + timedelta(hours=1))
+    nodes = post(sim, AUDIT_LOG_QUERY, {"first": 500}).json()["data"]["auditLogEntries"]["nodes"]
+    assert nodes and all(n["timestamp"] <= "2025-09-12T22:00:00.000000Z" for n in nodes)
+    assert len(nodes) < len(sim.tenant.audit_nodes) / 3
+
+
+def test_simulator_counts_requests_and_tokens(sim):
+    bearer = token(sim)
+    post(sim, AUDIT_LOG_QUERY, {"first": 1}, bearer)
+    post(sim, ISSUES_QUERY, {"first": 1}, bearer)
+    assert sim.counters.tokens_issued == 1
+    assert sim.counters.graphql_requests == 2
+    assert [r.operation for r in sim.graphql_records()] == ["AuditLogTable", "IssuesTable"]
+
+
+def test_python_m_simulator_prints_its_urls_and_serves_them():
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "wiz_pipeline.simulator",
+            "--port",
+            "0",
+            "--audit-entries",
+            "50",
+            "--issues",
+            "5",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines = [process.stdout.readline() for _ in range(5)]
+        url = next(line.split("=", 1)[1].strip() for line in lines if "WIZ_TOKEN_URL=" in line)
+        api = next(line.split("=", 1)[1].strip() for line in lines if "WIZ_API_URL=" in line)
+        assert url.startswith("http://127.0.0.1:") and api.endswith("/graphql")
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": "sim-client-id",
+            "audience": "wiz-api",
+            "client_secret": "sim-client-secret-do-not-use-in-production",
+        }
+        bearer = httpx.post(url, data=form).json()["access_token"]
+        response = httpx.post(
+            api,
+            json={"query": "{ auditLogEntries(first: 2) { nodes { id } } }"},
+            headers={"Authorization": f"Bearer {bearer}"},
+        )
+        assert len(response.json()["data"]["auditLogEntries"]["nodes"]) == 2
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_simulator_refuses_a_non_loopback_host():
+    result = subprocess.run(
+        [sys.executable, "-m", "wiz_pipeline.simulator", "--host", "0.0.0.0"],  # noqa: S104
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "loopback" in result.stderr
+
+
+@pytest.mark.parametrize("count", [0, 1])
+def test_empty_and_tiny_tenants_page_correctly(count):
+    tenant = generate_tenant(T0, T0 + timedelta(hours=1), audit_entries=count, issues=count)
+    with WizSimulator(tenant, client_secret=CLIENT_SECRET, client_id="c") as sim:
+        sim.set_now(T0 + timedelta(days=1))
+        page = post(sim, AUDIT_LOG_QUERY, {"first": 500}).json()["data"]["auditLogEntries"]
+    assert len(page["nodes"]) == count
+    assert page["pageInfo"] == {"hasNextPage": False, "endCursor": page["pageInfo"]["endCursor"]}
+    assert (page["pageInfo"]["endCursor"] is None) == (count == 0)
+    json.dumps(page)
