@@ -10,6 +10,7 @@ import logging
 import math
 import secrets
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -456,6 +457,13 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False
     allow_reuse_address = True
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that timed out and hung up mid-answer is normal here (the `slow` fault), not news.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            log.debug("connection from %s ended abruptly", client_address)
+        else:
+            log.error("simulator failed serving %s", client_address, exc_info=True)
+
     def get_request(self) -> tuple[socket.socket, Any]:
         conn, addr = super().get_request()
         # http.server writes headers and body separately; without this, Nagle + delayed ACK add ~40 ms.
@@ -523,7 +531,15 @@ class _Handler(BaseHTTPRequestHandler):
             sim._record(RequestRecord(arrived, "graphql", 429, operation, variables, token.serial))
             self._send(429, _errors("Rate limit exceeded", "RATE_LIMIT_EXCEEDED"), headers)
             return
-        status, payload, name, variables = sim.run_query(request, token)
+        try:
+            status, payload, name, variables = sim.run_query(request, token)
+        except Exception:  # a simulator bug: answer like a server would, and say so loudly
+            log.exception("simulator error while answering %s", operation)
+            status, payload, name = (
+                500,
+                _errors("Internal server error (simulator)", "INTERNAL_SERVER_ERROR"),
+                None,
+            )
         sim._record(RequestRecord(arrived, "graphql", status, name or operation, variables, token.serial))
         self._send(status, payload)
 

@@ -105,17 +105,21 @@ class WizClient:
             backoff_max_seconds=backoff_max_seconds,
             on_rate_limited=self.limiter.pause_until_after,
         )
-        self.tokens = TokenProvider(
-            client_id=client_id,
-            client_secret=client_secret,
-            token_url=token_url,
-            oauth_data=oauth_data,
-            oauth_headers=oauth_headers,
-            scopes=scopes,
-            refresh_margin_seconds=refresh_margin_seconds,
-            http=self._http,
-            retry=self.retry,
-        )
+        try:
+            self.tokens = TokenProvider(
+                client_id=client_id,
+                client_secret=client_secret,
+                token_url=token_url,
+                oauth_data=oauth_data,
+                oauth_headers=oauth_headers,
+                scopes=scopes,
+                refresh_margin_seconds=refresh_margin_seconds,
+                http=self._http,
+                retry=self.retry,
+            )
+        except Exception:
+            self._http.close()
+            raise
 
     def __repr__(self) -> str:
         return f"WizClient(api_url={self.api_url!r}, client_id={self.tokens.client_id!r})"
