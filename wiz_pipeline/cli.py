@@ -28,7 +28,8 @@ def _simulator_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _start_simulator(args: argparse.Namespace, port: int = 0) -> WizSimulator:
+def _simulator(args: argparse.Namespace, host: str = "127.0.0.1", port: int = 0) -> WizSimulator:
+    """A simulator (not yet started) over a tenant of ``args.days`` up to now."""
     end = datetime.now(UTC).replace(microsecond=0)
     tenant = generate_tenant(
         end - timedelta(days=args.days),
@@ -37,7 +38,7 @@ def _start_simulator(args: argparse.Namespace, port: int = 0) -> WizSimulator:
         issues=args.issues,
         seed=args.seed,
     )
-    return WizSimulator(tenant, port=port, rate_limit_per_second=args.rate_limit or None).start()
+    return WizSimulator(tenant, host=host, port=port, rate_limit_per_second=args.rate_limit or None)
 
 
 def cmd_simulator(args: argparse.Namespace) -> int:
@@ -47,15 +48,8 @@ def cmd_simulator(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    end = datetime.now(UTC).replace(microsecond=0)
-    tenant = generate_tenant(
-        end - timedelta(days=args.days),
-        end,
-        audit_entries=args.audit_entries,
-        issues=args.issues,
-        seed=args.seed,
-    )
-    sim = WizSimulator(tenant, host=args.host, port=args.port, rate_limit_per_second=args.rate_limit or None)
+    sim = _simulator(args, args.host, args.port)
+    tenant = sim.tenant
     try:
         sim.start()
     except OSError as exc:
@@ -72,7 +66,7 @@ def cmd_simulator(args: argparse.Namespace) -> int:
     print(f"  WIZ_CLIENT_SECRET={sim.client_secret}")
     print(
         f"  tenant: {len(tenant.audit_nodes)} audit entries, {len(tenant.issues)} issues, "
-        f"{args.days:g} day(s) up to {end.isoformat()}"
+        f"over the {args.days:g} day(s) up to now"
     )
     print("Try:")
     print(
@@ -103,7 +97,7 @@ def cmd_simulator(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Collect the last hours window by window from a simulated tenant, and report what came back."""
-    sim = _start_simulator(args)
+    sim = _simulator(args).start()
     window = timedelta(seconds=args.window_seconds)
     end = datetime.now(UTC).replace(second=0, microsecond=0)
     end -= timedelta(seconds=end.timestamp() % args.window_seconds)

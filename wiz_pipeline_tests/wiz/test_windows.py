@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from datetime import timedelta
 
 import pytest
 
-from wiz_pipeline.simulator import IssueRecord, Tenant, WizSimulator, wiz_time
-from wiz_pipeline.wiz import AUDIT_LOGS, ISSUES, WizResultCapError, fetch_window
+from wiz_pipeline.simulator import IssueRecord, Tenant, WizSimulator, generate_tenant, wiz_time
+from wiz_pipeline.wiz import AUDIT_LOGS, ISSUES, WizClient, WizResultCapError, fetch_window
 from wiz_pipeline.wiz.times import parse_time
 from wiz_pipeline_tests.conftest import CLIENT_SECRET, T0
 
 W = timedelta(minutes=30)
+
+
+@contextlib.contextmanager
+def serve(tenant):
+    """A simulator over a hand-made ``tenant`` and a client for it."""
+    with WizSimulator(tenant, client_id="c", client_secret=CLIENT_SECRET) as sim:
+        sim.set_now(T0 + timedelta(days=1))
+        with WizClient(
+            api_url=sim.graphql_url,
+            token_url=sim.token_url,
+            client_id="c",
+            client_secret=CLIENT_SECRET,
+            max_requests_per_second=1000,
+        ) as client:
+            yield sim, client
 
 
 def collect(client, data_type, start, end):
@@ -39,7 +55,7 @@ def audit_entry(stamp: str, ident: str) -> dict:
 def test_pagination_follows_cursors_across_many_pages(sim, make_client):
     nodes, stats = collect(make_client(page_size=7), AUDIT_LOGS, T0, T0 + timedelta(hours=6))
     expected = {n["id"] for n in sim.tenant.audit_nodes}
-    assert [n["id"] for n in nodes].__len__() == len(expected) == 600
+    assert len(nodes) == len(expected) == 600
     assert {n["id"] for n in nodes} == expected
     assert stats.requests.pages == math.ceil(600 / 7) + (1 if 600 % 7 == 0 else 0)
     assert stats.requests.requests == stats.requests.pages
@@ -73,19 +89,9 @@ def test_audit_window_is_half_open_and_exact_to_the_microsecond():
     }
     for ident, stamp in cases.items():
         tenant.add_audit_entry(audit_entry(stamp, ident))
-    with WizSimulator(tenant, client_id="c", client_secret=CLIENT_SECRET) as sim:
-        sim.set_now(T0 + timedelta(days=1))
-        from wiz_pipeline.wiz import WizClient
-
-        with WizClient(
-            api_url=sim.graphql_url,
-            token_url=sim.token_url,
-            client_id="c",
-            client_secret=CLIENT_SECRET,
-            max_requests_per_second=100,
-        ) as client:
-            first, stats = collect(client, AUDIT_LOGS, start, end)
-            second, _ = collect(client, AUDIT_LOGS, end, end + W)
+    with serve(tenant) as (_, client):
+        first, stats = collect(client, AUDIT_LOGS, start, end)
+        second, _ = collect(client, AUDIT_LOGS, end, end + W)
     assert {n["id"] for n in first} == {"at-start", "at-start-fraction", "just-before-end"}
     assert {n["id"] for n in second} == {"at-end", "at-end-offset", "after-end"}
     # The simulator's bounds are inclusive and the query is padded, so neighbours did arrive:
@@ -145,19 +151,9 @@ def test_issue_window_boundary_is_half_open():
     tenant.add_issue(
         IssueRecord({**base, "id": "on-end"}, [(T0 - timedelta(days=3), "OPEN"), (T0 + W, "RESOLVED")])
     )
-    with WizSimulator(tenant, client_id="c", client_secret=CLIENT_SECRET) as sim:
-        sim.set_now(T0 + timedelta(days=1))
-        from wiz_pipeline.wiz import WizClient
-
-        with WizClient(
-            api_url=sim.graphql_url,
-            token_url=sim.token_url,
-            client_id="c",
-            client_secret=CLIENT_SECRET,
-            max_requests_per_second=100,
-        ) as client:
-            first, _ = collect(client, ISSUES, T0, T0 + W)
-            second, _ = collect(client, ISSUES, T0 + W, T0 + 2 * W)
+    with serve(tenant) as (_, client):
+        first, _ = collect(client, ISSUES, T0, T0 + W)
+        second, _ = collect(client, ISSUES, T0 + W, T0 + 2 * W)
     assert [n["id"] for n in first] == ["on-start"]
     assert [(n["id"], n["status"], n["resolvedAt"]) for n in second] == [
         ("on-end", "RESOLVED", wiz_time(T0 + W))
@@ -238,25 +234,12 @@ def test_per_window_figures_are_counted(sim, make_client):
 
 
 def test_a_window_reaching_the_10000_result_cap_fails_instead_of_coming_back_short():
-    from wiz_pipeline.simulator import generate_tenant
-    from wiz_pipeline.wiz import WizClient
-
     tenant = generate_tenant(T0, T0 + W, audit_entries=10_050, issues=0)
-    with WizSimulator(tenant, client_id="c", client_secret=CLIENT_SECRET) as sim:
-        sim.set_now(T0 + timedelta(days=1))
-        with WizClient(
-            api_url=sim.graphql_url,
-            token_url=sim.token_url,
-            client_id="c",
-            client_secret=CLIENT_SECRET,
-            max_requests_per_second=1000,
-        ) as client:
-            with pytest.raises(WizResultCapError, match="10000 nodes, the API's cap"):
-                collect(client, AUDIT_LOGS, T0, T0 + W)
-            assert (
-                sim.graphql_records()[-1].variables["first"] == 500
-            )  # 20 full pages, then hasNextPage false
-            half, _ = collect(client, AUDIT_LOGS, T0, T0 + W / 2)  # about 5,000: under the cap
+    with serve(tenant) as (sim, client):
+        with pytest.raises(WizResultCapError, match="10000 nodes, the API's cap"):
+            collect(client, AUDIT_LOGS, T0, T0 + W)
+        assert len(sim.graphql_records()) == 20  # 20 full pages, then hasNextPage false
+        half, _ = collect(client, AUDIT_LOGS, T0, T0 + W / 2)  # about 5,000: under the cap
     assert 4000 < len(half) < 6000
 
 
