@@ -35,19 +35,28 @@ class RateLimiter:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._next_slot = 0.0
+        self._paused_until = 0.0
 
     def acquire(self) -> float:
         """Block until this caller may start a request; return the seconds waited."""
-        with self._lock:
-            now = self._clock()
-            slot = max(now, self._next_slot)
-            self._next_slot = slot + self._interval
-        wait = slot - now
-        if wait > 0:
-            self._sleep(wait)
-        return max(wait, 0.0)
+        start = self._clock()
+        while True:
+            with self._lock:
+                now = self._clock()
+                slot = max(now, self._next_slot)
+                self._next_slot = slot + self._interval
+                paused_until = self._paused_until
+            if slot - now > 0:
+                self._sleep(slot - now)
+            # A 429 that arrived while we slept moves every start after it, including slots that
+            # were handed out before it: take a fresh slot behind the pause instead of going ahead.
+            with self._lock:
+                if self._paused_until <= paused_until or self._paused_until <= slot:
+                    return max(self._clock() - start, 0.0)
 
     def pause_until_after(self, seconds: float) -> None:
         """No request may start in the next ``seconds`` (the server asked us to back off)."""
         with self._lock:
-            self._next_slot = max(self._next_slot, self._clock() + seconds)
+            until = self._clock() + seconds
+            self._paused_until = max(self._paused_until, until)
+            self._next_slot = max(self._next_slot, until)

@@ -69,3 +69,25 @@ def test_a_429_holds_back_every_thread_sharing_the_client(sim, make_client):
     later = [r for r in records if r.at > throttled.at]
     assert len(later) == 2
     assert all(r.at - throttled.at >= 0.99 for r in later)
+
+
+def test_a_429_holds_back_threads_already_waiting_for_their_turn(sim, make_client):
+    """At 2 requests/s, three threads hold slots 0.5, 1.0 and 1.5 s out when the first request
+    is refused with Retry-After: 2. None of them may start before the pause is over."""
+    client = make_client(max_requests_per_second=2)
+    client.execute(PING, {}, operation="Ping")  # the token and the first slot are out of the way
+    sim.inject(Fault.rate_limited(retry_after=2))
+    threads = [
+        threading.Thread(target=client.execute, args=(PING, {}), kwargs={"operation": "Ping"})
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    records = sim.graphql_records()
+    throttled = next(r for r in records if r.status == 429)
+    later = [r for r in records if r.at > throttled.at]
+    assert len(later) == 4  # the three waiting threads and the retry of the refused request
+    assert all(r.status == 200 for r in later)
+    assert min(r.at for r in later) - throttled.at >= 1.99
