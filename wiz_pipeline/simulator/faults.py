@@ -69,6 +69,34 @@ class Fault:
         """200 with a body that is not JSON."""
         return cls("malformed_json")
 
+    @classmethod
+    def echo_request(cls, status: int = 500) -> Fault:
+        """Answer ``status`` with an error message that quotes the request: its Authorization
+        header at /graphql, its form body (the client secret) at /oauth/token. Some proxies do."""
+        return cls("echo", status=status)
+
+    # The faults below answer the query normally, then spoil the answer.
+
+    @classmethod
+    def partial_data(cls, message: str = "Internal error resolving field", code: str | None = None) -> Fault:
+        """200 with the real ``data`` plus an ``errors`` entry that has a ``path`` into it, the way
+        GraphQL reports a field that failed while the rest resolved."""
+        return cls("partial_data", message=message, code=code)
+
+    @classmethod
+    def null_connection(cls) -> Fault:
+        """200 with ``data: {"<connection>": null}`` and no errors."""
+        return cls("null_connection")
+
+    @classmethod
+    def missing_cursor(cls) -> Fault:
+        """200 whose ``pageInfo`` says ``hasNextPage: true`` but has no ``endCursor``."""
+        return cls("missing_cursor")
+
+    @property
+    def spoils_answer(self) -> bool:
+        return self.kind in ("partial_data", "null_connection", "missing_cursor")
+
 
 @dataclass
 class _Armed:

@@ -418,6 +418,23 @@ def _within(value: str | None, bounds: dict[str, datetime]) -> bool:
     )
 
 
+def _spoil(fault: Fault, payload: dict[str, Any]) -> None:
+    """Turn a good answer into the broken one ``fault`` describes (see ``Fault``)."""
+    data = payload.get("data") or {}
+    connection = next(iter(data), None)
+    if connection is None:
+        return
+    if fault.kind == "null_connection":
+        data[connection] = None
+    elif fault.kind == "missing_cursor" and isinstance(data[connection], dict):
+        data[connection]["pageInfo"] = {"hasNextPage": True, "endCursor": None}
+    elif fault.kind == "partial_data":
+        error: dict[str, Any] = {"message": fault.message, "path": [connection, "nodes", 0]}
+        if fault.code:
+            error["extensions"] = {"code": fault.code}
+        payload["errors"] = [error]
+
+
 def _errors(message: str, code: str) -> dict[str, Any]:
     return {"errors": [{"message": message, "extensions": {"code": code}}], "data": None}
 
@@ -497,7 +514,7 @@ class _Handler(BaseHTTPRequestHandler):
             with sim._lock:
                 sim.counters.token_requests += 1
             fault = sim.faults.take(Endpoint.TOKEN)
-            if fault is not None and self._apply_fault(fault, arrived, "token", None, None):
+            if fault is not None and self._apply_fault(fault, arrived, "token", None, None, body):
                 return
             status, payload, headers = sim.handle_token(body, {k.lower(): v for k, v in self.headers.items()})
             sim._record(RequestRecord(arrived, "token", status))
@@ -516,7 +533,7 @@ class _Handler(BaseHTTPRequestHandler):
         operation = request.get("operationName") if isinstance(request, dict) else None
         variables = request.get("variables") if isinstance(request, dict) else None
         fault = sim.faults.take(Endpoint.GRAPHQL)
-        if fault is not None and self._apply_fault(fault, arrived, "graphql", operation, variables):
+        if fault is not None and self._apply_fault(fault, arrived, "graphql", operation, variables, body):
             return
         token = sim.authenticate(self.headers.get("Authorization", ""))
         if token is None:
@@ -540,11 +557,23 @@ class _Handler(BaseHTTPRequestHandler):
                 _errors("Internal server error (simulator)", "INTERNAL_SERVER_ERROR"),
                 None,
             )
-        sim._record(RequestRecord(arrived, "graphql", status, name or operation, variables, token.serial))
+        if fault is not None and fault.spoils_answer and status == 200:
+            _spoil(fault, payload)
+        sim._record(
+            RequestRecord(
+                arrived,
+                "graphql",
+                status,
+                name or operation,
+                variables,
+                token.serial,
+                fault=fault.kind if fault is not None else None,
+            )
+        )
         self._send(status, payload)
 
     def _apply_fault(
-        self, fault: Fault, arrived: float, endpoint: str, operation: str | None, variables: Any
+        self, fault: Fault, arrived: float, endpoint: str, operation: str | None, variables: Any, body: bytes
     ) -> bool:
         """Act out ``fault``; True if the request is answered (or dropped) and nothing more is to be done."""
         sim = self.sim
@@ -554,9 +583,18 @@ class _Handler(BaseHTTPRequestHandler):
         def record(status: int) -> None:
             sim._record(RequestRecord(arrived, endpoint, status, operation, variables, fault=fault.kind))
 
+        if fault.spoils_answer:
+            return False
         if fault.kind == "slow":
             time.sleep(fault.delay_seconds)
             return False
+        if fault.kind == "echo":
+            record(fault.status)
+            quoted = (
+                body.decode("utf-8", "replace") if endpoint == "token" else self.headers.get("Authorization")
+            )
+            self._send(fault.status, _errors(f"could not process request: {quoted}", "SIMULATED"))
+            return True
         if fault.kind == "drop":
             record(0)
             self.close_connection = True

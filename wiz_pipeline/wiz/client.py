@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -14,7 +14,7 @@ from wiz_pipeline.wiz.auth import DEFAULT_TOKEN_URL, Secret, TokenProvider
 from wiz_pipeline.wiz.errors import (
     WizAuthError,
     WizConfigError,
-    WizError,
+    WizPaginationError,
     WizPermissionError,
     WizQueryError,
     WizRateLimitError,
@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE = 500  # the API's maximum for `first`
 USER_AGENT = "wiz-pipeline/0.1"
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -149,10 +151,24 @@ class WizClient:
         ``operation`` names the query in logs and errors; ``permission`` is what a 403 should say
         the service account is missing.
         """
+        return self._request(query, variables, operation, permission, stats, parse=lambda data: data)
+
+    def _request(
+        self,
+        query: str,
+        variables: Mapping[str, Any],
+        operation: str,
+        permission: str | None,
+        stats: RequestStats | None,
+        *,
+        parse: Callable[[dict[str, Any]], T],
+    ) -> T:
+        """One query, retried as a whole. ``parse`` runs inside each attempt, so a 200 whose data has
+        the wrong shape (a null connection, a missing pageInfo) is retried like a truncated body."""
         stats = stats if stats is not None else RequestStats()
         refreshed = False
 
-        def attempt() -> dict[str, Any]:
+        def attempt() -> T:
             nonlocal refreshed
             token = self.tokens.token()
             self.limiter.acquire()
@@ -160,7 +176,7 @@ class WizClient:
             response = self._post(query, variables, token, operation)
             stats.bytes_received += response.num_bytes_downloaded
             try:
-                return self._interpret(response, operation, variables, permission)
+                return parse(self._interpret(response, operation, variables, permission))
             except WizUnauthorizedResponse:
                 if refreshed:
                     raise WizAuthError(
@@ -172,7 +188,7 @@ class WizClient:
                 stats.token_refreshes += 1
                 log.info("%s: the API answered 401; fetching a new token and repeating once.", operation)
                 self.tokens.invalidate(token)
-                return attempt()
+            return attempt()
 
         def count_retry(failure: WizRetryableError, _delay: float) -> None:
             stats.retries += 1
@@ -184,6 +200,8 @@ class WizClient:
     def _post(
         self, query: str, variables: Mapping[str, Any], token: Secret, operation: str
     ) -> httpx.Response:
+        # The failure is raised after the except block: an httpx exception carries the request, and
+        # with it the Authorization header, so it must not ride along as __context__.
         try:
             return self._http.post(
                 self.api_url,
@@ -191,14 +209,15 @@ class WizClient:
                 headers={"Authorization": f"Bearer {token.reveal()}"},
             )
         except httpx.TimeoutException as exc:
-            raise WizRetryableError(
+            failure = WizRetryableError(
                 f"{operation}: no answer from {self.api_url} within {self.request_timeout_seconds:g} s "
                 f"({type(exc).__name__}); raise WIZ_REQUEST_TIMEOUT_SECONDS if the tenant is slow."
-            ) from None
+            )
         except httpx.TransportError as exc:
-            raise WizRetryableError(
-                f"{operation}: {type(exc).__name__} talking to {self.api_url}: {exc}"
-            ) from None
+            failure = WizRetryableError(
+                f"{operation}: {type(exc).__name__} talking to {self.api_url}: {self.tokens.redact(str(exc))}"
+            )
+        raise failure
 
     def _interpret(
         self,
@@ -211,16 +230,19 @@ class WizClient:
         payload = _json_or_none(response)
         errors = payload.get("errors") if isinstance(payload, dict) else None
         server_says = error_messages(errors) if isinstance(errors, list) and errors else _short_text(response)
+        server_says = self.tokens.redact(server_says)  # a server may echo what it was sent
 
         if status == 200:
             if not isinstance(payload, dict):
                 raise WizResponseError(
                     f"{operation}: the API answered 200 with a body that is not a JSON object "
-                    f"({len(response.content)} bytes, starts {response.text[:80]!r}).",
+                    f"({len(response.content)} bytes, starts {self.tokens.redact(response.text[:80])!r}).",
                     status=status,
                 )
             if isinstance(errors, list) and errors:
-                self._raise_graphql_errors(errors, operation, variables, permission, status)
+                # Also when `data` came with them: a window is written whole or not at all, so
+                # partial data (null nodes, missing fields) is never passed on.
+                self._raise_graphql_errors(errors, operation, variables, permission, status, server_says)
             data = payload.get("data")
             if not isinstance(data, dict):
                 raise WizResponseError(f"{operation}: the API answered 200 without `data`.", status=status)
@@ -240,19 +262,20 @@ class WizClient:
         if status == 400:
             self._log_bad_query(operation, variables, server_says, status)
             raise WizQueryError(f"{operation}: the API rejected the query (400): {server_says}")
+        # Every other status is retried, as the error policy says: a proxy or gateway in front of
+        # the API can answer anything for a moment. The hints matter once the retries run out.
+        hint = ""
         if 300 <= status < 400:
-            raise WizConfigError(
-                f"{operation}: {self.api_url} answered {status} redirecting to "
-                f"{response.headers.get('Location')!r}; set WIZ_API_URL to the final GraphQL URL."
+            hint = (
+                f" (redirecting to {response.headers.get('Location')!r}); set WIZ_API_URL to the final "
+                "GraphQL URL"
             )
-        if status == 404:
-            raise WizConfigError(
-                f"{operation}: {self.api_url} answered 404; WIZ_API_URL should be the tenant's GraphQL "
-                "endpoint, e.g. https://api.us1.app.wiz.io/graphql."
+        elif status == 404:
+            hint = (
+                "; WIZ_API_URL should be the tenant's GraphQL endpoint, e.g. "
+                "https://api.us1.app.wiz.io/graphql"
             )
-        if status >= 500 or status in (408, 409, 425) or 200 < status < 300:
-            raise WizRetryableError(f"{operation}: the API answered {status}: {server_says}", status=status)
-        raise WizError(f"{operation}: the API answered {status}: {server_says}")
+        raise WizRetryableError(f"{operation}: the API answered {status}{hint}: {server_says}", status=status)
 
     def _raise_graphql_errors(
         self,
@@ -261,9 +284,9 @@ class WizClient:
         variables: Mapping[str, Any],
         permission: str | None,
         status: int,
+        text: str,
     ) -> None:
         kind = classify_errors(errors)
-        text = error_messages(errors)
         if kind is ErrorKind.AUTH:
             raise WizUnauthorizedResponse(text)
         if kind is ErrorKind.FORBIDDEN:
@@ -315,22 +338,21 @@ class WizClient:
         after: str | None = None
         seen: set[str] = set()
         while True:
-            data = self.execute(
+            page = self._request(
                 query,
                 {**variables, "first": self.page_size, "after": after},
-                operation=operation,
-                permission=permission,
-                stats=stats,
+                operation,
+                permission,
+                stats,
+                parse=lambda data: _read_page(data, connection, operation),
             )
-            page = _read_page(data, connection, operation)
             stats.pages += 1
             yield page
             if not page.has_next_page:
                 return
-            if not page.end_cursor or page.end_cursor in seen:
-                which = "a repeated" if page.end_cursor else "no"
-                raise WizResponseError(
-                    f"{operation}: the API said hasNextPage but gave {which} endCursor; stopping rather "
+            if page.end_cursor in seen:
+                raise WizPaginationError(
+                    f"{operation}: the API gave an endCursor it had given before; stopping rather "
                     "than looping. This is a server-side fault; retry the window later."
                 )
             seen.add(page.end_cursor)
@@ -348,7 +370,10 @@ def _read_page(data: dict[str, Any], connection: str, operation: str) -> Page:
     if not all(isinstance(node, dict) for node in nodes):
         raise WizResponseError(f"{operation}: `{connection}.nodes` holds something other than objects.")
     cursor = page_info.get("endCursor")
-    return Page(nodes=nodes, has_next_page=page_info.get("hasNextPage") is True, end_cursor=cursor or None)
+    has_next_page = page_info.get("hasNextPage") is True
+    if has_next_page and not (isinstance(cursor, str) and cursor):
+        raise WizResponseError(f"{operation}: `{connection}.pageInfo` says hasNextPage but has no endCursor.")
+    return Page(nodes=nodes, has_next_page=has_next_page, end_cursor=cursor or None)
 
 
 def _json_or_none(response: httpx.Response) -> Any:

@@ -32,6 +32,10 @@ class WizResultCapError(WizError):
     """A query hit the API's cap on results per query, so the window may be incomplete."""
 
 
+class WizPaginationError(WizError):
+    """The server handed back a cursor it had already given: paging on would loop forever."""
+
+
 class WizRetryableError(WizError):
     """A failure worth another try: 5xx, network trouble, a malformed or truncated body.
 

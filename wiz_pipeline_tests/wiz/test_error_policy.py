@@ -7,6 +7,7 @@ import random
 from datetime import timedelta
 from email.utils import format_datetime
 
+import httpx
 import pytest
 
 from wiz_pipeline.simulator import Fault
@@ -218,6 +219,56 @@ def test_transient_failures_are_retried_with_backoff(sim, make_client, fault):
     assert stats.requests == 3
 
 
+@pytest.mark.parametrize("status", [404, 405, 409, 413, 422, 302])
+def test_any_other_status_is_retried_like_a_5xx(sim, make_client, status):
+    """The table's "other" row: a gateway in front of the API can answer anything for a moment."""
+    sim.inject(Fault.http_status(status, "gateway hiccup"))
+    stats = RequestStats()
+    assert len(audit_page(make_client(), stats)["auditLogEntries"]["nodes"]) == 5
+    assert statuses(sim) == [status, 200]
+    assert stats.retries == 1
+
+
+def test_a_404_that_persists_fails_naming_the_api_url_setting(sim, make_client):
+    sim.inject(Fault.http_status(404, "no such route"), times=3)
+    with pytest.raises(WizRetriesExhaustedError) as caught:
+        audit_page(make_client(max_retries=2))
+    assert "404" in str(caught.value)
+    assert "WIZ_API_URL" in str(caught.value)
+    assert caught.value.status == 404
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [Fault.null_connection(), Fault.missing_cursor(), Fault.partial_data()],
+    ids=["null-connection", "hasNextPage-without-endCursor", "partial-data-with-errors"],
+)
+def test_a_200_with_an_unusable_page_is_retried_and_the_window_still_comes_whole(sim, make_client, fault):
+    client = make_client(page_size=50)
+    sim.inject(fault, skip=1)  # the second page
+    fetch = fetch_window(client, AUDIT_LOGS, T0, T0 + timedelta(hours=6))
+    ids = [node["id"] for page in fetch for node in page]
+    assert sorted(ids) == sorted(node["id"] for node in sim.tenant.audit_nodes)
+    assert fetch.stats.duplicates_dropped == 0
+    assert fetch.stats.requests.retries == 1
+    assert [r.fault for r in sim.graphql_records()].count(fault.kind) == 1
+
+
+def test_an_unusable_page_that_persists_fails_the_window(sim, make_client):
+    sim.inject(Fault.null_connection(), times=3)
+    with pytest.raises(WizRetriesExhaustedError, match="no `auditLogEntries` object"):
+        list(fetch_window(make_client(max_retries=2), AUDIT_LOGS, T0, T0 + timedelta(hours=1)))
+    assert sim.counters.graphql_requests == 3
+
+
+def test_partial_data_with_a_permission_error_is_a_permission_error(sim, make_client):
+    """Partial data is never passed on: the errors beside it decide, as for any other 200."""
+    sim.inject(Fault.partial_data("Not authorized to read field serviceAccount", "FORBIDDEN"))
+    with pytest.raises(WizPermissionError):
+        list(fetch_window(make_client(), AUDIT_LOGS, T0, T0 + timedelta(hours=1)))
+    assert sim.counters.graphql_requests == 1
+
+
 def test_timeouts_are_retried(sim, make_client):
     sim.inject(Fault.slow(1.0))
     stats = RequestStats()
@@ -245,8 +296,14 @@ def test_timeouts_that_persist_fail_naming_the_timeout_setting(sim, make_client)
 def test_dead_network_fails_clearly_after_retries(make_client):
     client = make_client(api_url="http://127.0.0.1:9/graphql", max_retries=1)  # discard port: nothing listens
     client.tokens.token()  # the token endpoint (the simulator) is fine; the API host is not
-    with pytest.raises(WizRetriesExhaustedError, match="ConnectError"):
+    with pytest.raises(WizRetriesExhaustedError, match="ConnectError") as caught:
         audit_page(client)
+    # httpx's exception carries the request and its Authorization header: it must not be chained.
+    chain, exc = [], caught.value
+    while exc is not None:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    assert not any(isinstance(e, httpx.HTTPError) for e in chain)
 
 
 def test_a_page_that_fails_is_resumed_from_its_cursor(sim, make_client):
