@@ -93,10 +93,23 @@ class TokenProvider:
         self._clock = clock
         self._lock = threading.Lock()
         self._token: _Token | None = None
+        # Every token this provider was given, so that an error text echoing one can be scrubbed.
+        self._issued: list[str] = []
         self.tokens_fetched = 0
 
     def __repr__(self) -> str:
         return f"TokenProvider(client_id={self.client_id!r}, token_url={self.token_url!r})"
+
+    def redact(self, text: str) -> str:
+        """``text`` with the client secret and every token we hold replaced by ``***``.
+
+        For text that comes from a server (error messages, response snippets): a misbehaving proxy
+        or API can echo back the request it was sent.
+        """
+        for value in (self._secret.reveal(), *self._issued):
+            if value and value in text:
+                text = text.replace(value, "***")
+        return text
 
     def token(self) -> Secret:
         """A token with more than ``refresh_margin`` seconds of life left, fetched if needed."""
@@ -136,6 +149,7 @@ class TokenProvider:
             lifetime = 3600.0
             log.warning("Token endpoint sent expires_in=%r; assuming %s s.", expires_in, lifetime)
         self.tokens_fetched += 1
+        self._issued = [*self._issued[-9:], access_token]
         log.info("Fetched a Wiz API token (expires in %s s).", int(lifetime))
         if lifetime <= self.refresh_margin_seconds:
             log.warning(
@@ -148,16 +162,23 @@ class TokenProvider:
         return _Token(Secret(access_token), started + lifetime)
 
     def _post(self, form: dict[str, str]) -> httpx.Response:
+        # Raised after the except block: the httpx exception holds the request, whose body is the
+        # client secret, and must not be chained as __context__.
         try:
             response = self._http.post(self.token_url, data=form, headers=self.oauth_headers)
         except httpx.TimeoutException as exc:
-            raise WizRetryableError(
+            failure = WizRetryableError(
                 f"Token request to {self.token_url} timed out ({type(exc).__name__})."
-            ) from None
+            )
         except httpx.TransportError as exc:
-            raise WizRetryableError(
-                f"Token request to {self.token_url} failed: {type(exc).__name__}: {exc}."
-            ) from None
+            failure = WizRetryableError(
+                f"Token request to {self.token_url} failed: {type(exc).__name__}: {self.redact(str(exc))}."
+            )
+        else:
+            return self._check(response)
+        raise failure
+
+    def _check(self, response: httpx.Response) -> httpx.Response:
         status = response.status_code
         if status == 429:
             raise WizRateLimitError(
@@ -166,11 +187,12 @@ class TokenProvider:
             )
         if status >= 500:
             raise WizRetryableError(
-                f"Token endpoint {self.token_url} answered {status}: {_error_text(response)}", status=status
+                f"Token endpoint {self.token_url} answered {status}: {self.redact(_error_text(response))}",
+                status=status,
             )
         if status >= 400:
             raise WizAuthError(
-                f"{status} from the token endpoint {self.token_url}: {_error_text(response)}. "
+                f"{status} from the token endpoint {self.token_url}: {self.redact(_error_text(response))}. "
                 "Check WIZ_CLIENT_ID / WIZ_CLIENT_SECRET, WIZ_TOKEN_URL (commercial, FedRAMP and gov "
                 "tenants use different ones) and the audience in WIZ_OAUTH_DATA."
             )

@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from wiz_pipeline.wiz.client import RequestStats, WizClient
@@ -112,6 +112,7 @@ class WindowStats:
     nodes_in_window: int = 0  # passed on
     nodes_outside_window: int = 0  # in the padding: they belong to a neighbouring window
     nodes_without_time: int = 0  # passed on too (see WindowFetch)
+    duplicates_dropped: int = 0  # same id seen again in this window (pages shifting under us)
     min_time: datetime | None = None
     max_time: datetime | None = None
     duration_seconds: float = 0.0
@@ -125,6 +126,7 @@ class WindowStats:
             "nodes_in_window": self.nodes_in_window,
             "nodes_outside_window": self.nodes_outside_window,
             "nodes_without_time": self.nodes_without_time,
+            "duplicates_dropped": self.duplicates_dropped,
             "min_time": format_time(self.min_time) if self.min_time else None,
             "max_time": format_time(self.max_time) if self.max_time else None,
             "duration_seconds": round(self.duration_seconds, 3),
@@ -134,9 +136,14 @@ class WindowStats:
 class WindowFetch:
     """Iterating yields, page by page, the nodes of ``data_type`` whose time is in ``[start, end)``.
 
-    Nodes are passed on exactly as received. A node whose time field is missing or unreadable
-    can't be placed by time; since the API's own filter put it in this range, it is kept here
-    (counted in ``nodes_without_time``) rather than dropped.
+    Nodes are passed on exactly as received, each ``id`` once: when records arrive while we page
+    (newest-first lists shift), a node can come back on the next page, and the repeat is dropped
+    and counted. A node whose time field is missing or unreadable can't be placed by time; since
+    the API's own filter put it in this range, it is kept here (``nodes_without_time``).
+
+    A window is all or nothing: pages are yielded as they arrive so that a writer can stream them,
+    but an exception can still end the iteration after some pages (retries exhausted, the result
+    cap). A consumer must then discard what it received for this window.
     """
 
     def __init__(self, client: WizClient, data_type: DataType, start: datetime, end: datetime) -> None:
@@ -147,9 +154,18 @@ class WindowFetch:
         self.client = client
         self.data_type = data_type
         self.stats = WindowStats(start=start, end=end)
+        self._seen_ids: set[str] = set()
 
     def __iter__(self) -> Iterator[list[dict[str, Any]]]:
         dt, stats = self.data_type, self.stats
+        if stats.end > datetime.now(UTC):
+            log.warning(
+                "%s: the window %s .. %s has not closed yet; records that arrive later will be missing "
+                "from this fetch.",
+                dt.name,
+                format_time(stats.start),
+                format_time(stats.end),
+            )
         started = time.monotonic()
         try:
             for page in self.client.paginate(
@@ -186,12 +202,18 @@ class WindowFetch:
     def _keep(self, node: dict[str, Any]) -> bool:
         stats = self.stats
         when = self.data_type.node_time(node)
+        if when is not None and not stats.start <= when < stats.end:
+            stats.nodes_outside_window += 1
+            return False
+        node_id = node.get("id")
+        if isinstance(node_id, str) and node_id:
+            if node_id in self._seen_ids:
+                stats.duplicates_dropped += 1
+                return False
+            self._seen_ids.add(node_id)
         if when is None:
             stats.nodes_without_time += 1
             return True
-        if not stats.start <= when < stats.end:
-            stats.nodes_outside_window += 1
-            return False
         if stats.min_time is None or when < stats.min_time:
             stats.min_time = when
         if stats.max_time is None or when > stats.max_time:

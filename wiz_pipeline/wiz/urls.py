@@ -31,6 +31,12 @@ def check_url(url: str, *, name: str) -> str:
         raise WizConfigError(f"{name}={url!r} must start with https:// (or http:// to a loopback host).")
     if not parsed.host:
         raise WizConfigError(f"{name}={url!r} has no host; expected e.g. https://api.us1.app.wiz.io/graphql.")
+    if parsed.userinfo:
+        # Never echo the URL here: its user info may be a password.
+        raise WizConfigError(
+            f"{name} must not carry a user name or password (user:pass@host); the client authenticates "
+            "with WIZ_CLIENT_ID / WIZ_CLIENT_SECRET. Remove them from the URL."
+        )
     if parsed.scheme == "http" and not is_loopback_host(parsed.host):
         raise WizConfigError(
             f"{name}={url!r} uses plain http to a non-loopback host; credentials and tokens must "

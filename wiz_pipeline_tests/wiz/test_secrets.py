@@ -37,6 +37,7 @@ def test_no_secret_or_token_in_any_log_line_exception_or_repr_during_a_full_run(
         (Fault.http_status(403, "denied"), {}),
         (Fault.http_status(401), {"times": 2}),
         (Fault.http_status(500), {"times": 9}),
+        (Fault.echo_request(500), {"times": 9}),  # a server quoting our Authorization header back
     ]
     for fault, kwargs in failures:
         sim.inject(fault, **kwargs)
@@ -51,6 +52,12 @@ def test_no_secret_or_token_in_any_log_line_exception_or_repr_during_a_full_run(
     with pytest.raises(WizError) as caught:
         make_client(client_secret=CLIENT_SECRET + "-wrong").tokens.token()
     texts += [str(caught.value), repr(caught.value)]
+    for status in (500, 400):  # a token endpoint quoting the form, client secret and all
+        sim.inject(Fault.echo_request(status), endpoint="token", times=9)
+        with pytest.raises(WizError) as caught:
+            make_client(max_retries=1).tokens.token()
+        assert "client_credentials" in str(caught.value)  # the echo did reach the message ...
+        texts += [str(caught.value), repr(caught.value), repr(caught.value.__context__)]
 
     tokens = sim.issued_tokens()
     assert len(tokens) >= 4

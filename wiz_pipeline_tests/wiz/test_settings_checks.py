@@ -42,6 +42,13 @@ def test_other_urls_are_rejected_naming_the_setting(url, says):
         WizClient(**{**GOOD, "token_url": url})
 
 
+def test_urls_carrying_credentials_are_rejected_without_echoing_them():
+    url = "https://svc:hunter2-password@api.us1.app.wiz.io/graphql"
+    with pytest.raises(WizConfigError, match="must not carry a user name or password") as caught:
+        WizClient(**{**GOOD, "api_url": url})
+    assert "hunter2" not in str(caught.value)
+
+
 @pytest.mark.parametrize(
     ("override", "says"),
     [
