@@ -25,19 +25,17 @@ class Fault:
     code: str | None = None
 
     @classmethod
-    def http_status(cls, status: int, message: str = "simulated failure") -> Fault:
-        """Answer ``status`` with a GraphQL-style error body (use for 400, 403, 500, 502, 503 ...)."""
-        return cls("status", status=status, message=message)
+    def http_status(
+        cls, status: int, message: str = "simulated failure", retry_after: str | float | None = None
+    ) -> Fault:
+        """Answer ``status`` with a GraphQL-style error body (use for 400, 403, 500, 502, 503 ...),
+        with a ``Retry-After`` header if given."""
+        return cls("status", status=status, message=message, retry_after=_header(retry_after))
 
     @classmethod
     def rate_limited(cls, retry_after: str | float | None = None) -> Fault:
         """429, with ``Retry-After`` (seconds, or an HTTP date string) or without it."""
-        return cls(
-            "status",
-            status=429,
-            message="Rate limit exceeded",
-            retry_after=None if retry_after is None else str(retry_after),
-        )
+        return cls("status", status=429, message="Rate limit exceeded", retry_after=_header(retry_after))
 
     @classmethod
     def graphql_error(cls, message: str, code: str | None = None) -> Fault:
@@ -70,10 +68,22 @@ class Fault:
         return cls("malformed_json")
 
     @classmethod
-    def echo_request(cls, status: int = 500) -> Fault:
+    def corrupt_gzip(cls) -> Fault:
+        """200 with ``Content-Encoding: gzip`` and a body that does not decompress."""
+        return cls("corrupt_gzip")
+
+    @classmethod
+    def drip(cls, seconds: float) -> Fault:
+        """Answer normally, but send the body in 20 slices spread over about ``seconds``: each gap is
+        far shorter than the whole, so only a deadline on the whole answer notices."""
+        return cls("drip", delay_seconds=seconds)
+
+    @classmethod
+    def echo_request(cls, status: int = 500, padding: int = 0) -> Fault:
         """Answer ``status`` with an error message that quotes the request: its Authorization
-        header at /graphql, its form body (the client secret) at /oauth/token. Some proxies do."""
-        return cls("echo", status=status)
+        header at /graphql, its form body (the client secret) at /oauth/token. Some proxies do.
+        ``padding`` characters go before the quote, to move it about in the message."""
+        return cls("echo", status=status, message="x" * padding)
 
     # The faults below answer the query normally, then spoil the answer.
 
@@ -89,13 +99,22 @@ class Fault:
         return cls("null_connection")
 
     @classmethod
+    def empty_page(cls) -> Fault:
+        """200 with no nodes, but ``pageInfo`` as it would have been (``hasNextPage`` and all)."""
+        return cls("empty_page")
+
+    @classmethod
     def missing_cursor(cls) -> Fault:
         """200 whose ``pageInfo`` says ``hasNextPage: true`` but has no ``endCursor``."""
         return cls("missing_cursor")
 
     @property
     def spoils_answer(self) -> bool:
-        return self.kind in ("partial_data", "null_connection", "missing_cursor")
+        return self.kind in ("partial_data", "null_connection", "missing_cursor", "empty_page", "drip")
+
+
+def _header(value: str | float | None) -> str | None:
+    return None if value is None else str(value)
 
 
 @dataclass

@@ -105,6 +105,8 @@ class WizSimulator:
         self.rate_limit_per_second = rate_limit_per_second
         self.rate_limit_sends_retry_after = rate_limit_sends_retry_after
         self.audit_result_cap = audit_result_cap
+        # Merged into every token response, to play a token endpoint with odd answers.
+        self.token_response_extra: dict[str, Any] = {}
         self.accounts = {client_id: ServiceAccount(client_id, client_secret, frozenset(permissions))}
         self.faults = FaultQueue()
         self.counters = Counters()
@@ -263,6 +265,7 @@ class WizSimulator:
         }
         if form.get("scope"):
             payload["scope"] = form["scope"]
+        payload.update(self.token_response_extra)
         return 200, payload, {}
 
     def authenticate(self, authorization: str) -> _Token | None:
@@ -426,6 +429,8 @@ def _spoil(fault: Fault, payload: dict[str, Any]) -> None:
         return
     if fault.kind == "null_connection":
         data[connection] = None
+    elif fault.kind == "empty_page" and isinstance(data[connection], dict):
+        data[connection]["nodes"] = []
     elif fault.kind == "missing_cursor" and isinstance(data[connection], dict):
         data[connection]["pageInfo"] = {"hasNextPage": True, "endCursor": None}
     elif fault.kind == "partial_data":
@@ -517,8 +522,11 @@ class _Handler(BaseHTTPRequestHandler):
             if fault is not None and self._apply_fault(fault, arrived, "token", None, None, body):
                 return
             status, payload, headers = sim.handle_token(body, {k.lower(): v for k, v in self.headers.items()})
-            sim._record(RequestRecord(arrived, "token", status))
-            self._send(status, payload, headers)
+            sim._record(RequestRecord(arrived, "token", status, fault=fault.kind if fault else None))
+            if fault is not None and fault.kind == "drip":
+                self._drip(status, json.dumps(payload).encode(), fault.delay_seconds)
+            else:
+                self._send(status, payload, headers)
             return
         if path != "/graphql":
             sim._record(RequestRecord(arrived, "other", 404))
@@ -559,6 +567,7 @@ class _Handler(BaseHTTPRequestHandler):
             )
         if fault is not None and fault.spoils_answer and status == 200:
             _spoil(fault, payload)
+        drip = fault.delay_seconds if fault is not None and fault.kind == "drip" else None
         sim._record(
             RequestRecord(
                 arrived,
@@ -570,7 +579,10 @@ class _Handler(BaseHTTPRequestHandler):
                 fault=fault.kind if fault is not None else None,
             )
         )
-        self._send(status, payload)
+        if drip is not None:
+            self._drip(status, json.dumps(payload).encode(), drip)
+        else:
+            self._send(status, payload)
 
     def _apply_fault(
         self, fault: Fault, arrived: float, endpoint: str, operation: str | None, variables: Any, body: bytes
@@ -593,7 +605,15 @@ class _Handler(BaseHTTPRequestHandler):
             quoted = (
                 body.decode("utf-8", "replace") if endpoint == "token" else self.headers.get("Authorization")
             )
-            self._send(fault.status, _errors(f"could not process request: {quoted}", "SIMULATED"))
+            self._send(
+                fault.status, _errors(f"{fault.message}could not process request: {quoted}", "SIMULATED")
+            )
+            return True
+        if fault.kind == "corrupt_gzip":
+            record(200)
+            self._send_raw(
+                200, b"\x1f\x8b\x08\x00not really gzip", "application/json", {"Content-Encoding": "gzip"}
+            )
             return True
         if fault.kind == "drop":
             record(0)
@@ -634,6 +654,19 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(fault.status, _errors(fault.message, "SIMULATED"), headers)
         return True
+
+    def _drip(self, status: int, body: bytes, seconds: float) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.flush()
+        steps = 20
+        size = -(-len(body) // steps)
+        for i in range(0, len(body), size):
+            time.sleep(seconds / steps)
+            self.wfile.write(body[i : i + size])
+            self.wfile.flush()
 
     def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         self._send_raw(status, json.dumps(payload).encode(), "application/json", headers)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import math
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from urllib.parse import quote, quote_plus
 
 import httpx
 
+from wiz_pipeline.wiz import transport
 from wiz_pipeline.wiz.errors import (
     WizAuthError,
     WizConfigError,
@@ -18,6 +23,7 @@ from wiz_pipeline.wiz.errors import (
     WizRetryableError,
 )
 from wiz_pipeline.wiz.retry import RetryPolicy, parse_retry_after
+from wiz_pipeline.wiz.transport import Reply
 from wiz_pipeline.wiz.urls import check_url
 
 log = logging.getLogger(__name__)
@@ -68,6 +74,7 @@ class TokenProvider:
         oauth_headers: Mapping[str, str] | None = None,
         scopes: str | None = None,
         refresh_margin_seconds: float = 60.0,
+        request_timeout_seconds: float = 60.0,
         http: httpx.Client,
         retry: RetryPolicy,
         clock: Callable[[], float] = time.monotonic,
@@ -88,6 +95,7 @@ class TokenProvider:
         self.oauth_headers = dict(oauth_headers or {})
         self.scopes = scopes or None
         self.refresh_margin_seconds = refresh_margin_seconds
+        self._timeout = request_timeout_seconds
         self._http = http
         self._retry = retry
         self._clock = clock
@@ -104,11 +112,12 @@ class TokenProvider:
         """``text`` with the client secret and every token we hold replaced by ``***``.
 
         For text that comes from a server (error messages, response snippets): a misbehaving proxy
-        or API can echo back the request it was sent.
+        or API can echo back the request it was sent, form-encoded or JSON-escaped.
         """
         for value in (self._secret.reveal(), *self._issued):
-            if value and value in text:
-                text = text.replace(value, "***")
+            for form in _spellings(value):
+                if form in text:
+                    text = text.replace(form, "***")
         return text
 
     def token(self) -> Secret:
@@ -137,17 +146,20 @@ class TokenProvider:
         response = self._retry.run(lambda: self._post(form), what=f"token request to {self.token_url}")
         payload = _json_object(response, self.token_url)
         access_token = payload.get("access_token")
+        if isinstance(access_token, str):
+            access_token = access_token.strip()
         if not isinstance(access_token, str) or not access_token:
             raise WizAuthError(
                 f"The token endpoint {self.token_url} answered {response.status_code} without an "
                 "access_token; check WIZ_TOKEN_URL points at the OAuth token endpoint."
             )
-        expires_in = payload.get("expires_in", 3600)
-        try:
-            lifetime = float(expires_in)
-        except (TypeError, ValueError):
-            lifetime = 3600.0
-            log.warning("Token endpoint sent expires_in=%r; assuming %s s.", expires_in, lifetime)
+        if not _HEADER_SAFE.fullmatch(access_token):
+            # It could not travel in an Authorization header; the message must not quote it.
+            raise WizAuthError(
+                f"The token endpoint {self.token_url} answered with an access_token holding spaces, "
+                "control or non-ASCII characters, which no bearer token has; check WIZ_TOKEN_URL."
+            )
+        lifetime = _lifetime(payload.get("expires_in"))
         self.tokens_fetched += 1
         self._issued = [*self._issued[-9:], access_token]
         log.info("Fetched a Wiz API token (expires in %s s).", int(lifetime))
@@ -161,47 +173,53 @@ class TokenProvider:
         # Measured from before the request, so a slow token endpoint can't make us overestimate.
         return _Token(Secret(access_token), started + lifetime)
 
-    def _post(self, form: dict[str, str]) -> httpx.Response:
-        # Raised after the except block: the httpx exception holds the request, whose body is the
-        # client secret, and must not be chained as __context__.
-        try:
-            response = self._http.post(self.token_url, data=form, headers=self.oauth_headers)
-        except httpx.TimeoutException as exc:
-            failure = WizRetryableError(
-                f"Token request to {self.token_url} timed out ({type(exc).__name__})."
-            )
-        except httpx.TransportError as exc:
-            failure = WizRetryableError(
-                f"Token request to {self.token_url} failed: {type(exc).__name__}: {self.redact(str(exc))}."
-            )
-        else:
-            return self._check(response)
-        raise failure
-
-    def _check(self, response: httpx.Response) -> httpx.Response:
+    def _post(self, form: dict[str, str]) -> Reply:
+        response = transport.post(
+            self._http,
+            self.token_url,
+            timeout=self._timeout,
+            what="Token request",
+            scrub=self.redact,
+            data=form,
+            headers=self.oauth_headers,
+        )
         status = response.status_code
+        retry_after = parse_retry_after(response.headers.get("Retry-After"), now=response.server_date())
         if status == 429:
             raise WizRateLimitError(
-                f"Token endpoint {self.token_url} answered 429 (rate limited).",
-                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                f"Token endpoint {self.token_url} answered 429 (rate limited).", retry_after=retry_after
             )
         if status >= 500:
             raise WizRetryableError(
-                f"Token endpoint {self.token_url} answered {status}: {self.redact(_error_text(response))}",
+                f"Token endpoint {self.token_url} answered {status}: {self._error_text(response)}",
                 status=status,
+                retry_after=retry_after,
             )
         if status >= 400:
             raise WizAuthError(
-                f"{status} from the token endpoint {self.token_url}: {self.redact(_error_text(response))}. "
+                f"{status} from the token endpoint {self.token_url}: {self._error_text(response)}. "
                 "Check WIZ_CLIENT_ID / WIZ_CLIENT_SECRET, WIZ_TOKEN_URL (commercial, FedRAMP and gov "
                 "tenants use different ones) and the audience in WIZ_OAUTH_DATA."
             )
         return response
 
+    def _error_text(self, response: Reply) -> str:
+        """The server's own error words (OAuth ``error``/``error_description``), scrubbed, then short."""
+        try:
+            payload = json.loads(response.content)
+        except ValueError:
+            payload = None
+        text = response.text.strip() or "(empty body)"
+        if isinstance(payload, dict):
+            parts = [str(payload[k]) for k in ("error", "error_description", "message") if payload.get(k)]
+            text = ": ".join(parts) if parts else text
+        text = self.redact(text)
+        return text if len(text) <= 300 else text[:300] + "..."
 
-def _json_object(response: httpx.Response, url: str) -> dict:
+
+def _json_object(response: Reply, url: str) -> dict:
     try:
-        payload = response.json()
+        payload = json.loads(response.content)
     except ValueError:
         raise WizResponseError(
             f"Token endpoint {url} answered {response.status_code} with a body that is not JSON.",
@@ -212,14 +230,25 @@ def _json_object(response: httpx.Response, url: str) -> dict:
     return payload
 
 
-def _error_text(response: httpx.Response) -> str:
-    """The server's own error words (OAuth ``error``/``error_description``), short."""
+# What can travel in an Authorization header: visible ASCII (RFC 6750's b64token is narrower still).
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
+_DEFAULT_LIFETIME = 3600.0
+
+
+def _lifetime(expires_in: object) -> float:
+    """``expires_in`` in seconds if it is a finite positive number; otherwise an hour, with a warning."""
     try:
-        payload = response.json()
-    except ValueError:
-        return response.text[:200].strip() or "(empty body)"
-    if isinstance(payload, dict):
-        parts = [str(payload[k]) for k in ("error", "error_description", "message") if payload.get(k)]
-        if parts:
-            return ": ".join(parts)[:300]
-    return str(payload)[:200]
+        lifetime = float(expires_in)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        lifetime = math.nan
+    if not (math.isfinite(lifetime) and lifetime > 0):
+        log.warning("Token endpoint sent expires_in=%r; assuming %s s.", expires_in, _DEFAULT_LIFETIME)
+        return _DEFAULT_LIFETIME
+    return lifetime
+
+
+def _spellings(value: str) -> set[str]:
+    """``value`` as it may be quoted back: as is, form- or URL-encoded, JSON-escaped."""
+    if not value:
+        return set()
+    return {value, quote_plus(value), quote(value, safe=""), json.dumps(value)[1:-1]}

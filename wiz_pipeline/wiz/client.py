@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from wiz_pipeline.wiz import transport
 from wiz_pipeline.wiz.auth import DEFAULT_TOKEN_URL, Secret, TokenProvider
 from wiz_pipeline.wiz.errors import (
     WizAuthError,
@@ -25,6 +26,7 @@ from wiz_pipeline.wiz.errors import (
 from wiz_pipeline.wiz.graphql_errors import ErrorKind, classify_errors, error_messages, retry_after_from
 from wiz_pipeline.wiz.ratelimit import RateLimiter
 from wiz_pipeline.wiz.retry import RetryPolicy, parse_retry_after
+from wiz_pipeline.wiz.transport import Reply
 from wiz_pipeline.wiz.urls import check_url
 
 log = logging.getLogger(__name__)
@@ -85,6 +87,13 @@ class WizClient:
             raise WizConfigError(f"WIZ_PAGE_SIZE must be between 1 and {MAX_PAGE_SIZE}, got {page_size!r}.")
         if max_retries < 0:
             raise WizConfigError(f"WIZ_MAX_RETRIES must be >= 0, got {max_retries!r}.")
+        if max_rate_limit_retries < 0:
+            raise WizConfigError(f"max_rate_limit_retries must be >= 0, got {max_rate_limit_retries!r}.")
+        if not 0 <= backoff_base_seconds <= backoff_max_seconds:
+            raise WizConfigError(
+                "backoff_base_seconds and backoff_max_seconds must satisfy 0 <= base <= max, got "
+                f"{backoff_base_seconds!r} and {backoff_max_seconds!r}."
+            )
         if not request_timeout_seconds > 0:
             raise WizConfigError(f"WIZ_REQUEST_TIMEOUT_SECONDS must be > 0, got {request_timeout_seconds!r}.")
         if not max_requests_per_second > 0:
@@ -105,7 +114,7 @@ class WizClient:
             max_rate_limit_retries=max_rate_limit_retries,
             backoff_base_seconds=backoff_base_seconds,
             backoff_max_seconds=backoff_max_seconds,
-            on_rate_limited=self.limiter.pause_until_after,
+            on_rate_limited=self.limiter.rate_limited,
         )
         try:
             self.tokens = TokenProvider(
@@ -116,6 +125,7 @@ class WizClient:
                 oauth_headers=oauth_headers,
                 scopes=scopes,
                 refresh_margin_seconds=refresh_margin_seconds,
+                request_timeout_seconds=request_timeout_seconds,
                 http=self._http,
                 retry=self.retry,
             )
@@ -197,31 +207,20 @@ class WizClient:
 
         return self.retry.run(attempt, what=f"{operation} query", on_retry=count_retry)
 
-    def _post(
-        self, query: str, variables: Mapping[str, Any], token: Secret, operation: str
-    ) -> httpx.Response:
-        # The failure is raised after the except block: an httpx exception carries the request, and
-        # with it the Authorization header, so it must not ride along as __context__.
-        try:
-            return self._http.post(
-                self.api_url,
-                json={"query": query, "variables": dict(variables)},
-                headers={"Authorization": f"Bearer {token.reveal()}"},
-            )
-        except httpx.TimeoutException as exc:
-            failure = WizRetryableError(
-                f"{operation}: no answer from {self.api_url} within {self.request_timeout_seconds:g} s "
-                f"({type(exc).__name__}); raise WIZ_REQUEST_TIMEOUT_SECONDS if the tenant is slow."
-            )
-        except httpx.TransportError as exc:
-            failure = WizRetryableError(
-                f"{operation}: {type(exc).__name__} talking to {self.api_url}: {self.tokens.redact(str(exc))}"
-            )
-        raise failure
+    def _post(self, query: str, variables: Mapping[str, Any], token: Secret, operation: str) -> Reply:
+        return transport.post(
+            self._http,
+            self.api_url,
+            timeout=self.request_timeout_seconds,
+            what=operation,
+            scrub=self.tokens.redact,
+            json={"query": query, "variables": dict(variables)},
+            headers={"Authorization": f"Bearer {token.reveal()}"},
+        )
 
     def _interpret(
         self,
-        response: httpx.Response,
+        response: Reply,
         operation: str,
         variables: Mapping[str, Any],
         permission: str | None,
@@ -229,39 +228,45 @@ class WizClient:
         status = response.status_code
         payload = _json_or_none(response)
         errors = payload.get("errors") if isinstance(payload, dict) else None
-        server_says = error_messages(errors) if isinstance(errors, list) and errors else _short_text(response)
-        server_says = self.tokens.redact(server_says)  # a server may echo what it was sent
+        if not isinstance(errors, list) or not errors:
+            errors = None
+
+        def server_says() -> str:
+            # Scrubbed before it is cut short: a secret cut in half would no longer be recognised.
+            text = error_messages(errors) if errors else response.text.strip() or "(empty body)"
+            return _clip(self.tokens.redact(text), 1000 if errors else 300)
 
         if status == 200:
             if not isinstance(payload, dict):
+                start = _clip(self.tokens.redact(response.text), 80)
                 raise WizResponseError(
                     f"{operation}: the API answered 200 with a body that is not a JSON object "
-                    f"({len(response.content)} bytes, starts {self.tokens.redact(response.text[:80])!r}).",
+                    f"({len(response.content)} bytes, starts {start!r}).",
                     status=status,
                 )
-            if isinstance(errors, list) and errors:
+            if errors:
                 # Also when `data` came with them: a window is written whole or not at all, so
                 # partial data (null nodes, missing fields) is never passed on.
-                self._raise_graphql_errors(errors, operation, variables, permission, status, server_says)
+                self._raise_graphql_errors(errors, operation, variables, permission, status, server_says())
             data = payload.get("data")
             if not isinstance(data, dict):
                 raise WizResponseError(f"{operation}: the API answered 200 without `data`.", status=status)
             return data
 
         if status == 401:
-            raise WizUnauthorizedResponse(server_says)
+            raise WizUnauthorizedResponse(server_says())
         if status == 403:
-            raise WizPermissionError(self._permission_message(operation, permission, server_says))
+            raise WizPermissionError(self._permission_message(operation, permission, server_says()))
+        retry_after = parse_retry_after(response.headers.get("Retry-After"), now=response.server_date())
         if status == 429:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            if retry_after is None and isinstance(errors, list):
+            if retry_after is None and errors:
                 retry_after = retry_after_from(errors)
             raise WizRateLimitError(
-                f"{operation}: 429 Too Many Requests ({server_says})", retry_after=retry_after
+                f"{operation}: 429 Too Many Requests ({server_says()})", retry_after=retry_after
             )
         if status == 400:
-            self._log_bad_query(operation, variables, server_says, status)
-            raise WizQueryError(f"{operation}: the API rejected the query (400): {server_says}")
+            self._log_bad_query(operation, variables, server_says(), status)
+            raise WizQueryError(f"{operation}: the API rejected the query (400): {server_says()}")
         # Every other status is retried, as the error policy says: a proxy or gateway in front of
         # the API can answer anything for a moment. The hints matter once the retries run out.
         hint = ""
@@ -275,7 +280,11 @@ class WizClient:
                 "; WIZ_API_URL should be the tenant's GraphQL endpoint, e.g. "
                 "https://api.us1.app.wiz.io/graphql"
             )
-        raise WizRetryableError(f"{operation}: the API answered {status}{hint}: {server_says}", status=status)
+        raise WizRetryableError(
+            f"{operation}: the API answered {status}{hint}: {server_says()}",
+            status=status,
+            retry_after=retry_after,
+        )
 
     def _raise_graphql_errors(
         self,
@@ -376,13 +385,12 @@ def _read_page(data: dict[str, Any], connection: str, operation: str) -> Page:
     return Page(nodes=nodes, has_next_page=has_next_page, end_cursor=cursor or None)
 
 
-def _json_or_none(response: httpx.Response) -> Any:
+def _json_or_none(response: Reply) -> Any:
     try:
         return json.loads(response.content)
-    except ValueError:
+    except ValueError:  # UnicodeDecodeError and RecursionError-free JSON errors alike
         return None
 
 
-def _short_text(response: httpx.Response) -> str:
-    text = response.text.strip()
-    return text[:300] if text else "(empty body)"
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -43,17 +43,17 @@ class WizRetryableError(WizError):
     ``WizRetriesExhaustedError`` carrying the last failure's details.
     """
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after = retry_after  # seconds the server asked us to wait (a 503 may say too)
 
 
 class WizRateLimitError(WizRetryableError):
     """429, or a GraphQL rate-limit error. ``retry_after`` is the server's delay in seconds, if any."""
 
     def __init__(self, message: str, *, retry_after: float | None = None, status: int | None = 429) -> None:
-        super().__init__(message, status=status)
-        self.retry_after = retry_after
+        super().__init__(message, status=status, retry_after=retry_after)
 
 
 class WizResponseError(WizRetryableError):

@@ -54,11 +54,17 @@ _MESSAGE_HINTS = [
             "expected type",
             'variable "$',
             "must have a selection",
+            "is not defined by type",
+            "unknown field",
         ),
     ),
     (ErrorKind.RATE_LIMIT, ("rate limit", "too many requests", "throttl")),
-    (ErrorKind.AUTH, ("unauthenticated", "invalid token", "token expired", "expired token", "jwt")),
     (ErrorKind.FORBIDDEN, ("permission", "forbidden", "access denied", "not authorized")),
+    # After FORBIDDEN, so that "not authorized to read ..." is a permission problem, not a bad token.
+    (
+        ErrorKind.AUTH,
+        ("unauthenticated", "unauthorized", "invalid token", "token expired", "expired token", "jwt"),
+    ),
 ]
 # When several errors disagree, the one that settles what to do wins: no retry can fix a bad query.
 _PRECEDENCE = [
@@ -74,19 +80,34 @@ def classify_error(error: Any) -> ErrorKind:
     if not isinstance(error, dict):
         return ErrorKind.SERVER
     extensions = error.get("extensions") if isinstance(error.get("extensions"), dict) else {}
-    code = str(extensions.get("code") or extensions.get("errorCode") or "").upper()
+    code = str(extensions.get("code") or extensions.get("errorCode") or "").strip().upper()
     for kind, codes in _CODES.items():
         if code in codes:
             return kind
     http = extensions.get("http")
-    status = http.get("status") if isinstance(http, dict) else extensions.get("errorHttpCode")
-    if status in _HTTP_STATUS:
-        return _HTTP_STATUS[status]
+    candidates = [
+        code,  # some servers put the HTTP status in `code`
+        http.get("status") if isinstance(http, dict) else None,
+        extensions.get("errorHttpCode"),
+        extensions.get("statusCode"),
+        extensions.get("status"),
+    ]
+    for candidate in candidates:
+        status = _as_int(candidate)
+        if status in _HTTP_STATUS:
+            return _HTTP_STATUS[status]
     message = str(error.get("message") or "").lower()
     for kind, hints in _MESSAGE_HINTS:
         if any(hint in message for hint in hints):
             return kind
     return ErrorKind.SERVER
+
+
+def _as_int(value: Any) -> int | None:
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        return None
 
 
 def classify_errors(errors: list[Any]) -> ErrorKind:
@@ -106,7 +127,7 @@ def error_messages(errors: list[Any], limit: int = 3) -> str:
             parts.append(str(error))
     if len(errors) > limit:
         parts.append(f"... and {len(errors) - limit} more")
-    return "; ".join(parts)[:1000]
+    return "; ".join(parts)  # not cut short here: callers scrub secrets first, then cut
 
 
 def retry_after_from(errors: list[Any]) -> float | None:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from wiz_pipeline.wiz.client import RequestStats, WizClient
-from wiz_pipeline.wiz.errors import WizResultCapError
+from wiz_pipeline.wiz.errors import WizPaginationError, WizResultCapError
 from wiz_pipeline.wiz.times import format_time, parse_time
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,10 @@ query IssuesTable($filterBy: IssueFilters, $first: Int, $after: String, $orderBy
 # The API's filter bounds may be inclusive or exclusive (undocumented), so every query asks for a
 # slightly wider range and the window is cut exactly on our side.
 FILTER_PADDING = timedelta(seconds=1)
+
+# A server that keeps saying hasNextPage while handing back only empty pages or nodes already
+# seen would be paged for ever; this many such pages in a row end the window with an error.
+STALLED_PAGES_LIMIT = 10
 
 
 @dataclass(frozen=True)
@@ -157,7 +161,12 @@ class WindowFetch:
         self._seen_ids: set[str] = set()
 
     def __iter__(self) -> Iterator[list[dict[str, Any]]]:
-        dt, stats = self.data_type, self.stats
+        # Each pass starts afresh (figures and ids), so a window that failed can be fetched again
+        # with the same object without its first pass's nodes counting as duplicates.
+        self.stats = stats = WindowStats(start=self.stats.start, end=self.stats.end)
+        self._seen_ids = set()
+        dt = self.data_type
+        stalled = 0
         if stats.end > datetime.now(UTC):
             log.warning(
                 "%s: the window %s .. %s has not closed yet; records that arrive later will be missing "
@@ -177,8 +186,15 @@ class WindowFetch:
                 stats=stats.requests,
             ):
                 stats.nodes_received += len(page.nodes)
-                kept = [node for node in page.nodes if self._keep(node)]
+                kept, fresh = self._sort_page(page.nodes)
                 stats.nodes_in_window += len(kept)
+                stalled = 0 if fresh or not page.has_next_page else stalled + 1
+                if stalled >= STALLED_PAGES_LIMIT:
+                    raise WizPaginationError(
+                        f"{dt.operation}: {stalled} pages in a row brought nothing new while the API kept "
+                        "saying hasNextPage; stopping rather than paging for ever. This is a server-side "
+                        "fault; retry the window later."
+                    )
                 if dt.result_cap and stats.nodes_received >= dt.result_cap and not page.has_next_page:
                     raise WizResultCapError(
                         f"{dt.operation}: the window {format_time(stats.start)} .. {format_time(stats.end)} "
@@ -199,18 +215,31 @@ class WindowFetch:
                 format_time(stats.start),
             )
 
-    def _keep(self, node: dict[str, Any]) -> bool:
+    def _sort_page(self, nodes: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+        """The page's nodes to pass on, and how many of all its nodes this pass had not seen yet."""
+        kept = []
+        fresh = 0
+        for node in nodes:
+            node_id = node.get("id")
+            if isinstance(node_id, str) and node_id:
+                new = node_id not in self._seen_ids
+                self._seen_ids.add(node_id)
+            else:
+                new = True  # can't tell; passed on, as everything the API sends is
+            fresh += new
+            if self._keep(node, new):
+                kept.append(node)
+        return kept, fresh
+
+    def _keep(self, node: dict[str, Any], new: bool) -> bool:
         stats = self.stats
         when = self.data_type.node_time(node)
         if when is not None and not stats.start <= when < stats.end:
             stats.nodes_outside_window += 1
             return False
-        node_id = node.get("id")
-        if isinstance(node_id, str) and node_id:
-            if node_id in self._seen_ids:
-                stats.duplicates_dropped += 1
-                return False
-            self._seen_ids.add(node_id)
+        if not new:
+            stats.duplicates_dropped += 1
+            return False
         if when is None:
             stats.nodes_without_time += 1
             return True

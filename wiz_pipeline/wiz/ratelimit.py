@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
+
+log = logging.getLogger(__name__)
 
 # Grants are spaced 1% further apart than 1/rate. Over a one-second window that leaves about
 # 10 ms of slack at any rate, so a server that timestamps arrivals with its own scheduling jitter
 # still counts at most `rate` requests in any second.
 _SAFETY = 1.01
+# After a 429 the rate drops to this share of what it was, never below _FLOOR of the setting, and
+# climbs back by _RECOVERY after each _RECOVER_AFTER requests without one: a budget shared with
+# other integrations is found by backing off, not by a 429 on every third request.
+_SLOW_DOWN = 0.7
+_FLOOR = 0.1
+_RECOVERY = 1.1
+_RECOVER_AFTER = 30
+# 429s that follow one another within this long are one event: the server's window had not drained
+# yet, and cutting the rate again for each of them would overshoot far below the budget.
+_ONE_EVENT_SECONDS = 1.0
 
 
 class RateLimiter:
@@ -17,7 +30,8 @@ class RateLimiter:
 
     Smooth spacing rather than a token bucket: the Wiz limit is per service account and shared
     by all queries, and a burst is exactly what trips a server-side sliding window.
-    ``pause_until`` lets a 429 hold back every thread, not just the one that got it.
+    ``rate_limited`` lets a 429 hold back every thread, not just the one that got it, and lowers
+    the rate for a while. The rate never goes above ``requests_per_second``.
     """
 
     def __init__(
@@ -30,12 +44,19 @@ class RateLimiter:
         if not requests_per_second > 0:
             raise ValueError(f"requests_per_second must be > 0, got {requests_per_second!r}")
         self.requests_per_second = requests_per_second
-        self._interval = _SAFETY / requests_per_second
+        self._rate = requests_per_second
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
         self._next_slot = 0.0
         self._paused_until = 0.0
+        self._granted_since_429 = 0
+        self._last_cut = -_ONE_EVENT_SECONDS
+
+    @property
+    def current_rate(self) -> float:
+        """Requests per second allowed now: the setting, or less for a while after a 429."""
+        return self._rate
 
     def acquire(self) -> float:
         """Block until this caller may start a request; return the seconds waited."""
@@ -44,7 +65,7 @@ class RateLimiter:
             with self._lock:
                 now = self._clock()
                 slot = max(now, self._next_slot)
-                self._next_slot = slot + self._interval
+                self._next_slot = slot + _SAFETY / self._rate
                 paused_until = self._paused_until
             if slot - now > 0:
                 self._sleep(slot - now)
@@ -52,11 +73,32 @@ class RateLimiter:
             # were handed out before it: take a fresh slot behind the pause instead of going ahead.
             with self._lock:
                 if self._paused_until <= paused_until or self._paused_until <= slot:
+                    self._recover()
                     return max(self._clock() - start, 0.0)
 
-    def pause_until_after(self, seconds: float) -> None:
-        """No request may start in the next ``seconds`` (the server asked us to back off)."""
+    def rate_limited(self, seconds: float) -> None:
+        """The server answered 429: no request may start in the next ``seconds``, and the rate drops."""
         with self._lock:
             until = self._clock() + seconds
             self._paused_until = max(self._paused_until, until)
             self._next_slot = max(self._next_slot, until)
+            self._granted_since_429 = 0
+            now = self._clock()
+            if now - self._last_cut < _ONE_EVENT_SECONDS:
+                return
+            self._last_cut = now
+            slower = max(self._rate * _SLOW_DOWN, self.requests_per_second * _FLOOR)
+            if slower < self._rate:
+                log.info(
+                    "Lowering the request rate to %.2f/s after a 429 (setting: %g/s); it climbs back "
+                    "while requests go through.",
+                    slower,
+                    self.requests_per_second,
+                )
+            self._rate = slower
+
+    def _recover(self) -> None:
+        self._granted_since_429 += 1
+        if self._rate < self.requests_per_second and self._granted_since_429 >= _RECOVER_AFTER:
+            self._rate = min(self.requests_per_second, self._rate * _RECOVERY)
+            self._granted_since_429 = 0

@@ -112,6 +112,8 @@ class RetryPolicy:
                         status=exc.status,
                     ) from None
                 delay = self.backoff(failures)
+                if exc.retry_after is not None and exc.retry_after <= self.max_retry_after_seconds:
+                    delay = max(delay, exc.retry_after)  # a 503 with Retry-After: the server knows best
                 log.warning(
                     "%s failed (%s); retry %d of %d in %.2f s.", what, exc, failures, self.max_retries, delay
                 )

@@ -133,3 +133,38 @@ def test_token_endpoint_that_keeps_failing_gives_up_after_max_retries(sim, make_
 def test_a_real_query_is_authorised_by_the_bearer_token(sim, make_client):
     data = make_client().execute(AUDIT_LOG_QUERY, {"first": 1}, operation="AuditLogTable")
     assert len(data["auditLogEntries"]["nodes"]) == 1
+
+
+@pytest.mark.parametrize("expires_in", [float("inf"), float("nan"), -5, 0, "soon", None, [1]])
+def test_an_unusable_expires_in_is_taken_as_an_hour_with_a_warning(sim, make_client, caplog, expires_in):
+    sim.token_response_extra = {"expires_in": expires_in}
+    client = make_client()
+    ping(client)
+    ping(client)
+    assert sim.counters.tokens_issued == 1  # cached: an hour is well past the 60 s margin
+    assert any("assuming 3600" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    "token", ["tok-é-0123456789abcdef", "tok 0123456789abcdef", "tok-0123\n456789abcdef"]
+)
+def test_a_token_that_cannot_be_sent_is_an_auth_error_that_does_not_quote_it(sim, make_client, token):
+    sim.token_response_extra = {"access_token": token}
+    with pytest.raises(WizAuthError, match="access_token holding spaces, control or non-ASCII") as caught:
+        ping(make_client())
+    assert "0123" not in str(caught.value)
+    assert sim.counters.graphql_requests == 0
+
+
+def test_surrounding_whitespace_in_a_token_is_ignored(sim, make_client):
+    sim.token_response_extra = {"access_token": " \n"}
+    with pytest.raises(WizAuthError, match="without an access_token"):
+        ping(make_client())
+
+
+def test_a_token_endpoint_that_trickles_past_the_timeout_is_retried(sim, make_client):
+    sim.inject(Fault.drip(3.0), endpoint="token")
+    started = time.monotonic()
+    ping(make_client(request_timeout_seconds=0.5))
+    assert sim.counters.token_requests == 2
+    assert time.monotonic() - started < 2.0

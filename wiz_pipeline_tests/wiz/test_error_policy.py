@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from datetime import timedelta
 from email.utils import format_datetime
 
@@ -16,11 +17,13 @@ from wiz_pipeline.wiz import (
     ISSUES,
     RequestStats,
     WizAuthError,
+    WizPaginationError,
     WizPermissionError,
     WizQueryError,
     WizRetriesExhaustedError,
     fetch_window,
 )
+from wiz_pipeline.wiz.graphql_errors import ErrorKind, classify_error
 from wiz_pipeline.wiz.queries import AUDIT_LOG_QUERY
 from wiz_pipeline.wiz.retry import RetryPolicy, parse_retry_after
 from wiz_pipeline_tests.conftest import T0
@@ -207,8 +210,9 @@ def test_429s_do_not_use_up_the_retries_meant_for_failures(sim, make_client):
         Fault.drop_connection(),
         Fault.truncated_body(),
         Fault.malformed_json(),
+        Fault.corrupt_gzip(),
     ],
-    ids=["500", "502", "503", "504", "connection-drop", "truncated-body", "malformed-json"],
+    ids=["500", "502", "503", "504", "connection-drop", "truncated-body", "malformed-json", "corrupt-gzip"],
 )
 def test_transient_failures_are_retried_with_backoff(sim, make_client, fault):
     sim.inject(fault, times=2)
@@ -261,12 +265,73 @@ def test_an_unusable_page_that_persists_fails_the_window(sim, make_client):
     assert sim.counters.graphql_requests == 3
 
 
+def test_pages_that_bring_nothing_new_while_saying_hasnextpage_end_the_window(sim, make_client):
+    sim.inject(Fault.empty_page(), times=50)
+    with pytest.raises(WizPaginationError, match="10 pages in a row brought nothing new"):
+        list(fetch_window(make_client(page_size=5), AUDIT_LOGS, T0, T0 + timedelta(hours=6)))
+    assert sim.counters.graphql_requests == 10
+
+
+def test_a_failed_window_fetched_again_with_the_same_object_comes_whole(sim, make_client):
+    fetch = fetch_window(make_client(page_size=50, max_retries=1), AUDIT_LOGS, T0, T0 + timedelta(hours=6))
+    sim.inject(Fault.http_status(503), times=2, skip=3)  # the fourth page fails for good
+    with pytest.raises(WizRetriesExhaustedError):
+        list(fetch)
+    ids = [node["id"] for page in fetch for node in page]
+    assert len(ids) == len(set(ids)) == len(sim.tenant.audit_nodes)
+    assert fetch.stats.duplicates_dropped == 0
+    assert fetch.stats.nodes_in_window == len(ids)
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        ({"message": "Unauthorized"}, ErrorKind.AUTH),
+        ({"message": "User is not authorized to read audit logs"}, ErrorKind.FORBIDDEN),
+        ({"message": "x", "extensions": {"code": 429}}, ErrorKind.RATE_LIMIT),
+        ({"message": "x", "extensions": {"code": "401"}}, ErrorKind.AUTH),
+        ({"message": "x", "extensions": {"http": {"status": "429"}}}, ErrorKind.RATE_LIMIT),
+        ({"message": "x", "extensions": {"statusCode": 403}}, ErrorKind.FORBIDDEN),
+        ({"message": 'Field "bogus" is not defined by type "AuditLogEntryFilters".'}, ErrorKind.BAD_QUERY),
+        ({"message": "x", "extensions": {"code": "internal_server_error"}}, ErrorKind.SERVER),
+        ("not even an object", ErrorKind.SERVER),
+    ],
+)
+def test_graphql_errors_are_classified_whatever_their_shape(error, kind):
+    assert classify_error(error) is kind
+
+
+def test_a_bare_unauthorized_graphql_error_refreshes_the_token(sim, make_client):
+    sim.inject(Fault.graphql_error("Unauthorized"))
+    stats = RequestStats()
+    audit_page(make_client(), stats)
+    assert stats.token_refreshes == 1
+
+
 def test_partial_data_with_a_permission_error_is_a_permission_error(sim, make_client):
     """Partial data is never passed on: the errors beside it decide, as for any other 200."""
     sim.inject(Fault.partial_data("Not authorized to read field serviceAccount", "FORBIDDEN"))
     with pytest.raises(WizPermissionError):
         list(fetch_window(make_client(), AUDIT_LOGS, T0, T0 + timedelta(hours=1)))
     assert sim.counters.graphql_requests == 1
+
+
+def test_a_503_with_retry_after_waits_as_told(sim, make_client):
+    sim.inject(Fault.http_status(503, "maintenance", retry_after=1))
+    audit_page(make_client())
+    first, second = sim.graphql_records()
+    assert (first.status, second.status) == (503, 200)
+    assert second.at - first.at >= 1.0  # the backoff alone would be 0.01 s here
+
+
+def test_an_answer_that_trickles_in_past_the_timeout_is_abandoned_and_retried(sim, make_client):
+    """Every gap is 0.15 s, well inside the 0.5 s timeout; the whole answer takes 3 s."""
+    sim.inject(Fault.drip(3.0))
+    stats = RequestStats()
+    started = time.monotonic()
+    audit_page(make_client(request_timeout_seconds=0.5), stats)
+    assert stats.retries == 1
+    assert time.monotonic() - started < 2.0
 
 
 def test_timeouts_are_retried(sim, make_client):

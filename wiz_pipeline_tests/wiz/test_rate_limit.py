@@ -91,3 +91,27 @@ def test_a_429_holds_back_threads_already_waiting_for_their_turn(sim, make_clien
     assert len(later) == 4  # the three waiting threads and the retry of the refused request
     assert all(r.status == 200 for r in later)
     assert min(r.at for r in later) - throttled.at >= 1.99
+
+
+def test_after_a_429_the_client_slows_down_instead_of_hitting_the_limit_again_and_again(sim, make_client):
+    """The server allows 20/s, the client is set to 30/s (a budget shared with another integration).
+    A fixed rate would be refused about one request in three; backing off finds the budget."""
+    sim.rate_limit_per_second = 20
+    sim.rate_limit_sends_retry_after = False
+    client = make_client(max_requests_per_second=30, backoff_base_seconds=0.05, backoff_max_seconds=0.2)
+    for _ in range(150):
+        client.execute(PING, {}, operation="Ping")
+    refused = sim.counters.rate_limited
+    assert 0 < refused <= 10
+    assert client.limiter.current_rate < 30
+    assert max_in_any_second([r.at for r in sim.graphql_records()]) <= 30
+
+
+def test_the_rate_climbs_back_to_the_setting_once_requests_go_through(sim, make_client):
+    client = make_client(max_requests_per_second=200)
+    sim.inject(Fault.rate_limited(retry_after=0))
+    client.execute(PING, {}, operation="Ping")
+    assert client.limiter.current_rate == 140
+    for _ in range(150):
+        client.execute(PING, {}, operation="Ping")
+    assert client.limiter.current_rate == 200

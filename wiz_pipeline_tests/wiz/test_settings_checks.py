@@ -55,6 +55,8 @@ def test_urls_carrying_credentials_are_rejected_without_echoing_them():
         ({"page_size": 501}, "WIZ_PAGE_SIZE must be between 1 and 500"),
         ({"page_size": 0}, "WIZ_PAGE_SIZE"),
         ({"max_retries": -1}, "WIZ_MAX_RETRIES"),
+        ({"max_rate_limit_retries": -1}, "max_rate_limit_retries must be >= 0"),
+        ({"backoff_base_seconds": 5, "backoff_max_seconds": 1}, "0 <= base <= max"),
         ({"request_timeout_seconds": 0}, "WIZ_REQUEST_TIMEOUT_SECONDS"),
         ({"max_requests_per_second": 0}, "WIZ_MAX_REQUESTS_PER_SECOND"),
         ({"client_id": ""}, "WIZ_CLIENT_ID is empty"),

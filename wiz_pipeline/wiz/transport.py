@@ -1,0 +1,82 @@
+"""One HTTP POST with a deadline for the whole exchange, and every httpx failure made retryable."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from wiz_pipeline.wiz.errors import WizRetryableError
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A whole answer, read within the deadline."""
+
+    status_code: int
+    headers: httpx.Headers
+    content: bytes  # decoded (gzip etc. undone)
+    num_bytes_downloaded: int  # as they came over the wire
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def server_date(self) -> datetime | None:
+        """The server's ``Date`` header: the clock an HTTP-date ``Retry-After`` is measured on."""
+        try:
+            return parsedate_to_datetime(self.headers.get("Date", ""))
+        except (TypeError, ValueError):
+            return None
+
+
+def post(
+    http: httpx.Client,
+    url: str,
+    *,
+    timeout: float,
+    what: str,
+    scrub: Callable[[str], str],
+    **request: Any,
+) -> Reply:
+    """POST and read the whole answer, or raise ``WizRetryableError``.
+
+    httpx's timeouts bound each connect, write and read separately, so a server that sends a
+    byte now and then could hold a request for ever; here the whole exchange also has to finish
+    within ``timeout`` (checked as data arrives; a silent server hits httpx's read timeout).
+    ``scrub`` cleans error text that may quote the request. Failures are raised outside the
+    ``except`` blocks on purpose: an httpx exception carries the request, headers and body
+    included, and must not ride along as ``__context__``.
+    """
+    deadline = time.monotonic() + timeout
+    try:
+        with http.stream("POST", url, **request) as response:
+            chunks: list[bytes] = []
+            for chunk in response.iter_bytes():
+                chunks.append(chunk)
+                if time.monotonic() > deadline:
+                    break
+            else:
+                return Reply(
+                    response.status_code, response.headers, b"".join(chunks), response.num_bytes_downloaded
+                )
+        failure = WizRetryableError(
+            f"{what}: the answer from {url} was still arriving after {timeout:g} s; "
+            "raise WIZ_REQUEST_TIMEOUT_SECONDS if the tenant is slow."
+        )
+    except httpx.TimeoutException as exc:
+        failure = WizRetryableError(
+            f"{what}: no answer from {url} within {timeout:g} s ({type(exc).__name__}); "
+            "raise WIZ_REQUEST_TIMEOUT_SECONDS if the tenant is slow."
+        )
+    except httpx.LocalProtocolError as exc:
+        # Our own request was malformed; its text would quote our headers, so it is left out.
+        failure = WizRetryableError(f"{what}: could not send the request to {url} ({type(exc).__name__}).")
+    except httpx.HTTPError as exc:  # connection errors, resets, a body that fails to decompress, ...
+        failure = WizRetryableError(f"{what}: {type(exc).__name__} talking to {url}: {scrub(str(exc))}")
+    raise failure
