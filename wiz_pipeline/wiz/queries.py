@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -62,6 +62,8 @@ FILTER_PADDING = timedelta(seconds=1)
 # A server that keeps saying hasNextPage while handing back only empty pages or nodes already
 # seen would be paged for ever; this many such pages in a row end the window with an error.
 STALLED_PAGES_LIMIT = 10
+# Passes over one window, at most, for data whose records can leave it while it is paged (below).
+MAX_PASSES = 3
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,11 @@ class DataType:
     time_field: str  # filtered on by the query, and places a node in its window
     permission: str  # what a 403 should name
     result_cap: int | None = None  # nodes one query returns at most before silently stopping
+    # Can a record leave a closed window while it is being paged? An issue can: a status change
+    # moves its statusChangedAt to now. If the API's cursors are offsets, every record after it
+    # then moves up one place and one is skipped between two pages. Such windows are read again
+    # (see WindowFetch) when they took more than one page.
+    records_can_leave: bool = False
 
     def node_time(self, node: dict[str, Any]) -> datetime | None:
         return parse_time(node.get(self.time_field))
@@ -100,6 +107,7 @@ ISSUES = DataType(
     connection="issues",
     time_field="statusChangedAt",
     permission="read:issues",
+    records_can_leave=True,
 )
 
 DATA_TYPES = {dt.name: dt for dt in (AUDIT_LOGS, ISSUES)}
@@ -116,7 +124,9 @@ class WindowStats:
     nodes_in_window: int = 0  # passed on
     nodes_outside_window: int = 0  # in the padding: they belong to a neighbouring window
     nodes_without_time: int = 0  # passed on too (see WindowFetch)
-    duplicates_dropped: int = 0  # same id seen again in this window (pages shifting under us)
+    duplicates_dropped: int = 0  # same id again within one pass (pages shifting under us)
+    passes: int = 0  # reads of the whole window (see WindowFetch)
+    found_on_reread: int = 0  # nodes that only a second or third pass brought
     min_time: datetime | None = None
     max_time: datetime | None = None
     duration_seconds: float = 0.0
@@ -131,6 +141,8 @@ class WindowStats:
             "nodes_outside_window": self.nodes_outside_window,
             "nodes_without_time": self.nodes_without_time,
             "duplicates_dropped": self.duplicates_dropped,
+            "passes": self.passes,
+            "found_on_reread": self.found_on_reread,
             "min_time": format_time(self.min_time) if self.min_time else None,
             "max_time": format_time(self.max_time) if self.max_time else None,
             "duration_seconds": round(self.duration_seconds, 3),
@@ -145,9 +157,15 @@ class WindowFetch:
     and counted. A node whose time field is missing or unreadable can't be placed by time; since
     the API's own filter put it in this range, it is kept here (``nodes_without_time``).
 
+    Where records can leave a window while it is paged (issues), a window that took more than one
+    page is read again, and again, until two passes see the same ids (at most ``MAX_PASSES``);
+    nodes that only a later pass brings are passed on too. One page is one answer, so a window
+    that fits in one page is read once.
+
     A window is all or nothing: pages are yielded as they arrive so that a writer can stream them,
     but an exception can still end the iteration after some pages (retries exhausted, the result
-    cap). A consumer must then discard what it received for this window.
+    cap). A consumer must then discard what it received for this window. Iterating again fetches
+    the window afresh.
     """
 
     def __init__(self, client: WizClient, data_type: DataType, start: datetime, end: datetime) -> None:
@@ -161,12 +179,11 @@ class WindowFetch:
         self._seen_ids: set[str] = set()
 
     def __iter__(self) -> Iterator[list[dict[str, Any]]]:
-        # Each pass starts afresh (figures and ids), so a window that failed can be fetched again
-        # with the same object without its first pass's nodes counting as duplicates.
+        # Each iteration starts afresh (figures and ids), so a window that failed can be fetched
+        # again with the same object without its first try's nodes counting as seen.
         self.stats = stats = WindowStats(start=self.stats.start, end=self.stats.end)
         self._seen_ids = set()
         dt = self.data_type
-        stalled = 0
         if stats.end > datetime.now(UTC):
             log.warning(
                 "%s: the window %s .. %s has not closed yet; records that arrive later will be missing "
@@ -176,34 +193,25 @@ class WindowFetch:
                 format_time(stats.end),
             )
         started = time.monotonic()
+        previous: set[str] | None = None
         try:
-            for page in self.client.paginate(
-                dt.query,
-                dt.variables(stats.start, stats.end),
-                operation=dt.operation,
-                connection=dt.connection,
-                permission=dt.permission,
-                stats=stats.requests,
-            ):
-                stats.nodes_received += len(page.nodes)
-                kept, fresh = self._sort_page(page.nodes)
-                stats.nodes_in_window += len(kept)
-                stalled = 0 if fresh or not page.has_next_page else stalled + 1
-                if stalled >= STALLED_PAGES_LIMIT:
-                    raise WizPaginationError(
-                        f"{dt.operation}: {stalled} pages in a row brought nothing new while the API kept "
-                        "saying hasNextPage; stopping rather than paging for ever. This is a server-side "
-                        "fault; retry the window later."
+            while True:
+                stats.passes += 1
+                pass_ids: set[str] = set()
+                pages = yield from self._one_pass(pass_ids)
+                if not dt.records_can_leave or pages <= 1 or pass_ids == previous:
+                    break
+                if stats.passes >= MAX_PASSES:
+                    log.warning(
+                        "%s: window %s still changed between passes %d and %d (records are changing "
+                        "while it is read); keeping every node any pass saw.",
+                        dt.name,
+                        format_time(stats.start),
+                        stats.passes - 1,
+                        stats.passes,
                     )
-                if dt.result_cap and stats.nodes_received >= dt.result_cap and not page.has_next_page:
-                    raise WizResultCapError(
-                        f"{dt.operation}: the window {format_time(stats.start)} .. {format_time(stats.end)} "
-                        f"returned {stats.nodes_received} nodes, the API's cap for one query, so it may be "
-                        "incomplete; the window is failed rather than written short. Use a shorter window "
-                        "(WIZ_POLL_INTERVAL_SECONDS)."
-                    )
-                if kept:
-                    yield kept
+                    break
+                previous = pass_ids
         finally:
             stats.duration_seconds = time.monotonic() - started
         if stats.nodes_without_time:
@@ -215,30 +223,71 @@ class WindowFetch:
                 format_time(stats.start),
             )
 
-    def _sort_page(self, nodes: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    def _one_pass(self, pass_ids: set[str]) -> Generator[list[dict[str, Any]], None, int]:
+        """Page through the window once; return the number of pages."""
+        dt, stats = self.data_type, self.stats
+        received = pages = stalled = 0
+        for page in self.client.paginate(
+            dt.query,
+            dt.variables(stats.start, stats.end),
+            operation=dt.operation,
+            connection=dt.connection,
+            permission=dt.permission,
+            stats=stats.requests,
+        ):
+            pages += 1
+            received += len(page.nodes)
+            stats.nodes_received += len(page.nodes)
+            kept, fresh = self._sort_page(page.nodes, pass_ids)
+            stats.nodes_in_window += len(kept)
+            stalled = 0 if fresh or not page.has_next_page else stalled + 1
+            if stalled >= STALLED_PAGES_LIMIT:
+                raise WizPaginationError(
+                    f"{dt.operation}: {stalled} pages in a row brought nothing new while the API kept "
+                    "saying hasNextPage; stopping rather than paging for ever. This is a server-side "
+                    "fault; retry the window later."
+                )
+            if dt.result_cap and received >= dt.result_cap and not page.has_next_page:
+                raise WizResultCapError(
+                    f"{dt.operation}: the window {format_time(stats.start)} .. {format_time(stats.end)} "
+                    f"returned {received} nodes, the API's cap for one query, so it may be "
+                    "incomplete; the window is failed rather than written short. Use shorter windows "
+                    "(WIZ_POLL_INTERVAL_SECONDS in the pipeline)."
+                )
+            if kept:
+                yield kept
+        return pages
+
+    def _sort_page(self, nodes: list[dict[str, Any]], pass_ids: set[str]) -> tuple[list[dict[str, Any]], int]:
         """The page's nodes to pass on, and how many of all its nodes this pass had not seen yet."""
+        stats = self.stats
         kept = []
         fresh = 0
         for node in nodes:
             node_id = node.get("id")
             if isinstance(node_id, str) and node_id:
+                new_in_pass = node_id not in pass_ids
                 new = node_id not in self._seen_ids
+                pass_ids.add(node_id)
                 self._seen_ids.add(node_id)
             else:
-                new = True  # can't tell; passed on, as everything the API sends is
-            fresh += new
-            if self._keep(node, new):
+                new_in_pass = new = True  # can't tell; passed on, as everything the API sends is
+            fresh += new_in_pass
+            if not new:
+                if not new_in_pass:
+                    stats.duplicates_dropped += 1
+                continue  # seen before: on an earlier page (a shift) or in an earlier pass
+            if self._keep(node):
                 kept.append(node)
+                if stats.passes > 1:
+                    stats.found_on_reread += 1
         return kept, fresh
 
-    def _keep(self, node: dict[str, Any], new: bool) -> bool:
+    def _keep(self, node: dict[str, Any]) -> bool:
         stats = self.stats
         when = self.data_type.node_time(node)
         if when is not None and not stats.start <= when < stats.end:
             stats.nodes_outside_window += 1
-            return False
-        if not new:
-            stats.duplicates_dropped += 1
             return False
         if when is None:
             stats.nodes_without_time += 1
