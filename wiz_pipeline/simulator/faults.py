@@ -68,6 +68,11 @@ class Fault:
         return cls("malformed_json")
 
     @classmethod
+    def html_error(cls, status: int = 502, message: str = "Bad Gateway") -> Fault:
+        """``status`` with an HTML page, as a load balancer in front of an API answers."""
+        return cls("html_error", status=status, message=message)
+
+    @classmethod
     def corrupt_gzip(cls) -> Fault:
         """200 with ``Content-Encoding: gzip`` and a body that does not decompress."""
         return cls("corrupt_gzip")

@@ -19,11 +19,14 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
+    GraphQLObjectType,
     GraphQLScalarType,
+    GraphQLUnionType,
     InlineFragmentNode,
     OperationDefinitionNode,
     SelectionSetNode,
     build_schema,
+    get_named_type,
     parse,
     validate,
 )
@@ -41,7 +44,7 @@ type Query {
 }
 
 input DateTimeFilter { after: DateTime, before: DateTime }
-input AuditLogEntryFilters { timestamp: DateTimeFilter, user: [String!], status: [String!] }
+input AuditLogEntryFilters { timestamp: DateTimeFilter }
 input IssueFilters {
   statusChangedAt: DateTimeFilter, createdAt: DateTimeFilter,
   status: [IssueStatus!], severity: [IssueSeverity!], type: [IssueType!]
@@ -191,19 +194,33 @@ def prepare(query: str, variables: dict[str, Any] | None, operation_name: str | 
 
 
 def project(
-    value: Any, selection: SelectionSetNode | None, fragments: dict[str, FragmentDefinitionNode]
+    value: Any,
+    selection: SelectionSetNode | None,
+    fragments: dict[str, FragmentDefinitionNode],
+    type_name: str,
 ) -> Any:
-    """Shape a stored record like a GraphQL response for ``selection``."""
+    """Shape a stored record of the schema type ``type_name`` like a GraphQL response for ``selection``.
+
+    Stored records of a union's members carry their ``__typename``; for any other object type the
+    static type from the schema is the concrete one.
+    """
     if selection is None or value is None:
         return value
     if isinstance(value, list):
-        return [project(item, selection, fragments) for item in value]
+        return [project(item, selection, fragments, type_name) for item in value]
+    static = SCHEMA.type_map[type_name]
+    concrete = value.get("__typename") if isinstance(static, GraphQLUnionType) else type_name
     out: dict[str, Any] = {}
     for sel in selection.selections:
         if isinstance(sel, FieldNode):
             name = sel.name.value
             key = sel.alias.value if sel.alias else name
-            out[key] = project(value.get(name), sel.selection_set, fragments)
+            if name == "__typename":
+                out[key] = concrete
+                continue
+            assert isinstance(static, GraphQLObjectType)  # validation allows no other field selections
+            field_type = get_named_type(static.fields[name].type)
+            out[key] = project(value.get(name), sel.selection_set, fragments, field_type.name)
         else:
             if isinstance(sel, InlineFragmentNode):
                 condition, sub = sel.type_condition, sel.selection_set
@@ -212,6 +229,7 @@ def project(
                 condition, sub = fragment.type_condition, fragment.selection_set
             else:  # pragma: no cover - graphql-core has no other selection kinds
                 continue
-            if condition is None or condition.name.value == value.get("__typename"):
-                out.update(project(value, sub, fragments))
+            if condition is None or condition.name.value in (concrete, type_name):
+                target = concrete if condition is None or condition.name.value == concrete else type_name
+                out.update(project(value, sub, fragments, target or type_name))
     return out

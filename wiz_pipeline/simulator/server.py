@@ -359,10 +359,12 @@ class WizSimulator:
             "nodes": nodes,
             "pageInfo": {
                 "hasNextPage": end < total,
-                "endCursor": _encode_cursor(key, end) if nodes else None,
+                # `first: 0` still gets a cursor to go on from, as relay servers give one.
+                "endCursor": _encode_cursor(key, end) if nodes or end < total else None,
             },
         }
-        return project(connection, root.selection, prepared.fragments)
+        type_name = "AuditLogEntryConnection" if root.name == "auditLogEntries" else "IssueConnection"
+        return project(connection, root.selection, prepared.fragments, type_name)
 
     def _audit(self, filter_by: dict[str, Any]) -> tuple[int, Callable[[int], dict[str, Any]]]:
         """Newest first, as the Wiz UI lists them; bounds inclusive on both ends."""
@@ -392,15 +394,12 @@ class WizSimulator:
             if allowed:
                 nodes = [n for n in nodes if n[name] in allowed]
         if order_by:
-            field_name = {
-                "CREATED_AT": "createdAt",
-                "SEVERITY": "severity",
-                "STATUS_CHANGED_AT": "statusChangedAt",
-            }[order_by["field"]]
-            nodes.sort(key=lambda n: (n[field_name] or "", n["id"]), reverse=order_by["direction"] == "DESC")
+            nodes.sort(key=_ISSUE_ORDER[order_by["field"]], reverse=order_by["direction"] == "DESC")
         else:
             nodes.sort(key=lambda n: n["id"])  # deliberately not time order: clients must not rely on it
         if cache_key is not None:
+            if len(self._issue_cache) >= 256:  # a long-lived simulator sees endless distinct windows
+                self._issue_cache.clear()
             self._issue_cache[cache_key] = nodes
         return nodes
 
@@ -410,6 +409,19 @@ class WizSimulator:
             latest = max((r.last_event for r in self.tenant.issues), default=datetime.min.replace(tzinfo=UTC))
             self._latest_event = (count, latest)
         return self._latest_event[1]
+
+
+_SEVERITY_RANK = {
+    name: rank for rank, name in enumerate(["INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL"])
+}
+_NEVER = datetime.min.replace(tzinfo=UTC)
+# Sort keys per IssueOrderField: by meaning (time, severity rank), not by the strings' spelling;
+# the id breaks ties so that pages are stable.
+_ISSUE_ORDER: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "CREATED_AT": lambda n: (parse_time(n["createdAt"]) or _NEVER, n["id"]),
+    "STATUS_CHANGED_AT": lambda n: (parse_time(n["statusChangedAt"]) or _NEVER, n["id"]),
+    "SEVERITY": lambda n: (_SEVERITY_RANK.get(n["severity"], -1), n["id"]),
+}
 
 
 def _within(value: str | None, bounds: dict[str, datetime]) -> bool:
@@ -543,6 +555,10 @@ class _Handler(BaseHTTPRequestHandler):
         fault = sim.faults.take(Endpoint.GRAPHQL)
         if fault is not None and self._apply_fault(fault, arrived, "graphql", operation, variables, body):
             return
+        if "json" not in (self.headers.get("Content-Type") or ""):
+            sim._record(RequestRecord(arrived, "graphql", 415, operation, variables))
+            self._send(415, _errors("Content-Type must be application/json", "BAD_REQUEST"))
+            return
         token = sim.authenticate(self.headers.get("Authorization", ""))
         if token is None:
             sim._record(RequestRecord(arrived, "graphql", 401, operation, variables))
@@ -608,6 +624,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(
                 fault.status, _errors(f"{fault.message}could not process request: {quoted}", "SIMULATED")
             )
+            return True
+        if fault.kind == "html_error":
+            record(fault.status)
+            page = f"<html><body><h1>{fault.status} {fault.message}</h1></body></html>".encode()
+            self._send_raw(fault.status, page, "text/html")
             return True
         if fault.kind == "corrupt_gzip":
             record(200)

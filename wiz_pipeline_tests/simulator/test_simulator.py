@@ -12,6 +12,7 @@ import pytest
 
 from wiz_pipeline.simulator import Fault, WizSimulator, generate_tenant
 from wiz_pipeline.wiz.queries import AUDIT_LOG_QUERY, ISSUES_QUERY
+from wiz_pipeline.wiz.times import parse_time
 from wiz_pipeline_tests.conftest import CLIENT_SECRET, T0, small_tenant
 
 
@@ -44,7 +45,7 @@ def test_audit_log_page_has_the_real_response_shape(sim):
     assert len(connection["nodes"]) == 3
     assert connection["pageInfo"]["hasNextPage"] is True
     assert isinstance(connection["pageInfo"]["endCursor"], str)
-    times = [n["timestamp"] for n in connection["nodes"]]
+    times = [parse_time(n["timestamp"]) for n in connection["nodes"]]
     assert times == sorted(times, reverse=True)  # newest first, like the Wiz UI
 
 
@@ -94,7 +95,10 @@ def test_cursors_are_opaque_and_bound_to_their_query(sim):
         "auditLogEntries"
     ]
     cursor = page["pageInfo"]["endCursor"]
-    assert "2" not in cursor.split(":")  # not a bare offset
+    assert not cursor.isdigit()  # not a bare offset
+    tampered = cursor[:-2] + ("AA" if cursor[-2:] != "AA" else "BB")
+    refused = post(sim, AUDIT_LOG_QUERY, {"first": 2, "after": tampered, "filterBy": window}, bearer).json()
+    assert "Invalid cursor" in refused["errors"][0]["message"]
     again = post(sim, AUDIT_LOG_QUERY, {"first": 2, "after": cursor, "filterBy": window}, bearer).json()
     assert {n["id"] for n in again["data"]["auditLogEntries"]["nodes"]}.isdisjoint(
         n["id"] for n in page["nodes"]
@@ -123,10 +127,57 @@ def test_issues_query_with_aliases_and_fragments_and_filters(sim):
     }
     nodes = post(sim, ISSUES_QUERY, variables).json()["data"]["issues"]["nodes"]
     assert nodes and {n["severity"] for n in nodes} <= {"CRITICAL", "HIGH"}
-    assert [n["severity"] for n in nodes] == sorted((n["severity"] for n in nodes), reverse=True)
+    severities = [n["severity"] for n in nodes]
+    assert severities == ["CRITICAL"] * severities.count("CRITICAL") + ["HIGH"] * severities.count("HIGH")
+    assert 0 < severities.count("CRITICAL") < len(severities)  # both were there to be ordered
     control = next(n["sourceRule"] for n in nodes if n["sourceRule"]["__typename"] == "Control")
     assert "controlDescription" in control and "description" not in control
     assert "cloudEventRuleDescription" not in control
+
+
+def test_named_fragments_on_object_types_and_typename_anywhere(sim):
+    query = """
+    query Q($first: Int) {
+      issuesV2(first: $first) {
+        __typename
+        nodes { __typename ...IssueBits sourceRule { __typename ... on Control { id } } }
+        pageInfo { __typename hasNextPage }
+      }
+    }
+    fragment IssueBits on Issue { id status entitySnapshot { __typename cloudPlatform } }
+    """
+    connection = post(sim, query, {"first": 20}).json()["data"]["issuesV2"]
+    assert connection["__typename"] == "IssueConnection"
+    assert connection["pageInfo"] == {"__typename": "PageInfo", "hasNextPage": True}
+    node = connection["nodes"][0]
+    assert node["__typename"] == "Issue" and node["id"] and node["status"]
+    assert node["entitySnapshot"]["__typename"] == "EntitySnapshot"
+    rules = [n["sourceRule"] for n in connection["nodes"] if n["sourceRule"]]
+    assert {r["__typename"] for r in rules} >= {"Control", "CloudConfigurationRule"}
+    assert all(("id" in r) == (r["__typename"] == "Control") for r in rules)
+
+
+def test_first_zero_answers_no_nodes_and_a_cursor_to_go_on_from(sim):
+    bearer = token(sim)
+    page = post(sim, AUDIT_LOG_QUERY, {"first": 0}, bearer).json()["data"]["auditLogEntries"]
+    assert page["nodes"] == [] and page["pageInfo"]["hasNextPage"] is True
+    after = page["pageInfo"]["endCursor"]
+    nxt = post(sim, AUDIT_LOG_QUERY, {"first": 1, "after": after}, bearer).json()["data"]["auditLogEntries"]
+    assert nxt["nodes"][0]["id"] == sim.tenant.audit_nodes[-1]["id"]  # the newest: nothing was skipped
+
+
+def test_filters_it_does_not_implement_are_rejected_not_ignored(sim):
+    body = post(sim, AUDIT_LOG_QUERY, {"filterBy": {"status": ["SUCCESS"]}}).json()
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+def test_graphql_requests_must_be_json(sim):
+    response = httpx.post(
+        sim.graphql_url,
+        content=json.dumps({"query": AUDIT_LOG_QUERY}),
+        headers={"Authorization": f"Bearer {token(sim)}", "Content-Type": "text/plain"},
+    )
+    assert response.status_code == 415
 
 
 def test_tokens_expire_and_unknown_tokens_get_401(sim):
@@ -172,7 +223,7 @@ def test_faults_are_injected_in_order_and_counted(sim):
 def test_records_after_now_do_not_exist_yet(sim):
     sim.set_now(T0 + timedelta(hours=1))
     nodes = post(sim, AUDIT_LOG_QUERY, {"first": 500}).json()["data"]["auditLogEntries"]["nodes"]
-    assert nodes and all(n["timestamp"] <= "2025-09-12T22:00:00.000000Z" for n in nodes)
+    assert nodes and all(parse_time(n["timestamp"]) <= T0 + timedelta(hours=1) for n in nodes)
     assert len(nodes) < len(sim.tenant.audit_nodes) / 3
 
 

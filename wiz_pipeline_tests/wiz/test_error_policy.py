@@ -211,8 +211,19 @@ def test_429s_do_not_use_up_the_retries_meant_for_failures(sim, make_client):
         Fault.truncated_body(),
         Fault.malformed_json(),
         Fault.corrupt_gzip(),
+        Fault.html_error(502),
     ],
-    ids=["500", "502", "503", "504", "connection-drop", "truncated-body", "malformed-json", "corrupt-gzip"],
+    ids=[
+        "500",
+        "502",
+        "503",
+        "504",
+        "connection-drop",
+        "truncated-body",
+        "malformed-json",
+        "corrupt-gzip",
+        "html-502",
+    ],
 )
 def test_transient_failures_are_retried_with_backoff(sim, make_client, fault):
     sim.inject(fault, times=2)
