@@ -14,11 +14,32 @@ from wiz_pipeline.wiz import DATA_TYPES, WizClient, WizError, fetch_window
 from wiz_pipeline.wiz.urls import is_loopback_host
 
 
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _not_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
 def _simulator_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=7, help="seed of the generated tenant (default 7)")
-    parser.add_argument("--days", type=float, default=1.0, help="days of history up to now (default 1)")
-    parser.add_argument("--audit-entries", type=int, default=5000, help="audit log entries (default 5000)")
-    parser.add_argument("--issues", type=int, default=500, help="issues (default 500)")
+    parser.add_argument("--days", type=_positive, default=1.0, help="days of history up to now (default 1)")
+    parser.add_argument(
+        "--audit-entries",
+        type=int,
+        default=5000,
+        help="audit log entries in the --days of history (default 5000)",
+    )
+    parser.add_argument(
+        "--issues", type=int, default=500, help="issues in the --days of history (default 500)"
+    )
     parser.add_argument(
         "--rate-limit",
         type=float,
@@ -29,13 +50,16 @@ def _simulator_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _simulator(args: argparse.Namespace, host: str = "127.0.0.1", port: int = 0) -> WizSimulator:
-    """A simulator (not yet started) over a tenant of ``args.days`` up to now."""
-    end = datetime.now(UTC).replace(microsecond=0)
+    """A simulator (not yet started) over a tenant of ``args.days`` up to now, and ``days_ahead``
+    beyond it at the same density: the tenant is seen as of now, so records appear as time passes."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    ahead = getattr(args, "days_ahead", 0.0)
+    scale = (args.days + ahead) / args.days
     tenant = generate_tenant(
-        end - timedelta(days=args.days),
-        end,
-        audit_entries=args.audit_entries,
-        issues=args.issues,
+        now - timedelta(days=args.days),
+        now + timedelta(days=ahead) if ahead else now,
+        audit_entries=round(args.audit_entries * scale),
+        issues=round(args.issues * scale),
         seed=args.seed,
     )
     return WizSimulator(tenant, host=host, port=port, rate_limit_per_second=args.rate_limit or None)
@@ -49,7 +73,6 @@ def cmd_simulator(args: argparse.Namespace) -> int:
         )
         return 2
     sim = _simulator(args, args.host, args.port)
-    tenant = sim.tenant
     try:
         sim.start()
     except OSError as exc:
@@ -65,8 +88,8 @@ def cmd_simulator(args: argparse.Namespace) -> int:
     print(f"  WIZ_CLIENT_ID={sim.client_id}")
     print(f"  WIZ_CLIENT_SECRET={sim.client_secret}")
     print(
-        f"  tenant: {len(tenant.audit_nodes)} audit entries, {len(tenant.issues)} issues, "
-        f"over the {args.days:g} day(s) up to now"
+        f"  tenant: {args.audit_entries} audit entries and {args.issues} issues over the {args.days:g} "
+        f"day(s) up to now; more appear as time passes, for {args.days_ahead:g} day(s)"
     )
     print("Try:")
     print(
@@ -169,6 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--host", default="127.0.0.1", help="loopback address to listen on (default 127.0.0.1)")
     sim.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 = any free port)")
+    sim.add_argument(
+        "--days-ahead",
+        type=_not_negative,
+        default=7.0,
+        help="keep producing audit entries and issue changes for this many days after start, at the "
+        "same density, so a pipeline polling it has new data (default 7)",
+    )
+    sim.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log at INFO")
     _simulator_args(sim)
     sim.set_defaults(func=cmd_simulator)
 

@@ -63,3 +63,21 @@ def test_help_lists_the_commands():
     )
     assert result.returncode == 0
     assert "simulator" in result.stdout and "demo" in result.stdout
+
+
+def test_the_command_line_simulator_keeps_producing_records_as_time_passes():
+    from datetime import UTC, datetime, timedelta
+
+    from wiz_pipeline.cli import _simulator, build_parser
+
+    args = build_parser().parse_args(
+        ["simulator", "--days", "1", "--days-ahead", "2", "--audit-entries", "1000", "--issues", "100"]
+    )
+    tenant = _simulator(args).tenant
+    now = datetime.now(UTC)
+    past = [t for t in tenant.audit_times if t <= now]
+    ahead = [t for t in tenant.audit_times if t > now]
+    assert 850 <= len(past) <= 1150  # the history asked for
+    assert 1700 <= len(ahead) <= 2300  # and the same density for the two days ahead
+    assert max(ahead) > now + timedelta(days=1, hours=23)
+    assert any(change > now for record in tenant.issues for change, _ in record.changes[1:])

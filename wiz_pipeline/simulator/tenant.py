@@ -34,6 +34,9 @@ class IssueRecord:
     node: dict[str, Any]  # every field but the time- and status-dependent ones
     changes: list[tuple[datetime, str]]
     notes: list[dict[str, Any]] = field(default_factory=list)  # each with "createdAt"
+    digits: int = 6  # fractional digits of its timestamps (the API's vary)
+    # Real data has updatedAt earlier than createdAt or statusChangedAt now and then.
+    updated_lag: timedelta = timedelta(0)
 
     @property
     def created_at(self) -> datetime:
@@ -52,15 +55,15 @@ class IssueRecord:
         changed_at, status = seen[-1]
         node = copy.copy(self.node)
         node["status"] = status
-        node["createdAt"] = wiz_time(self.created_at)
-        node["statusChangedAt"] = wiz_time(changed_at)
+        node["createdAt"] = wiz_time(self.created_at, self.digits)
+        node["statusChangedAt"] = wiz_time(changed_at, self.digits)
         notes = [n for n in self.notes if (parse_time(n["createdAt"]) or now) <= now]
         node["notes"] = notes
         updated = max([changed_at] + [parse_time(n["updatedAt"]) or changed_at for n in notes])
-        node["updatedAt"] = wiz_time(updated)
+        node["updatedAt"] = wiz_time(updated - self.updated_lag, self.digits)
         resolved = [t for t, s in seen if s in ("RESOLVED", "REJECTED")]
         # Real data keeps resolvedAt after a reopen; so does the simulator.
-        node["resolvedAt"] = wiz_time(resolved[-1]) if resolved else None
+        node["resolvedAt"] = wiz_time(resolved[-1], self.digits) if resolved else None
         return node
 
 
@@ -156,6 +159,8 @@ def _uuid(rng: random.Random) -> str:
 
 
 def _ip(rng: random.Random) -> str:
+    if rng.random() < 0.1:
+        return f"2001:db8:{rng.randrange(1 << 16):x}::{rng.randrange(1, 1 << 16):x}"
     first = rng.choice([34, 52, 81, 185, 203])
     return f"{first}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
 
@@ -166,7 +171,7 @@ def _audit_entry(rng: random.Random, when: datetime) -> dict[str, Any]:
     if by_service_account:
         sa_name, sa_id = rng.choice(_SERVICE_ACCOUNTS)
         action = rng.choice(_API_ACTIONS)
-        params: dict[str, Any] = {
+        params: dict[str, Any] | None = {
             "query": rng.choice(
                 ["query IssuesTable { ... }", "query AuditLogTable { ... }", "mutation UpdateIssue"]
             ),
@@ -208,6 +213,14 @@ def _audit_entry(rng: random.Random, when: datetime) -> dict[str, Any]:
             )
         user, service_account = {"id": user_id, "name": name}, None
         agent = rng.choice(_AGENTS)
+    roll = rng.random()
+    if roll < 0.03 and service_account is not None:
+        user = {"id": "u-1f3a", "name": "admin11"}  # a user acting through a service account's token
+    elif roll < 0.05:
+        user = service_account = None  # done by Wiz itself
+        action, agent = rng.choice(["ScheduledReportRun", "ConnectorScan"]), ""
+    if rng.random() < 0.03:
+        params = None
     failed = rng.random() < 0.04
     return {
         "id": _uuid(rng),
@@ -393,16 +406,19 @@ def _issue(rng: random.Random, created: datetime, end: datetime) -> IssueRecord:
                 "serviceAccount": rng.choice([None, {"name": "rev-ke"}]),
             }
         )
+    source_rule = _source_rule(rng, issue_type) if rng.random() > 0.03 else None
+    if rng.random() < 0.02:
+        issue_type = "DATA_SECURITY"  # the enums grow: clients must not reject unknown values
     node = {
         "id": _uuid(rng),
-        "sourceRule": _source_rule(rng, issue_type),
+        "sourceRule": source_rule,
         "dueAt": wiz_time(created + timedelta(days={"CRITICAL": 3, "HIGH": 7}.get(severity, 30)))
         if rng.random() < 0.6
         else None,
         "projects": rng.sample(_PROJECTS, rng.choice([0, 1, 1, 2])),
         "severity": severity,
         "type": issue_type,
-        "entitySnapshot": _entity(rng),
+        "entitySnapshot": _entity(rng) if rng.random() > 0.02 else None,
         "serviceTickets": [
             {
                 "externalId": str(rng.randrange(10**3, 10**4)),
@@ -413,7 +429,10 @@ def _issue(rng: random.Random, created: datetime, end: datetime) -> IssueRecord:
         if rng.random() < 0.2
         else [],
     }
-    return IssueRecord(node=node, changes=changes, notes=notes)
+    lag = timedelta(seconds=rng.randrange(60, 86400)) if rng.random() < 0.05 else timedelta(0)
+    return IssueRecord(
+        node=node, changes=changes, notes=notes, digits=rng.choice([0, 3, 6, 6]), updated_lag=lag
+    )
 
 
 def generate_tenant(

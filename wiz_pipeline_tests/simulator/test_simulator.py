@@ -49,20 +49,34 @@ def test_audit_log_page_has_the_real_response_shape(sim):
     assert times == sorted(times, reverse=True)  # newest first, like the Wiz UI
 
 
-def test_generated_data_is_messy_like_real_data(sim):
-    nodes = sim.tenant.audit_nodes
+def test_generated_data_is_messy_like_real_data():
+    tenant = small_tenant(audit_entries=3000, issues=600)
+    nodes = tenant.audit_nodes
     assert any(n["action"].startswith(" ") for n in nodes)
-    assert any(n["sourceIP"] is None for n in nodes)
-    assert any(n["user"] is None for n in nodes) and any(n["serviceAccount"] is None for n in nodes)
+    assert any(n["sourceIP"] is None for n in nodes) and any(":" in (n["sourceIP"] or "") for n in nodes)
+    actors = {(n["user"] is not None, n["serviceAccount"] is not None) for n in nodes}
+    assert actors == {(True, False), (False, True), (True, True), (False, False)}
     assert len({len(n["timestamp"]) for n in nodes}) >= 3  # fractional seconds of varying length
-    assert any(n["actionParameters"] == {} for n in nodes)
-    assert any("scopes" in n["actionParameters"] for n in nodes)
-    issues = sim.tenant.issues_as_of(sim.now())
+    assert any(n["actionParameters"] == {} for n in nodes) and any(
+        n["actionParameters"] is None for n in nodes
+    )
+    assert any("scopes" in (n["actionParameters"] or {}) for n in nodes)
+    issues = tenant.issues_as_of(T0 + timedelta(days=2))
     assert {i["status"] for i in issues} == {"OPEN", "IN_PROGRESS", "RESOLVED", "REJECTED"}
     assert {i["severity"] for i in issues} == {"INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL"}
-    assert {i["entitySnapshot"]["cloudPlatform"] for i in issues} == {"AWS", "Azure", "GCP", "Kubernetes"}
+    assert {i["type"] for i in issues} > {"TOXIC_COMBINATION", "THREAT_DETECTION", "CLOUD_CONFIGURATION"}
+    snapshots = [i["entitySnapshot"] for i in issues]
+    assert None in snapshots and None in [i["sourceRule"] for i in issues]
+    assert {s["cloudPlatform"] for s in snapshots if s} == {"AWS", "Azure", "GCP", "Kubernetes"}
+    assert {r["__typename"] for i in issues if (r := i["sourceRule"])} == {
+        "Control",
+        "CloudEventRule",
+        "CloudConfigurationRule",
+    }
     assert any(i["serviceTickets"] for i in issues) and any(i["notes"] for i in issues)
-    assert any(i["entitySnapshot"]["tags"] == {} for i in issues)
+    assert any(s["tags"] == {} for s in snapshots if s)
+    assert len({len(i["createdAt"]) for i in issues}) >= 3
+    assert any(parse_time(i["updatedAt"]) < parse_time(i["statusChangedAt"]) for i in issues)
 
 
 def test_tenant_is_deterministic_for_a_seed():

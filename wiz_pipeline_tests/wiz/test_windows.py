@@ -163,6 +163,8 @@ def test_issue_window_boundary_is_half_open():
 def test_issues_that_change_status_later_move_to_the_later_window(sim, make_client):
     changed = next(r for r in sim.tenant.issues if len(r.changes) >= 2 and r.changes[0][0] >= T0)
     (created, _), (moved, new_status) = changed.changes[0], changed.changes[1]
+    # Windows on whole seconds: the API may send the times with fewer fractional digits.
+    created, moved = created.replace(microsecond=0), moved.replace(microsecond=0)
     client = make_client()
     sim.set_now(moved - timedelta(seconds=1))  # before the change: the issue sits at its creation
     nodes, _ = collect(client, ISSUES, created, created + timedelta(seconds=1))
@@ -303,8 +305,8 @@ def test_an_issue_changing_status_while_its_window_is_paged_costs_no_other_issue
 
 
 def test_a_window_that_fits_in_one_page_is_read_once(sim, make_client):
-    fetch = fetch_window(make_client(), ISSUES, T0, T0 + W)
-    assert list(fetch)
+    fetch = fetch_window(make_client(), ISSUES, T0, T0 + timedelta(hours=6))
+    assert 0 < sum(len(page) for page in fetch) <= 500
     assert (fetch.stats.passes, fetch.stats.requests.requests) == (1, 1)
 
 
