@@ -57,7 +57,9 @@ def test_a_429_holds_back_every_thread_sharing_the_client(sim, make_client):
 
     first = threading.Thread(target=other)
     first.start()
+    deadline = time.monotonic() + 10
     while not any(r.status == 429 for r in sim.graphql_records()):
+        assert time.monotonic() < deadline, "the first thread never reached the server"
         time.sleep(0.01)
     time.sleep(0.2)  # let the first thread read the 429 (the server records it before answering)
     second = threading.Thread(target=other)  # starts after the 429: must wait out the same delay
