@@ -23,14 +23,25 @@ class Fault:
     delay_seconds: float = 0.0
     message: str = ""
     code: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def http_status(
-        cls, status: int, message: str = "simulated failure", retry_after: str | float | None = None
+        cls,
+        status: int,
+        message: str = "simulated failure",
+        retry_after: str | float | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Fault:
         """Answer ``status`` with a GraphQL-style error body (use for 400, 403, 500, 502, 503 ...),
-        with a ``Retry-After`` header if given."""
-        return cls("status", status=status, message=message, retry_after=_header(retry_after))
+        with a ``Retry-After`` header if given, and any other ``headers`` (``Location``, ``Date``)."""
+        return cls(
+            "status",
+            status=status,
+            message=message,
+            retry_after=_header(retry_after),
+            headers=tuple((headers or {}).items()),
+        )
 
     @classmethod
     def rate_limited(cls, retry_after: str | float | None = None) -> Fault:
@@ -82,6 +93,12 @@ class Fault:
         """Answer normally, but send the body in 20 slices spread over about ``seconds``: each gap is
         far shorter than the whole, so only a deadline on the whole answer notices."""
         return cls("drip", delay_seconds=seconds)
+
+    @classmethod
+    def gzip_stall(cls, seconds: float) -> Fault:
+        """200 with ``Content-Encoding: gzip``, then for ``seconds`` a trickle of empty deflate
+        blocks: bytes keep arriving, but they decode to nothing."""
+        return cls("gzip_stall", delay_seconds=seconds)
 
     @classmethod
     def echo_request(cls, status: int = 500, padding: int = 0) -> Fault:

@@ -105,6 +105,8 @@ class WizSimulator:
         self.rate_limit_per_second = rate_limit_per_second
         self.rate_limit_sends_retry_after = rate_limit_sends_retry_after
         self.audit_result_cap = audit_result_cap
+        # How a capped audit query ends: hasNextPage false (as reported), or true with empty pages.
+        self.audit_cap_says_more = False
         # Merged into every token response, to play a token endpoint with odd answers.
         self.token_response_extra: dict[str, Any] = {}
         self.accounts = {client_id: ServiceAccount(client_id, client_secret, frozenset(permissions))}
@@ -349,12 +351,18 @@ class WizSimulator:
         offset = _decode_cursor(root.arguments.get("after"), key)
         if root.name == "auditLogEntries":
             total, fetch = self._audit(filter_by)
-            total = min(total, self.audit_result_cap)
+            if total > self.audit_result_cap:
+                capped = self.audit_result_cap
+                if self.audit_cap_says_more:
+                    total, real = capped + MAX_PAGE_SIZE * 1000, fetch
+                    fetch = lambda i: real(i) if i < capped else None  # noqa: E731
+                else:
+                    total = capped
         else:
             matches = self._issues(filter_by, root.arguments.get("orderBy"), key)
             total, fetch = len(matches), matches.__getitem__
         end = min(offset + first, total)
-        nodes = [fetch(i) for i in range(offset, end)]
+        nodes = [node for i in range(offset, end) if (node := fetch(i)) is not None]
         connection = {
             "nodes": nodes,
             "pageInfo": {
@@ -667,9 +675,27 @@ class _Handler(BaseHTTPRequestHandler):
             record(401)
             self._send(401, _errors(fault.message, "UNAUTHENTICATED"))
             return True
+        if fault.kind == "gzip_stall":
+            record(200)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", "1000000")
+            self.end_headers()
+            # A gzip header, then empty deflate blocks: bytes keep coming, data never does.
+            self.wfile.write(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff")
+            stop = time.monotonic() + fault.delay_seconds
+            while time.monotonic() < stop:
+                self.wfile.write(b"\x00\x00\x00\xff\xff")
+                self.wfile.flush()
+                time.sleep(0.05)
+            self.close_connection = True
+            return True
         # "status": an HTTP error with a body in the style of the endpoint
         record(fault.status)
-        headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+        headers = dict(fault.headers)
+        if fault.retry_after is not None:
+            headers["Retry-After"] = fault.retry_after
         if endpoint == "token":
             self._send(fault.status, {"error": "server_error", "error_description": fault.message}, headers)
         else:
@@ -695,10 +721,16 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_raw(
         self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
     ) -> None:
-        self.send_response(status)
+        headers = dict(headers or {})
+        if "Date" in headers:  # a fault's own Date header replaces the one send_response adds
+            self.log_request(status)
+            self.send_response_only(status)
+            self.send_header("Server", self.version_string())
+        else:
+            self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
+        for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import math
@@ -14,7 +15,7 @@ from urllib.parse import quote, quote_plus
 
 import httpx
 
-from wiz_pipeline.wiz import transport
+from wiz_pipeline.wiz import log_scrub, transport
 from wiz_pipeline.wiz.errors import (
     WizAuthError,
     WizConfigError,
@@ -104,6 +105,7 @@ class TokenProvider:
         # Every token this provider was given, so that an error text echoing one can be scrubbed.
         self._issued: list[str] = []
         self.tokens_fetched = 0
+        log_scrub.register(self)
 
     def __repr__(self) -> str:
         return f"TokenProvider(client_id={self.client_id!r}, token_url={self.token_url!r})"
@@ -251,4 +253,10 @@ def _spellings(value: str) -> set[str]:
     """``value`` as it may be quoted back: as is, form- or URL-encoded, JSON-escaped."""
     if not value:
         return set()
-    return {value, quote_plus(value), quote(value, safe=""), json.dumps(value)[1:-1]}
+    encoded = {quote_plus(value), quote(value, safe="")}
+    encoded |= {_LOWER_HEX.sub(lambda m: m.group().lower(), e) for e in encoded}  # %2f as well as %2F
+    escaped = json.dumps(value)[1:-1]
+    return {value, *encoded, escaped, escaped.replace("/", "\\/"), html.escape(value)}
+
+
+_LOWER_HEX = re.compile(r"%[0-9A-F]{2}")

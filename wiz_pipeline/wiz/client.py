@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Callable, Iterator, Mapping
@@ -127,7 +128,8 @@ class WizClient:
                 refresh_margin_seconds=refresh_margin_seconds,
                 request_timeout_seconds=request_timeout_seconds,
                 http=self._http,
-                retry=self.retry,
+                # The token host has its own limits: a 429 there must not pause or slow the API.
+                retry=dataclasses.replace(self.retry, on_rate_limited=None),
             )
         except Exception:
             self._http.close()
@@ -180,8 +182,9 @@ class WizClient:
 
         def attempt() -> T:
             nonlocal refreshed
-            token = self.tokens.token()
+            # The slot first: a long pause after a 429 could outlast the token's remaining life.
             self.limiter.acquire()
+            token = self.tokens.token()
             stats.requests += 1
             response = self._post(query, variables, token, operation)
             stats.bytes_received += response.num_bytes_downloaded
@@ -271,10 +274,8 @@ class WizClient:
         # the API can answer anything for a moment. The hints matter once the retries run out.
         hint = ""
         if 300 <= status < 400:
-            hint = (
-                f" (redirecting to {response.headers.get('Location')!r}); set WIZ_API_URL to the final "
-                "GraphQL URL"
-            )
+            location = _clip(self.tokens.redact(response.headers.get("Location", "")), 200)
+            hint = f" (redirecting to {location!r}); set WIZ_API_URL to the final GraphQL URL"
         elif status == 404:
             hint = (
                 "; WIZ_API_URL should be the tenant's GraphQL endpoint, e.g. "

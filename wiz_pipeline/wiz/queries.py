@@ -240,19 +240,21 @@ class WindowFetch:
             stats.nodes_received += len(page.nodes)
             kept, fresh = self._sort_page(page.nodes, pass_ids)
             stats.nodes_in_window += len(kept)
+            # Checked before anything else: a capped query may go on saying hasNextPage with empty
+            # pages or a repeated cursor, and the operator must hear "shorter windows", not "retry".
+            if dt.result_cap and received >= dt.result_cap:
+                raise WizResultCapError(
+                    f"{dt.operation}: the window {format_time(stats.start)} .. {format_time(stats.end)} "
+                    f"returned {received} nodes, the API's cap for one query, so it may be "
+                    "incomplete; the window is failed rather than written short. Use shorter windows "
+                    "(WIZ_POLL_INTERVAL_SECONDS in the pipeline)."
+                )
             stalled = 0 if fresh or not page.has_next_page else stalled + 1
             if stalled >= STALLED_PAGES_LIMIT:
                 raise WizPaginationError(
                     f"{dt.operation}: {stalled} pages in a row brought nothing new while the API kept "
                     "saying hasNextPage; stopping rather than paging for ever. This is a server-side "
                     "fault; retry the window later."
-                )
-            if dt.result_cap and received >= dt.result_cap and not page.has_next_page:
-                raise WizResultCapError(
-                    f"{dt.operation}: the window {format_time(stats.start)} .. {format_time(stats.end)} "
-                    f"returned {received} nodes, the API's cap for one query, so it may be "
-                    "incomplete; the window is failed rather than written short. Use shorter windows "
-                    "(WIZ_POLL_INTERVAL_SECONDS in the pipeline)."
                 )
             if kept:
                 yield kept
@@ -271,7 +273,9 @@ class WindowFetch:
                 pass_ids.add(node_id)
                 self._seen_ids.add(node_id)
             else:
-                new_in_pass = new = True  # can't tell; passed on, as everything the API sends is
+                # Can't tell; passed on, as everything the API sends is, but in the first pass only.
+                new_in_pass = True
+                new = stats.passes == 1
             fresh += new_in_pass
             if not new:
                 if not new_in_pass:

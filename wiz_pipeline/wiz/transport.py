@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -30,9 +30,11 @@ class Reply:
     def server_date(self) -> datetime | None:
         """The server's ``Date`` header: the clock an HTTP-date ``Retry-After`` is measured on."""
         try:
-            return parsedate_to_datetime(self.headers.get("Date", ""))
+            when = parsedate_to_datetime(self.headers.get("Date", ""))
         except (TypeError, ValueError):
             return None
+        # "-0000" parses to a naive datetime; HTTP dates are UTC whatever they say.
+        return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def post(
@@ -47,23 +49,28 @@ def post(
     """POST and read the whole answer, or raise ``WizRetryableError``.
 
     httpx's timeouts bound each connect, write and read separately, so a server that sends a
-    byte now and then could hold a request for ever; here the whole exchange also has to finish
-    within ``timeout`` (checked as data arrives; a silent server hits httpx's read timeout).
-    ``scrub`` cleans error text that may quote the request. Failures are raised outside the
-    ``except`` blocks on purpose: an httpx exception carries the request, headers and body
-    included, and must not ride along as ``__context__``.
+    little now and then could hold a request for ever; here the body, counted in bytes as they
+    come over the wire (compressed or not), must also be complete within ``timeout`` of sending.
+    The status line and headers are bounded by the read timeout per read and by h11's 16 KiB
+    limit on headers. ``scrub`` cleans error text that may quote the request. Failures are raised
+    outside the ``except`` blocks on purpose: an httpx exception carries the request, headers
+    and body included, and must not ride along as ``__context__``.
     """
     deadline = time.monotonic() + timeout
     try:
         with http.stream("POST", url, **request) as response:
-            chunks: list[bytes] = []
-            for chunk in response.iter_bytes():
-                chunks.append(chunk)
+            raw: list[bytes] = []
+            for chunk in response.iter_raw():
+                raw.append(chunk)
                 if time.monotonic() > deadline:
                     break
             else:
+                # Decoded (gzip, deflate, ...) only once whole; a bad encoding is an httpx error below.
+                decoded = httpx.Response(
+                    response.status_code, headers=response.headers, content=b"".join(raw)
+                )
                 return Reply(
-                    response.status_code, response.headers, b"".join(chunks), response.num_bytes_downloaded
+                    response.status_code, response.headers, decoded.content, response.num_bytes_downloaded
                 )
         failure = WizRetryableError(
             f"{what}: the answer from {url} was still arriving after {timeout:g} s; "

@@ -335,6 +335,45 @@ def test_a_503_with_retry_after_waits_as_told(sim, make_client):
     assert second.at - first.at >= 1.0  # the backoff alone would be 0.01 s here
 
 
+def test_a_retry_after_date_is_read_against_a_date_header_written_with_minus_0000(sim, make_client):
+    """RFC 5322 allows "-0000" for UTC; it parses to a naive time, which must not crash the client."""
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    stamp = "%a, %d %b %Y %H:%M:%S -0000"
+    sim.inject(
+        Fault.http_status(
+            503,
+            retry_after=(now + timedelta(seconds=1)).strftime(stamp),
+            headers={"Date": now.strftime(stamp)},
+        )
+    )
+    audit_page(make_client())
+    first, second = sim.graphql_records()
+    assert (first.status, second.status) == (503, 200)
+    assert second.at - first.at >= 0.5  # waited as told (whole-second dates), not the 0.01 s backoff
+
+
+def test_a_redirect_quoting_the_token_is_scrubbed(sim, make_client, caplog):
+    client = make_client(max_retries=1)
+    token = client.tokens.token().reveal()
+    location = f"https://login.example.com/?next=/graphql&access_token={token}"
+    sim.inject(Fault.http_status(302, "moved", headers={"Location": location}), times=2)
+    with caplog.at_level(logging.DEBUG), pytest.raises(WizRetriesExhaustedError) as caught:
+        audit_page(client)
+    assert "login.example.com" in str(caught.value) and "WIZ_API_URL" in str(caught.value)
+    assert token not in str(caught.value) + caplog.text
+
+
+def test_a_gzip_body_that_never_decodes_to_anything_still_meets_the_deadline(sim, make_client):
+    sim.inject(Fault.gzip_stall(3.0))
+    stats = RequestStats()
+    started = time.monotonic()
+    audit_page(make_client(request_timeout_seconds=0.5), stats)
+    assert stats.retries == 1
+    assert time.monotonic() - started < 2.0
+
+
 def test_an_answer_that_trickles_in_past_the_timeout_is_abandoned_and_retried(sim, make_client):
     """Every gap is 0.15 s, well inside the 0.5 s timeout; the whole answer takes 3 s."""
     sim.inject(Fault.drip(3.0))

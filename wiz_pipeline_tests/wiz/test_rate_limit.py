@@ -117,3 +117,11 @@ def test_the_rate_climbs_back_to_the_setting_once_requests_go_through(sim, make_
     for _ in range(150):
         client.execute(PING, {}, operation="Ping")
     assert client.limiter.current_rate == 200
+
+
+def test_a_429_from_the_token_endpoint_does_not_slow_the_api(sim, make_client):
+    client = make_client(max_requests_per_second=50)
+    sim.inject(Fault.rate_limited(retry_after=0), endpoint="token")
+    client.execute(PING, {}, operation="Ping")
+    assert sim.counters.token_requests == 2
+    assert client.limiter.current_rate == 50

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import html
+import json
 import logging
+import re
 from datetime import timedelta
 from urllib.parse import quote, quote_plus
 
@@ -102,3 +105,19 @@ def test_secrets_quoted_back_by_a_server_are_scrubbed_before_messages_are_cut_sh
     for value in (secret, quote_plus(secret), quote(secret, safe=""), token):
         leaked = [f for f in fragments(value) if f in everything]
         assert not leaked, leaked
+
+
+def test_redaction_knows_the_spellings_a_server_may_quote_a_secret_in(make_client):
+    secret = 'Zq7+w/Yx3="&k p@9<Lm4>'
+    tokens = make_client(client_secret=secret).tokens
+    spellings = [
+        secret,
+        quote_plus(secret),
+        quote(secret, safe=""),
+        re.sub("%[0-9A-F]{2}", lambda m: m.group().lower(), quote(secret, safe="")),
+        json.dumps(secret)[1:-1],
+        json.dumps(secret)[1:-1].replace("/", "\\/"),
+        html.escape(secret),
+    ]
+    for spelling in spellings:
+        assert tokens.redact(f"echo: {spelling} end") == "echo: *** end", spelling

@@ -245,6 +245,15 @@ def test_a_window_reaching_the_10000_result_cap_fails_instead_of_coming_back_sho
     assert 4000 < len(half) < 6000
 
 
+def test_a_capped_query_that_goes_on_saying_hasnextpage_is_still_a_cap_error():
+    tenant = generate_tenant(T0, T0 + W, audit_entries=10_050, issues=0)
+    with serve(tenant) as (sim, client):
+        sim.audit_cap_says_more = True
+        with pytest.raises(WizResultCapError, match="Use shorter windows"):
+            collect(client, AUDIT_LOGS, T0, T0 + W)
+        assert len(sim.graphql_records()) == 20
+
+
 def test_windows_must_be_aware_and_non_empty(make_client):
     with pytest.raises(ValueError, match="timezone-aware"):
         fetch_window(make_client(), AUDIT_LOGS, T0.replace(tzinfo=None), T0.replace(tzinfo=None) + W)
