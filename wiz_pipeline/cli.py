@@ -57,7 +57,7 @@ def _simulator(args: argparse.Namespace, host: str = "127.0.0.1", port: int = 0)
     scale = (args.days + ahead) / args.days
     tenant = generate_tenant(
         now - timedelta(days=args.days),
-        now + timedelta(days=ahead) if ahead else now,
+        now + timedelta(days=ahead),
         audit_entries=round(args.audit_entries * scale),
         issues=round(args.issues * scale),
         seed=args.seed,

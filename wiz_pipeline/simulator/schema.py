@@ -229,7 +229,8 @@ def project(
                 condition, sub = fragment.type_condition, fragment.selection_set
             else:  # pragma: no cover - graphql-core has no other selection kinds
                 continue
-            if condition is None or condition.name.value in (concrete, type_name):
-                target = concrete if condition is None or condition.name.value == concrete else type_name
-                out.update(project(value, sub, fragments, target or type_name))
+            # A fragment applies on the record's own type, or on the union it was selected through.
+            on = condition.name.value if condition else concrete
+            if on in (concrete, type_name):
+                out.update(project(value, sub, fragments, on or type_name))
     return out

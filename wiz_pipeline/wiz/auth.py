@@ -23,7 +23,7 @@ from wiz_pipeline.wiz.errors import (
     WizResponseError,
     WizRetryableError,
 )
-from wiz_pipeline.wiz.retry import RetryPolicy, parse_retry_after
+from wiz_pipeline.wiz.retry import RetryPolicy
 from wiz_pipeline.wiz.transport import Reply
 from wiz_pipeline.wiz.urls import check_url
 
@@ -102,8 +102,10 @@ class TokenProvider:
         self._clock = clock
         self._lock = threading.Lock()
         self._token: _Token | None = None
-        # Every token this provider was given, so that an error text echoing one can be scrubbed.
-        self._issued: list[str] = []
+        # The ways the secret and the last few tokens may be quoted back, worked out once each:
+        # redact runs for every httpx log record when INFO is on.
+        self._secret_spellings = _spellings(secret.reveal())
+        self._token_spellings: list[set[str]] = []
         self.tokens_fetched = 0
         log_scrub.register(self)
 
@@ -116,11 +118,17 @@ class TokenProvider:
         For text that comes from a server (error messages, response snippets): a misbehaving proxy
         or API can echo back the request it was sent, form-encoded or JSON-escaped.
         """
-        for value in (self._secret.reveal(), *self._issued):
-            for form in _spellings(value):
+        for forms in (self._secret_spellings, *self._token_spellings):
+            for form in forms:
                 if form in text:
                     text = text.replace(form, "***")
         return text
+
+    def scrub(self, text: str, limit: int) -> str:
+        """Server text fit for a message: redacted first, then cut to ``limit`` characters (a
+        secret cut in half would no longer be recognised)."""
+        text = self.redact(text)
+        return text if len(text) <= limit else text[:limit] + "..."
 
     def token(self) -> Secret:
         """A token with more than ``refresh_margin`` seconds of life left, fetched if needed."""
@@ -163,7 +171,7 @@ class TokenProvider:
             )
         lifetime = _lifetime(payload.get("expires_in"))
         self.tokens_fetched += 1
-        self._issued = [*self._issued[-9:], access_token]
+        self._token_spellings = [*self._token_spellings[-9:], _spellings(access_token)]
         log.info("Fetched a Wiz API token (expires in %s s).", int(lifetime))
         if lifetime <= self.refresh_margin_seconds:
             log.warning(
@@ -186,7 +194,7 @@ class TokenProvider:
             headers=self.oauth_headers,
         )
         status = response.status_code
-        retry_after = parse_retry_after(response.headers.get("Retry-After"), now=response.server_date())
+        retry_after = response.retry_after()
         if status == 429:
             raise WizRateLimitError(
                 f"Token endpoint {self.token_url} answered 429 (rate limited).", retry_after=retry_after
@@ -206,7 +214,7 @@ class TokenProvider:
         return response
 
     def _error_text(self, response: Reply) -> str:
-        """The server's own error words (OAuth ``error``/``error_description``), scrubbed, then short."""
+        """The server's own error words (OAuth ``error``/``error_description``), scrubbed and short."""
         try:
             payload = json.loads(response.content)
         except ValueError:
@@ -215,8 +223,7 @@ class TokenProvider:
         if isinstance(payload, dict):
             parts = [str(payload[k]) for k in ("error", "error_description", "message") if payload.get(k)]
             text = ": ".join(parts) if parts else text
-        text = self.redact(text)
-        return text if len(text) <= 300 else text[:300] + "..."
+        return self.scrub(text, 300)
 
 
 def _json_object(response: Reply, url: str) -> dict:

@@ -26,7 +26,7 @@ from wiz_pipeline.wiz.errors import (
 )
 from wiz_pipeline.wiz.graphql_errors import ErrorKind, classify_errors, error_messages, retry_after_from
 from wiz_pipeline.wiz.ratelimit import RateLimiter
-from wiz_pipeline.wiz.retry import RetryPolicy, parse_retry_after
+from wiz_pipeline.wiz.retry import RetryPolicy
 from wiz_pipeline.wiz.transport import Reply
 from wiz_pipeline.wiz.urls import check_url
 
@@ -235,13 +235,12 @@ class WizClient:
             errors = None
 
         def server_says() -> str:
-            # Scrubbed before it is cut short: a secret cut in half would no longer be recognised.
             text = error_messages(errors) if errors else response.text.strip() or "(empty body)"
-            return _clip(self.tokens.redact(text), 1000 if errors else 300)
+            return self.tokens.scrub(text, 1000 if errors else 300)
 
         if status == 200:
             if not isinstance(payload, dict):
-                start = _clip(self.tokens.redact(response.text), 80)
+                start = self.tokens.scrub(response.text, 80)
                 raise WizResponseError(
                     f"{operation}: the API answered 200 with a body that is not a JSON object "
                     f"({len(response.content)} bytes, starts {start!r}).",
@@ -260,7 +259,7 @@ class WizClient:
             raise WizUnauthorizedResponse(server_says())
         if status == 403:
             raise WizPermissionError(self._permission_message(operation, permission, server_says()))
-        retry_after = parse_retry_after(response.headers.get("Retry-After"), now=response.server_date())
+        retry_after = response.retry_after()
         if status == 429:
             if retry_after is None and errors:
                 retry_after = retry_after_from(errors)
@@ -274,7 +273,7 @@ class WizClient:
         # the API can answer anything for a moment. The hints matter once the retries run out.
         hint = ""
         if 300 <= status < 400:
-            location = _clip(self.tokens.redact(response.headers.get("Location", "")), 200)
+            location = self.tokens.scrub(response.headers.get("Location", ""), 200)
             hint = f" (redirecting to {location!r}); set WIZ_API_URL to the final GraphQL URL"
         elif status == 404:
             hint = (
@@ -391,7 +390,3 @@ def _json_or_none(response: Reply) -> Any:
         return json.loads(response.content)
     except ValueError:  # UnicodeDecodeError and RecursionError-free JSON errors alike
         return None
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit] + "..."

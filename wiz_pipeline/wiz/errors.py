@@ -33,7 +33,8 @@ class WizResultCapError(WizError):
 
 
 class WizPaginationError(WizError):
-    """The server handed back a cursor it had already given: paging on would loop forever."""
+    """Paging on would loop for ever: the server handed back a cursor it had already given, or kept
+    saying hasNextPage while its pages brought nothing new."""
 
 
 class WizRetryableError(WizError):

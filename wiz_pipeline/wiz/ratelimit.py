@@ -79,11 +79,11 @@ class RateLimiter:
     def rate_limited(self, seconds: float) -> None:
         """The server answered 429: no request may start in the next ``seconds``, and the rate drops."""
         with self._lock:
-            until = self._clock() + seconds
+            now = self._clock()
+            until = now + seconds
             self._paused_until = max(self._paused_until, until)
             self._next_slot = max(self._next_slot, until)
             self._granted_since_429 = 0
-            now = self._clock()
             if now - self._last_cut < _ONE_EVENT_SECONDS:
                 return
             self._last_cut = now

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from wiz_pipeline.wiz.errors import WizRetryableError
+from wiz_pipeline.wiz.retry import parse_retry_after
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,10 @@ class Reply:
             return None
         # "-0000" parses to a naive datetime; HTTP dates are UTC whatever they say.
         return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+    def retry_after(self) -> float | None:
+        """Seconds the server asked us to wait (``Retry-After``: seconds, or a date on its clock)."""
+        return parse_retry_after(self.headers.get("Retry-After"), now=self.server_date())
 
 
 def post(

@@ -136,8 +136,7 @@ def test_issue_windows_follow_status_changed_at_and_partition_the_issues(sim, ma
     assert len(visible) > 50
 
 
-def test_issue_window_boundary_is_half_open():
-    tenant = Tenant()
+def issue(ident: str, *changes) -> IssueRecord:
     base = {
         "sourceRule": None,
         "projects": [],
@@ -147,10 +146,13 @@ def test_issue_window_boundary_is_half_open():
         "serviceTickets": [],
         "dueAt": None,
     }
-    tenant.add_issue(IssueRecord({**base, "id": "on-start"}, [(T0, "OPEN")]))
-    tenant.add_issue(
-        IssueRecord({**base, "id": "on-end"}, [(T0 - timedelta(days=3), "OPEN"), (T0 + W, "RESOLVED")])
-    )
+    return IssueRecord({**base, "id": ident}, list(changes))
+
+
+def test_issue_window_boundary_is_half_open():
+    tenant = Tenant()
+    tenant.add_issue(issue("on-start", (T0, "OPEN")))
+    tenant.add_issue(issue("on-end", (T0 - timedelta(days=3), "OPEN"), (T0 + W, "RESOLVED")))
     with serve(tenant) as (_, client):
         first, _ = collect(client, ISSUES, T0, T0 + W)
         second, _ = collect(client, ISSUES, T0 + W, T0 + 2 * W)
@@ -277,19 +279,6 @@ def test_records_arriving_while_paging_do_not_come_back_twice(sim, make_client):
         n["id"] for n in sim.tenant.audit_nodes if parse_time(n["timestamp"]) <= T0 + timedelta(hours=1)
     ]
     assert set(first_hour) <= set(ids)  # nothing that was there when paging began is lost
-
-
-def issue(ident: str, *changes) -> IssueRecord:
-    base = {
-        "sourceRule": None,
-        "projects": [],
-        "severity": "LOW",
-        "type": "CLOUD_CONFIGURATION",
-        "entitySnapshot": None,
-        "serviceTickets": [],
-        "dueAt": None,
-    }
-    return IssueRecord({**base, "id": ident}, list(changes))
 
 
 def test_an_issue_changing_status_while_its_window_is_paged_costs_no_other_issue():
