@@ -1,5 +1,60 @@
-"""The one Dagster ``Definitions`` object. The assets, schedule and resources arrive with the pipeline."""
+"""The one ``Definitions`` object: assets, jobs, schedules and resources.
+
+Settings with defaults are read here, when the code location loads (they shape the partitions);
+the Wiz endpoint and credentials are read by Dagster when a run starts (see ``settings.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 import dagster as dg
 
-defs = dg.Definitions()
+from wiz_pipeline.assets.audit_logs import audit_logs_asset
+from wiz_pipeline.assets.issues import issues_asset
+from wiz_pipeline.checkpoints import collections_for
+from wiz_pipeline.resources import ParquetDatasets, WizResource
+from wiz_pipeline.schedules import catch_up_schedule
+from wiz_pipeline.settings import load_settings
+
+ASSET_FACTORIES = {"audit_logs": audit_logs_asset, "issues": issues_asset}
+
+
+def build_definitions(
+    env: Mapping[str, str] | None = None, *, resources: Mapping[str, Any] | None = None
+) -> dg.Definitions:
+    """``env`` defaults to the process environment; ``resources`` replace the built ones by key
+    (tests use it to shorten the client's backoff)."""
+    settings = load_settings(env)
+    assets, jobs, schedules = [], [], []
+    for collection in collections_for(settings):
+        assets.append(ASSET_FACTORIES[collection.data_type](collection, settings.max_windows_per_run))
+        job = dg.define_asset_job(
+            collection.job_name,
+            selection=[collection.asset_key],
+            description=f"Collects {collection.data_type} windows from Wiz into Parquet.",
+        )
+        jobs.append(job)
+        schedules.append(
+            catch_up_schedule(
+                collection,
+                job,
+                settings.poll_interval_seconds,
+                settings.window_lag_seconds,
+                settings.max_windows_per_run,
+            )
+        )
+    return dg.Definitions(
+        assets=assets,
+        jobs=jobs,
+        schedules=schedules,
+        resources={
+            "wiz": WizResource.from_settings(settings),
+            "datasets": ParquetDatasets(root=str(settings.output_uri)),
+            **(resources or {}),
+        },
+    )
+
+
+defs = build_definitions()

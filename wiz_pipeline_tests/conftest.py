@@ -21,6 +21,21 @@ def small_tenant(**kwargs: Any) -> Tenant:
     return generate_tenant(T0, T0 + HISTORY, **{"audit_entries": 600, "issues": 120, "seed": 11, **kwargs})
 
 
+def audit_entry(stamp: str, ident: str) -> dict:
+    return {
+        "id": ident,
+        "action": "Login",
+        "requestId": ident,
+        "status": "SUCCESS",
+        "timestamp": stamp,
+        "actionParameters": {},
+        "userAgent": "",
+        "sourceIP": None,
+        "serviceAccount": None,
+        "user": {"id": "u1", "name": "admin"},
+    }
+
+
 @pytest.fixture
 def sim() -> Iterator[WizSimulator]:
     simulator = WizSimulator(small_tenant(), client_id="test-client", client_secret=CLIENT_SECRET)

@@ -11,7 +11,7 @@ import pytest
 from wiz_pipeline.simulator import IssueRecord, Tenant, WizSimulator, generate_tenant, wiz_time
 from wiz_pipeline.wiz import AUDIT_LOGS, ISSUES, WizClient, WizResultCapError, fetch_window
 from wiz_pipeline.wiz.times import parse_time
-from wiz_pipeline_tests.conftest import CLIENT_SECRET, T0
+from wiz_pipeline_tests.conftest import CLIENT_SECRET, T0, audit_entry
 
 W = timedelta(minutes=30)
 
@@ -35,21 +35,6 @@ def collect(client, data_type, start, end):
     fetch = fetch_window(client, data_type, start, end)
     nodes = [node for page in fetch for node in page]
     return nodes, fetch.stats
-
-
-def audit_entry(stamp: str, ident: str) -> dict:
-    return {
-        "id": ident,
-        "action": "Login",
-        "requestId": ident,
-        "status": "SUCCESS",
-        "timestamp": stamp,
-        "actionParameters": {},
-        "userAgent": "",
-        "sourceIP": None,
-        "serviceAccount": None,
-        "user": {"id": "u1", "name": "admin"},
-    }
 
 
 def test_pagination_follows_cursors_across_many_pages(sim, make_client):

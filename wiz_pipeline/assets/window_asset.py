@@ -1,0 +1,113 @@
+"""One partitioned asset per data type: a run's windows in, one Parquet file per window out."""
+
+# No `from __future__ import annotations` here: Dagster reads the asset function's annotations
+# (context and resources) at definition time.
+from collections.abc import Iterator
+from datetime import UTC
+from typing import Any
+
+import dagster as dg
+
+from wiz_pipeline.checkpoints import CheckpointTracker, Collection
+from wiz_pipeline.collect import WindowResult, collect_windows
+from wiz_pipeline.partitions import windows_for
+from wiz_pipeline.resources import ParquetDatasets, WizResource
+from wiz_pipeline.tables import TABLES
+from wiz_pipeline.wiz import DATA_TYPES
+from wiz_pipeline.wiz.times import format_time
+
+POOL = "wiz_api"
+
+
+def column_schema(data_type: str) -> dg.TableSchema:
+    table = TABLES[data_type]
+    return dg.TableSchema(columns=[dg.TableColumn(field.name, str(field.type)) for field in table.schema])
+
+
+def window_asset(collection: Collection, description: str, max_windows_per_run: int) -> dg.AssetsDefinition:
+    data_type = DATA_TYPES[collection.data_type]
+    schema = column_schema(collection.data_type)
+
+    @dg.asset(
+        key=collection.asset_key,
+        group_name="wiz",
+        description=description,
+        partitions_def=collection.partitions_def,
+        # Each run fetches its windows with as few queries as it can; UI backfills are cut into runs
+        # of at most this many windows, which bounds the files one run has open.
+        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=max_windows_per_run),
+        # Windows are reported one by one (below), so a run that fails half-way keeps what it wrote.
+        output_required=False,
+        pool=POOL,
+        kinds={"parquet"},
+        metadata={
+            "dagster/column_schema": schema,
+            "seed": format_time(collection.seed),
+            "time_field": data_type.time_field,
+        },
+    )
+    def _asset(
+        context: dg.AssetExecutionContext, wiz: WizResource, datasets: ParquetDatasets
+    ) -> Iterator[dg.Output[None]]:
+        windows = windows_for(collection.partitions_def, list(context.partition_keys), collection.seed)
+        context.log.info(
+            f"{collection.data_type}: {len(windows)} window(s), {windows[0].start:%Y-%m-%d %H:%M:%S} .. "
+            f"{windows[-1].end:%Y-%m-%d %H:%M:%S} UTC"
+        )
+        starts = {
+            w.key: collection.partitions_def.time_window_for_partition_key(w.key).start.astimezone(UTC)
+            for w in windows
+        }
+        tracker = CheckpointTracker(context.instance, collection)
+        with wiz.client() as client:
+            for result in collect_windows(
+                client, data_type, windows, datasets.path, partition_starts=starts, run_id=context.run.run_id
+            ):
+                context.log_event(
+                    dg.AssetMaterialization(
+                        asset_key=collection.asset_key,
+                        partition=result.window.key,
+                        metadata=_metadata(result, schema, context, collection, tracker),
+                    )
+                )
+                context.log.info(f"{result.window.key}: {result.file.rows} rows -> {result.file.path}")
+        context.log.info(f"{collection.checkpoint_name} is now {format_time(tracker.checkpoint)}")
+        yield from ()
+
+    return _asset
+
+
+def _metadata(
+    result: WindowResult,
+    schema: dg.TableSchema,
+    context: dg.AssetExecutionContext,
+    collection: Collection,
+    tracker: CheckpointTracker,
+) -> dict[str, Any]:
+    m, q = result.manifest, result.manifest["query"]
+    return {
+        "dagster/row_count": result.file.rows,
+        "dagster/uri": result.file.path.as_uri(),
+        "dagster/column_schema": schema,
+        "path": dg.MetadataValue.path(str(result.file.path)),
+        "manifest": dg.MetadataValue.path(str(result.file.manifest)),
+        "window_start": m["window_start"],
+        "window_end": m["window_end"],
+        "min_record_time": m["min_time"] or "",
+        "max_record_time": m["max_time"] or "",
+        "file_bytes": result.file.bytes,
+        "row_groups": result.file.row_groups,
+        "query_windows": q["windows"],
+        "pages": q["pages"],
+        "requests": q["requests"],
+        "retries": q["retries"],
+        "rate_limited": q["rate_limited"],
+        "bytes_received": q["bytes_received"],
+        "duplicates_dropped": q["duplicates_dropped"],
+        "duration_seconds": q["duration_seconds"],
+        "run_id": context.run.run_id,
+        "rows_without_time": m["rows_without_time"],
+        "passes": q["passes"],
+        # The checkpoint as this window's write moves it (it moves only if no earlier window is missing).
+        collection.checkpoint_name: format_time(tracker.write(result.window.key)),
+    }

@@ -1,0 +1,169 @@
+"""Collecting a run of consecutive windows with as few queries as the API allows, one file per window.
+
+A run's windows are fetched as one span: one paginated query over ``[first start, last end)``, each
+node routed by its time into its window's file as pages arrive. If the span reaches the API's result
+cap, the span is split in two at a window boundary and each half is fetched again (what was written
+for it is dropped first), down to single windows; a single window that still reaches the cap fails
+(splitting inside a window comes in a later change). A span is all or nothing: when its fetch fails,
+none of its windows is written; windows of spans that finished before stay written.
+
+Dagster-free, like ``wiz/``: the asset turns each ``WindowResult`` into a materialization.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from wiz_pipeline.partitions import Window
+from wiz_pipeline.storage import WindowWriter, WrittenFile
+from wiz_pipeline.tables import TABLES
+from wiz_pipeline.wiz import DataType, WindowFetch, WizClient, WizResultCapError
+from wiz_pipeline.wiz.times import format_time
+
+log = logging.getLogger(__name__)
+
+# Rows held in memory across all of a span's open files before the biggest buffers are written out
+# as row groups; this bounds memory however many records or windows a run covers.
+MAX_BUFFERED_ROWS = 20_000
+
+
+@dataclass(frozen=True)
+class WindowResult:
+    window: Window
+    file: WrittenFile
+    manifest: dict[str, Any]
+
+
+@dataclass
+class _WindowFigures:
+    rows: int = 0
+    without_time: int = 0
+    min_time: datetime | None = None
+    max_time: datetime | None = None
+
+    def note(self, when: datetime | None) -> None:
+        self.rows += 1
+        if when is None:
+            self.without_time += 1
+            return
+        if self.min_time is None or when < self.min_time:
+            self.min_time = when
+        if self.max_time is None or when > self.max_time:
+            self.max_time = when
+
+
+def collect_windows(
+    client: WizClient,
+    data_type: DataType,
+    windows: list[Window],
+    root: Path,
+    *,
+    partition_starts: dict[str, datetime],
+    run_id: str,
+) -> Iterator[WindowResult]:
+    """Yield each window once its file is in place, oldest span first.
+
+    Raises after yielding every window it could write: at once when a span's fetch fails (the next
+    span would most likely fail the same way), at the end when single windows reached the cap.
+    """
+    if not windows:
+        return
+    spans: list[list[Window]] = [windows]
+    capped: list[WizResultCapError] = []
+    while spans:
+        span = spans.pop(0)
+        try:
+            writers, figures, query = _fetch_span(client, data_type, span, root, partition_starts)
+        except WizResultCapError as exc:
+            if len(span) == 1:
+                log.error(
+                    "%s: window %s reached the result cap; it is not written.", data_type.name, span[0].key
+                )
+                capped.append(exc)
+                continue
+            half = len(span) // 2
+            log.info(
+                "%s: %d windows from %s reached the API's result cap in one query; fetching them as "
+                "two queries of %d and %d windows.",
+                data_type.name,
+                len(span),
+                span[0].key,
+                half,
+                len(span) - half,
+            )
+            spans[0:0] = [span[:half], span[half:]]
+            continue
+        for window in span:
+            manifest = _manifest(data_type, window, figures[window.key], query, len(span), run_id)
+            written = writers[window.key].commit(manifest)
+            yield WindowResult(window, written, manifest)
+    if capped:
+        raise capped[0]
+
+
+def _fetch_span(
+    client: WizClient,
+    data_type: DataType,
+    span: list[Window],
+    root: Path,
+    partition_starts: dict[str, datetime],
+) -> tuple[dict[str, WindowWriter], dict[str, _WindowFigures], dict[str, Any]]:
+    table = TABLES[data_type.name]
+    writers = {w.key: WindowWriter(root, table, w, partition_starts[w.key]) for w in span}
+    figures = {w.key: _WindowFigures() for w in span}
+    starts = [w.start for w in span]
+    fetch = WindowFetch(client, data_type, span[0].start, span[-1].end)
+    try:
+        for nodes in fetch:
+            by_window: dict[str, list[dict[str, Any]]] = {}
+            for node in nodes:
+                when = data_type.node_time(node)
+                # A node without a readable time can't be placed; the query returned it for this
+                # span, so it is kept in the span's last window (and counted in the manifest).
+                index = len(span) - 1 if when is None else bisect.bisect_right(starts, when) - 1
+                key = span[index].key
+                figures[key].note(when)
+                by_window.setdefault(key, []).append(node)
+            for key, window_nodes in by_window.items():
+                writers[key].add(window_nodes)
+            _bound_memory(writers)
+    except BaseException:
+        for writer in writers.values():
+            writer.abort()
+        raise
+    return writers, figures, fetch.stats.as_dict()
+
+
+def _bound_memory(writers: dict[str, WindowWriter]) -> None:
+    while sum(w.pending_rows for w in writers.values()) > MAX_BUFFERED_ROWS:
+        max(writers.values(), key=lambda w: w.pending_rows).flush()
+
+
+def _manifest(
+    data_type: DataType,
+    window: Window,
+    figures: _WindowFigures,
+    query: dict[str, Any],
+    span_windows: int,
+    run_id: str,
+) -> dict[str, Any]:
+    return {
+        "data_type": data_type.name,
+        "partition_key": window.key,
+        "window_start": format_time(window.start),
+        "window_end": format_time(window.end),
+        "time_field": data_type.time_field,
+        "run_id": run_id,
+        "written_at": format_time(datetime.now(UTC).replace(microsecond=0)),
+        "min_time": format_time(figures.min_time) if figures.min_time else None,
+        "max_time": format_time(figures.max_time) if figures.max_time else None,
+        "rows_without_time": figures.without_time,
+        # The query this window was fetched with; it may have covered several windows.
+        "query": {**query, "windows": span_windows},
+    }

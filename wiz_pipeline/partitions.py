@@ -1,0 +1,83 @@
+"""Polling interval -> Dagster time windows, and where the first window starts.
+
+A ``TimeWindowPartitionsDefinition`` whose start is not on a window boundary silently begins at the
+next boundary; with a seed of 21:00:09 and 30-minute windows, everything from 21:00:09 to 21:30 would
+never be collected. So the partitions start at the boundary at or before the seed, and the first
+window is collected from the seed itself: ``[seed, first boundary)``. Nothing before the seed is
+fetched or written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+from wiz_pipeline.wiz.times import format_time
+
+# Partition keys name a window's start; minutes are kept for daily windows too, so that keys (and
+# file names) read the same whatever the interval.
+KEY_FORMAT = "%Y-%m-%d-%H:%M"
+
+
+def floor_to_window(when: datetime, interval_seconds: int) -> datetime:
+    """The start of the window holding ``when``. Windows divide a UTC day, so they line up with the epoch."""
+    seconds = int(when.timestamp())
+    return datetime.fromtimestamp(seconds - seconds % interval_seconds, tz=UTC)
+
+
+def cron_for(interval_seconds: int, offset_seconds: int = 0) -> str:
+    """A cron expression ticking every ``interval_seconds``, ``offset_seconds`` (rounded up to whole
+    minutes) after each window boundary."""
+    if interval_seconds % 60 or 86400 % interval_seconds:
+        raise ValueError(f"{interval_seconds} s does not divide a day into whole minutes")
+    offset = -(-offset_seconds // 60) % (interval_seconds // 60)  # minutes after each boundary
+    if interval_seconds <= 3600:
+        step = interval_seconds // 60
+        minutes = ",".join(str(m) for m in range(offset % step, 60, step))
+        return f"{minutes} * * * *"
+    step_hours = interval_seconds // 3600
+    hours = ",".join(str(h) for h in range(offset // 60, 24, step_hours))
+    return f"{offset % 60} {hours} * * *"
+
+
+def window_partitions(seed: datetime, interval_seconds: int) -> dg.TimeWindowPartitionsDefinition:
+    return dg.TimeWindowPartitionsDefinition(
+        start=floor_to_window(seed, interval_seconds),
+        cron_schedule=cron_for(interval_seconds),
+        fmt=KEY_FORMAT,
+        timezone="UTC",
+    )
+
+
+@dataclass(frozen=True)
+class Window:
+    """One partition's half-open time range as collected: the first one starts at the seed."""
+
+    key: str
+    start: datetime
+    end: datetime
+
+    def describe(self) -> str:
+        return f"{format_time(self.start)} .. {format_time(self.end)}"
+
+
+def windows_for(
+    partitions_def: dg.TimeWindowPartitionsDefinition, keys: list[str], seed: datetime
+) -> list[Window]:
+    windows = []
+    for key in keys:
+        tw = partitions_def.time_window_for_partition_key(key)
+        start, end = tw.start.astimezone(UTC), tw.end.astimezone(UTC)
+        if end <= seed:
+            raise ValueError(f"window {key} ends before the seed {format_time(seed)}")
+        windows.append(Window(key=key, start=max(start, seed), end=end))
+    return windows
+
+
+def closed_keys(
+    partitions_def: dg.TimeWindowPartitionsDefinition, now: datetime, lag: timedelta
+) -> list[str]:
+    """Keys of every window that closed at least ``lag`` before ``now``, oldest first."""
+    return partitions_def.get_partition_keys(current_time=now - lag)

@@ -1,0 +1,87 @@
+"""The collection schedule: each tick requests every closed window not yet written.
+
+One schedule per data type ticks ``WIZ_WINDOW_LAG_SECONDS`` (rounded up to a minute) after each
+window closes. A tick does not just ask for the window that closed: it asks for every closed window
+that was never written and is not being written now (after a daemon outage, a failed window, a fresh
+seed), in runs of consecutive windows, at most ``WIZ_MAX_WINDOWS_PER_RUN`` each. A window already in
+a queued or running run is left to it, so no window is ever in two runs at once. Each tick logs the
+checkpoint, and each run it requests carries it as a tag, so both show in the UI.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, timedelta
+
+import dagster as dg
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from wiz_pipeline.checkpoints import Collection, progress
+from wiz_pipeline.partitions import closed_keys, cron_for
+from wiz_pipeline.wiz.times import format_time
+
+
+def runs_of_missing_windows(all_keys: list[str], wanted: list[str], max_windows: int) -> list[list[str]]:
+    """``wanted`` (a subset of ``all_keys``) grouped into runs of adjacent windows, at most
+    ``max_windows`` each."""
+    position = {key: i for i, key in enumerate(all_keys)}
+    runs: list[list[str]] = []
+    for key in wanted:
+        if runs and position[key] == position[runs[-1][-1]] + 1 and len(runs[-1]) < max_windows:
+            runs[-1].append(key)
+        else:
+            runs.append([key])
+    return runs
+
+
+def run_request(keys: list[str], tags: dict[str, str]) -> dg.RunRequest:
+    if len(keys) == 1:
+        return dg.RunRequest(partition_key=keys[0], tags=tags)
+    return dg.RunRequest(
+        tags={**tags, ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
+    )
+
+
+def catch_up_schedule(
+    collection: Collection,
+    job: dg.UnresolvedAssetJobDefinition,
+    interval_seconds: int,
+    lag_seconds: int,
+    max_windows_per_run: int,
+) -> dg.ScheduleDefinition:
+    lag = timedelta(seconds=lag_seconds)
+
+    @dg.schedule(
+        name=collection.schedule_name,
+        job=job,
+        cron_schedule=cron_for(interval_seconds, lag_seconds),
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=(
+            f"Every {interval_seconds} s, {lag_seconds} s after a window closes: collects every closed "
+            f"{collection.data_type} window not yet written, in runs of at most {max_windows_per_run}."
+        ),
+    )
+    def _schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
+        now = (context.scheduled_execution_time or dg.get_current_datetime()).astimezone(UTC)
+        state = progress(context.instance, collection, now, lag)
+        todo = [key for key in state.missing if key not in state.in_progress]
+        since = format_time(state.checkpoint)
+        summary = (
+            f"{collection.checkpoint_name}={since}; {state.materialized} of {state.closed_windows} closed "
+            f"windows written, {len(state.missing)} missing, {len(state.in_progress)} in progress"
+        )
+        if not todo:
+            context.log.info(summary)
+            return dg.SkipReason(f"{summary}: nothing to request.")
+        runs = runs_of_missing_windows(
+            closed_keys(collection.partitions_def, now, lag), todo, max_windows_per_run
+        )
+        context.log.info(
+            f"{summary}; requesting {len(runs)} run(s) for {len(todo)} window(s): "
+            + ", ".join(f"{r[0]}..{r[-1]}" if len(r) > 1 else r[0] for r in runs)
+        )
+        return [
+            run_request(r, {"wiz/data_type": collection.data_type, "wiz/since_time": since}) for r in runs
+        ]
+
+    return _schedule

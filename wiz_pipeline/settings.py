@@ -1,0 +1,285 @@
+"""Every setting: its environment variable, default, validation and help text, declared once.
+
+The README's settings table and ``wiz-pipeline settings`` are printed from ``SETTINGS``; a test
+checks that the README lists each one.
+
+Two kinds of settings:
+- The Wiz endpoint and credentials (``required``) are read by Dagster through ``EnvVar`` when a run
+  starts, so that ``dagster dev`` loads with a half-configured environment, the UI never shows the
+  secret, and a run without them fails naming the variable.
+- Everything else has a default and is read and checked when the definitions load: the polling
+  interval and the seeds shape the partitions themselves, so a wrong value must stop the load with
+  a message rather than define windows nobody asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from wiz_pipeline.wiz.client import MAX_PAGE_SIZE
+from wiz_pipeline.wiz.errors import WizConfigError
+from wiz_pipeline.wiz.urls import check_url
+
+DEFAULT_SEED = "2025-09-12T21:00:09Z"
+
+# Dagster time windows follow cron ticks, which fall on whole minutes and repeat each hour or day,
+# so a window must be a whole number of minutes dividing an hour or of hours dividing a day. (90 s
+# divides an hour and 24 min divides a day, but no cron expression ticks at either evenly.)
+ALLOWED_INTERVALS = tuple(
+    sorted({m * 60 for m in range(1, 61) if 60 % m == 0} | {h * 3600 for h in range(1, 25) if 24 % h == 0})
+)
+
+
+class SettingsError(WizConfigError):
+    """A setting has a value we can't use; the message names the variable and what is allowed."""
+
+
+def _int(name: str, text: str, *, minimum: int, maximum: int | None = None) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise SettingsError(f"{name}={text!r} is not a whole number.") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        allowed = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+        raise SettingsError(f"{name}={value} is out of range: it must be {allowed}.")
+    return value
+
+
+def _float(name: str, text: str, *, positive: bool) -> float:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise SettingsError(f"{name}={text!r} is not a number.") from None
+    if value != value or value in (float("inf"), float("-inf")) or value < 0 or (positive and value == 0):
+        raise SettingsError(f"{name}={text!r} must be a finite number {'> 0' if positive else '>= 0'}.")
+    return value
+
+
+def parse_interval(name: str, text: str) -> int:
+    value = _int(name, text, minimum=1)
+    if value in ALLOWED_INTERVALS:
+        return value
+    nearest = sorted(ALLOWED_INTERVALS, key=lambda allowed: (abs(allowed - value), allowed))[:2]
+    raise SettingsError(
+        f"{name}={value} does not divide an hour or a day into whole-minute windows, so Dagster's "
+        f"cron-based time windows can't follow it. Nearest allowed values: "
+        f"{' or '.join(str(n) for n in sorted(nearest))}. All allowed values (seconds): "
+        f"{', '.join(str(n) for n in ALLOWED_INTERVALS)}."
+    )
+
+
+def parse_seed(name: str, text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise SettingsError(f"{name}={text!r} is not an ISO 8601 time such as {DEFAULT_SEED}.") from None
+    if value.tzinfo is None:
+        # A time without a zone would silently mean the machine's local time to some readers.
+        raise SettingsError(
+            f"{name}={text!r} has no time zone: write it in UTC with a Z, e.g. {DEFAULT_SEED}."
+        )
+    return value.astimezone(UTC)
+
+
+def _bool(name: str, text: str) -> bool:
+    word = text.strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}={text!r} is not a yes/no value: use true or false.")
+
+
+def _json_object(name: str, text: str) -> dict[str, str]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"{name} is not valid JSON ({exc.msg} at position {exc.pos}).") from None
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise SettingsError(f'{name} must be a JSON object of strings, such as {{"audience": "wiz-api"}}.')
+    return value
+
+
+def _output_root(name: str, text: str) -> Path:
+    text = text.strip()
+    if not text:
+        raise SettingsError(f"{name} is empty: set it to a directory, such as data.")
+    if text.startswith("file://"):
+        text = text.removeprefix("file://")
+    elif "://" in text:
+        raise SettingsError(
+            f"{name}={text!r}: only local directories (a path, or file:///path) are supported so far."
+        )
+    # Resolved once, here, so that every process of a deployment writes to the same place.
+    return Path(text).expanduser().absolute()
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str | None  # None: required
+    help: str
+    parse: Callable[[str, str], Any] = lambda name, text: text
+    secret: bool = False
+
+    @property
+    def required(self) -> bool:
+        return self.default is None
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("WIZ_API_URL", None, "The tenant's GraphQL endpoint, e.g. https://api.us1.app.wiz.io/graphql."),
+    Setting("WIZ_CLIENT_ID", None, "The service account's client id."),
+    Setting(
+        "WIZ_CLIENT_SECRET", None, "The service account's client secret (never logged or shown).", secret=True
+    ),
+    Setting(
+        "WIZ_TOKEN_URL",
+        "https://auth.app.wiz.io/oauth/token",
+        "OAuth token endpoint (FedRAMP: https://auth.app.wiz.us/oauth/token).",
+        lambda name, text: check_url(text.strip(), name=name),
+    ),
+    Setting("WIZ_SCOPES", "", "Space-separated OAuth scopes; sent only when set."),
+    Setting(
+        "WIZ_TOKEN_REFRESH_MARGIN_SECONDS",
+        "60",
+        "Fetch a new token this many seconds before the current one expires.",
+        lambda name, text: _float(name, text, positive=False),
+    ),
+    Setting("WIZ_OAUTH_HEADERS", "{}", "Extra headers for the token request (JSON object).", _json_object),
+    Setting(
+        "WIZ_OAUTH_DATA",
+        '{"audience": "wiz-api"}',
+        "Extra form fields for the token request (JSON object; legacy tenants: beyond-api).",
+        _json_object,
+    ),
+    Setting(
+        "WIZ_POLL_INTERVAL_SECONDS",
+        "1800",
+        "Window length and schedule interval; must divide an hour or a day into whole minutes.",
+        parse_interval,
+    ),
+    Setting(
+        "AUDIT_SINCE_TIME",
+        DEFAULT_SEED,
+        "Seed checkpoint for audit logs: nothing before it is collected.",
+        parse_seed,
+    ),
+    Setting(
+        "ISSUES_SINCE_TIME",
+        DEFAULT_SEED,
+        "Seed checkpoint for issues: nothing before it is collected.",
+        parse_seed,
+    ),
+    Setting(
+        "WIZ_COLLECT_ISSUES",
+        "true",
+        "Collect issues too (true/false); false drops the asset and its schedule.",
+        _bool,
+    ),
+    Setting("WIZ_OUTPUT_URI", "data", "Directory the Parquet datasets are written under.", _output_root),
+    Setting(
+        "WIZ_PAGE_SIZE",
+        str(MAX_PAGE_SIZE),
+        f"Nodes per GraphQL page (1..{MAX_PAGE_SIZE}).",
+        lambda name, text: _int(name, text, minimum=1, maximum=MAX_PAGE_SIZE),
+    ),
+    Setting(
+        "WIZ_MAX_RETRIES",
+        "5",
+        "Retries of a failed request (5xx, timeouts, resets) before its window fails.",
+        lambda name, text: _int(name, text, minimum=0, maximum=100),
+    ),
+    Setting(
+        "WIZ_REQUEST_TIMEOUT_SECONDS",
+        "60",
+        "A whole answer must arrive within this many seconds of a request.",
+        lambda name, text: _float(name, text, positive=True),
+    ),
+    Setting(
+        "WIZ_MAX_REQUESTS_PER_SECOND",
+        "3",
+        "Requests per second to the API, shared by every run (lowered for a while after a 429).",
+        lambda name, text: _float(name, text, positive=True),
+    ),
+    Setting(
+        "WIZ_WINDOW_LAG_SECONDS",
+        "300",
+        "How long after a window closes it is collected, so that late records are in.",
+        lambda name, text: _int(name, text, minimum=0, maximum=7 * 86400),
+    ),
+    Setting(
+        "WIZ_MAX_WINDOWS_PER_RUN",
+        "48",
+        "Catch-up runs cover at most this many windows each.",
+        lambda name, text: _int(name, text, minimum=1, maximum=10_000),
+    ),
+)
+
+BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated values of every setting that has a default (see the module's docstring)."""
+
+    token_url: str
+    scopes: str
+    token_refresh_margin_seconds: float
+    oauth_headers: dict[str, str]
+    oauth_data: dict[str, str]
+    poll_interval_seconds: int
+    audit_since_time: datetime
+    issues_since_time: datetime
+    collect_issues: bool
+    output_uri: Path
+    page_size: int
+    max_retries: int
+    request_timeout_seconds: float
+    max_requests_per_second: float
+    window_lag_seconds: int
+    max_windows_per_run: int
+
+
+def _field(setting: Setting) -> str:
+    return setting.name.lower().removeprefix("wiz_")
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and check every setting with a default; raise ``SettingsError`` naming each bad one."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for setting in SETTINGS:
+        if setting.required:
+            continue
+        text = env.get(setting.name)
+        if text is None or text == "":
+            text = setting.default
+        try:
+            values[_field(setting)] = setting.parse(setting.name, text)
+        except WizConfigError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise SettingsError("Bad settings:\n  " + "\n  ".join(problems))
+    return Settings(**values)
+
+
+def missing_required(env: Mapping[str, str] | None = None) -> list[str]:
+    env = os.environ if env is None else env
+    return [s.name for s in SETTINGS if s.required and not env.get(s.name)]
+
+
+def settings_table() -> str:
+    """The Markdown table of every setting, as in the README."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for s in SETTINGS:
+        default = "required" if s.required else (f"`{s.default}`" if s.default else "empty")
+        lines.append(f"| `{s.name}` | {default} | {s.help} |")
+    return "\n".join(lines)

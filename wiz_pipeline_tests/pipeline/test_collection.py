@@ -1,0 +1,216 @@
+"""Collecting windows through Dagster: files, boundaries, reruns, ranged runs, failures."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pyarrow.parquet as pq
+
+from wiz_pipeline.simulator import Fault, WizSimulator
+from wiz_pipeline.storage import manifest_path
+from wiz_pipeline_tests.conftest import CLIENT_SECRET, T0, audit_entry, small_tenant
+from wiz_pipeline_tests.pipeline.conftest import SEED
+
+
+def materialized(pipeline, data_type="audit_logs") -> set[str]:
+    return pipeline.instance.get_materialized_partitions(pipeline.collection(data_type).asset_key)
+
+
+def test_the_unaligned_seed_loses_nothing_and_writes_nothing_before_it(pipeline):
+    tenant = pipeline.sim.tenant
+    tenant.add_audit_entry(audit_entry("2025-09-12T21:00:08.999999Z", "before-seed"))
+    tenant.add_audit_entry(audit_entry("2025-09-12T21:00:09Z", "at-seed"))
+    tenant.add_audit_entry(audit_entry("2025-09-12T21:00:09.5Z", "just-after-seed"))
+    keys = pipeline.keys()
+    assert keys[0] == "2025-09-12-21:00"  # the partition the seed falls in, not the next boundary
+
+    assert pipeline.run(keys[0]).success
+    ids = set(pipeline.table()["id"].to_pylist())
+    seed = datetime(2025, 9, 12, 21, 0, 9, tzinfo=UTC)
+    expected = {
+        n["id"]
+        for t, n in zip(tenant.audit_times, tenant.audit_nodes)
+        if seed <= t < T0 + timedelta(minutes=30)
+    }
+    assert {"at-seed", "just-after-seed"} <= ids
+    assert "before-seed" not in ids
+    assert ids == expected
+    assert min(pipeline.table()["timestamp"].to_pylist()) >= seed
+    manifest = json.loads(manifest_path(pipeline.files()[0]).read_text())
+    assert manifest["window_start"] == SEED and manifest["window_end"] == "2025-09-12T21:30:00Z"
+
+
+def test_a_record_on_a_boundary_lands_once_in_the_later_window(pipeline):
+    pipeline.sim.tenant.add_audit_entry(audit_entry("2025-09-12T21:30:00Z", "on-boundary"))
+    keys = pipeline.keys()
+    assert pipeline.run(keys[0]).success and pipeline.run(keys[1]).success
+    table = pipeline.table()
+    rows = [i for i, ident in enumerate(table["id"].to_pylist()) if ident == "on-boundary"]
+    assert len(rows) == 1
+    assert table["date"][rows[0]].as_py() == "2025-09-12"
+    later = pq.read_table(pipeline.files()[1])
+    assert "on-boundary" in later["id"].to_pylist()
+    # Every id of the generated tenant's boundary entries is there exactly once too.
+    assert max(Counter(table["id"].to_pylist()).values()) == 1
+
+
+def test_every_record_of_the_history_lands_exactly_once(pipeline):
+    keys = pipeline.keys()
+    assert pipeline.run(keys[0], keys[-1]).success
+    assert pipeline.run(keys[0], keys[-1], data_type="issues").success
+    seed = datetime(2025, 9, 12, 21, 0, 9, tzinfo=UTC)
+    tenant = pipeline.sim.tenant
+    ids = pipeline.table()["id"].to_pylist()
+    assert Counter(ids) == Counter(
+        n["id"] for t, n in zip(tenant.audit_times, tenant.audit_nodes) if t >= seed
+    )
+    now = pipeline.sim.now()
+    issues = pipeline.table("issues")
+    expected_issues = {
+        node["id"]
+        for node in tenant.issues_as_of(now)
+        if seed <= datetime.fromisoformat(node["statusChangedAt"]) < T0 + timedelta(hours=6)
+    }
+    assert sorted(issues["id"].to_pylist()) == sorted(expected_issues)
+
+
+def test_rerunning_a_window_replaces_its_file_and_duplicates_nothing(pipeline):
+    keys = pipeline.keys()
+    assert pipeline.run(keys[2]).success
+    first = pipeline.table()
+    pipeline.sim.tenant.add_audit_entry(audit_entry("2025-09-12T22:10:00Z", "arrived-late"))
+    assert pipeline.run(keys[2]).success
+    assert pipeline.run(keys[0], keys[3]).success  # a range over it as well
+    files = pipeline.files()
+    assert len(files) == 4
+    second = pq.read_table(files[2])
+    assert second.num_rows == first.num_rows + 1
+    assert max(Counter(pipeline.table()["id"].to_pylist()).values()) == 1
+    assert not [p for p in pipeline.root.rglob("*") if p.is_file() and ".tmp-" in p.name]
+
+
+def test_a_ranged_run_writes_one_file_per_window_with_one_query(pipeline):
+    keys = pipeline.keys()
+    result = pipeline.run(keys[0], keys[-1])
+    assert result.success
+    files = pipeline.files()
+    assert [f.name for f in files] == sorted(
+        f"audit_logs_{datetime.strptime(k, '%Y-%m-%d-%H:%M'):%Y%m%dT%H%M%S}Z.parquet" for k in keys
+    )
+    # 600 entries at 500 per page: one query of two pages for all twelve windows.
+    assert len(pipeline.sim.graphql_records()) == 2
+    events = result.get_asset_materialization_events()
+    assert sorted(e.partition for e in events) == keys
+    assert (
+        sum(e.materialization.metadata["dagster/row_count"].value for e in events)
+        == pipeline.table().num_rows
+    )
+    # Each window's file holds only its own window's records.
+    for key, path in zip(keys, files):
+        start = max(datetime.strptime(key, "%Y-%m-%d-%H:%M").replace(tzinfo=UTC), T0 + timedelta(seconds=9))
+        times = pq.read_table(path)["timestamp"].to_pylist()
+        assert all(start <= t < start.replace(second=0) + timedelta(minutes=30) for t in times)
+
+
+def test_a_range_over_the_result_cap_is_split_at_window_boundaries(pipeline):
+    # 12,000 entries in 12 windows: more than the 10,000 one query returns, about 1,000 per window.
+    tenant = small_tenant(audit_entries=12_000, issues=5)
+    with WizSimulator(tenant, client_id="test-client", client_secret=CLIENT_SECRET) as big:
+        big.set_now(T0 + timedelta(days=2))
+        pipeline.sim = big
+        keys = pipeline.keys()
+        result = pipeline.run(keys[0], keys[-1])
+        assert result.success
+        windows_per_query = [
+            e.materialization.metadata["query_windows"].value
+            for e in result.get_asset_materialization_events()
+        ]
+    assert windows_per_query == [6] * 6 + [6] * 6  # one capped query of 12, then two of 6
+    assert len(pipeline.files()) == 12
+    ids = pipeline.table()["id"].to_pylist()
+    assert len(ids) == len(set(ids)) == sum(1 for t in tenant.audit_times if t >= T0 + timedelta(seconds=9))
+
+
+def test_a_single_window_over_the_result_cap_fails_alone(pipeline):
+    tenant = small_tenant(audit_entries=600)
+    for i in range(10_000):
+        tenant.add_audit_entry(
+            audit_entry(f"2025-09-12T22:{i // 1000 + 10}:{i % 60:02d}.{i:06d}Z", f"burst-{i}")
+        )
+    with WizSimulator(tenant, client_id="test-client", client_secret=CLIENT_SECRET) as big:
+        big.set_now(T0 + timedelta(days=2))
+        pipeline.sim = big
+        keys = pipeline.keys()
+        result = pipeline.run(keys[0], keys[5])
+    assert not result.success
+    assert materialized(pipeline) == {k for k in keys[:6] if k != "2025-09-12-22:00"}
+    assert len(pipeline.files()) == 5
+    failure = result.get_step_failure_events()[0].step_failure_data.error
+    assert "the API's cap" in failure.to_string() and "WIZ_POLL_INTERVAL_SECONDS" in failure.to_string()
+
+
+def test_a_window_that_fails_writes_nothing_and_holds_the_checkpoint_back(pipeline, sim):
+    keys = pipeline.keys()
+    assert pipeline.run(keys[0], keys[2]).success
+    sim.inject(Fault.http_status(500), times=6)  # the first try and all 5 retries
+    failed = pipeline.run(keys[3])
+    assert not failed.success
+    assert pipeline.run(keys[4], keys[5]).success
+    assert keys[3] not in materialized(pipeline)
+    assert len(pipeline.files()) == 5
+    assert not (
+        pipeline.root / "audit_logs" / "date=2025-09-12" / "audit_logs_20250912T223000Z.parquet"
+    ).exists()
+    assert not failed.get_asset_materialization_events()
+    from wiz_pipeline.checkpoints import checkpoint
+
+    assert checkpoint(pipeline.instance, pipeline.collection()) == datetime(2025, 9, 12, 22, 30, tzinfo=UTC)
+
+
+def test_a_fetch_failing_mid_range_writes_none_of_the_range_and_keeps_earlier_files(pipeline, sim):
+    keys = pipeline.keys()
+    pipeline.overrides["page_size"] = 50
+    assert pipeline.run(keys[4]).success
+    before = pipeline.files()[0].read_bytes()
+    sim.inject(Fault.http_status(503), times=6, skip=3)  # page 4 of the range never comes
+    result = pipeline.run(keys[0], keys[-1])
+    assert not result.success
+    assert not result.get_asset_materialization_events()
+    assert [f.name for f in pipeline.files()] == ["audit_logs_20250912T230000Z.parquet"]
+    assert pipeline.files()[0].read_bytes() == before
+    assert not [p for p in pipeline.root.rglob("*") if p.is_file() and ".tmp-" in p.name]
+
+
+def test_run_metadata_lands_in_dagster_and_in_the_manifest(pipeline):
+    keys = pipeline.keys()
+    result = pipeline.run(keys[1], keys[2])
+    event = next(e for e in result.get_asset_materialization_events() if e.partition == keys[1])
+    metadata = {k: getattr(v, "value", v) for k, v in event.materialization.metadata.items()}
+    path = pipeline.files()[0]
+    manifest = json.loads(manifest_path(path).read_text())
+    assert metadata["dagster/row_count"] == manifest["rows"] == pq.read_metadata(path).num_rows > 0
+    assert metadata["dagster/uri"] == path.as_uri()
+    assert [c.name for c in metadata["dagster/column_schema"].columns][:3] == ["id", "timestamp", "action"]
+    assert metadata["window_start"] == manifest["window_start"] == "2025-09-12T21:30:00Z"
+    assert metadata["window_end"] == manifest["window_end"] == "2025-09-12T22:00:00Z"
+    assert manifest["run_id"] == metadata["run_id"] == result.run_id
+    assert manifest["query"]["windows"] == metadata["query_windows"] == 2
+    assert metadata["requests"] == manifest["query"]["requests"] >= 1
+    assert metadata["min_record_time"] == manifest["min_time"] >= "2025-09-12T21:30:00Z"
+    # This window isn't the first, so writing it moves no checkpoint: the seed's window is missing.
+    assert metadata["AUDIT_SINCE_TIME"] == SEED
+
+
+def test_no_secret_reaches_dagster_events_or_files(pipeline, sim):
+    keys = pipeline.keys()
+    sim.inject(Fault.expired_token())
+    assert pipeline.run(keys[0], keys[1]).success
+    tokens = sim.issued_tokens()
+    assert tokens
+    logs = pipeline.instance.get_records_for_run(pipeline.instance.get_runs()[0].run_id).records
+    text = "\n".join(str(r.event_log_entry) for r in logs)
+    text += "".join(p.read_text() for p in pipeline.root.rglob("_*.json"))
+    assert CLIENT_SECRET not in text
+    assert not [t for t in tokens if t in text]
