@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
-from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from wiz_pipeline.simulator import WizSimulator, generate_tenant
-from wiz_pipeline.wiz import DATA_TYPES, WizClient, WizError, fetch_window
 from wiz_pipeline.wiz.urls import is_loopback_host
 
 
@@ -119,61 +119,65 @@ def cmd_simulator(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Collect the last hours window by window from a simulated tenant, and report what came back."""
-    sim = _simulator(args).start()
-    window = timedelta(seconds=args.window_seconds)
-    end = datetime.now(UTC).replace(second=0, microsecond=0)
-    end -= timedelta(seconds=end.timestamp() % args.window_seconds)
-    start = end - timedelta(hours=args.hours)
-    print(f"Simulated Wiz tenant at {sim.graphql_url} (rate limit {args.rate_limit:g} req/s).")
-    print(
-        f"Collecting {start:%Y-%m-%d %H:%M} .. {end:%H:%M} UTC "
-        f"in {args.window_seconds // 60}-minute windows.\n"
-    )
-    print(
-        f"{'data type':<11} {'window start':<17} {'rows':>5} {'pages':>5} {'reqs':>4} {'429s':>4} "
-        f"{'KiB':>7} {'seconds':>7}"
-    )
-    totals: Counter[str] = Counter()
-    actions: Counter[str] = Counter()
-    severities: Counter[str] = Counter()
+    from wiz_pipeline.demo import run_demo
+
+    with _simulator(args) as sim:
+        return run_demo(sim, Path(args.dir), args.days)
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from wiz_pipeline.demo import run_dev
+
+    args.days_ahead = 7.0
+    sim = _simulator(args, port=args.simulator_port)
     try:
-        with WizClient(
-            api_url=sim.graphql_url,
-            token_url=sim.token_url,
-            client_id=sim.client_id,
-            client_secret=sim.client_secret,
-            max_requests_per_second=args.rate_limit or 3.0,
-        ) as client:
-            for name in ("audit_logs", "issues"):
-                at = start
-                while at < end:
-                    fetch = fetch_window(client, DATA_TYPES[name], at, at + window)
-                    for nodes in fetch:
-                        totals[name] += len(nodes)
-                        if name == "audit_logs":
-                            actions.update(n["action"].strip() for n in nodes)
-                        else:
-                            severities.update(n["severity"] for n in nodes if n["status"] == "OPEN")
-                    s = fetch.stats
-                    print(
-                        f"{name:<11} {at:%Y-%m-%d %H:%M} {s.nodes_in_window:>5} {s.requests.pages:>5} "
-                        f"{s.requests.requests:>4} {s.requests.rate_limited:>4} "
-                        f"{s.requests.bytes_received / 1024:>7.1f} {s.duration_seconds:>7.2f}"
-                    )
-                    at += window
-    except WizError as exc:
-        print(f"Collection failed: {exc}", file=sys.stderr)
+        sim.start()
+    except OSError as exc:
+        print(
+            f"Cannot start the simulator on port {args.simulator_port}: {exc}. Try --simulator-port 0.",
+            file=sys.stderr,
+        )
         return 1
+    try:
+        return run_dev(sim, Path(args.home), Path(args.output), args.days, args.port)
     finally:
         sim.stop()
-    print(f"\nRows: {totals['audit_logs']} audit log entries, {totals['issues']} issue changes.")
-    print("Top audit actions: " + ", ".join(f"{a} ({n})" for a, n in actions.most_common(5)))
-    print("Open issues by severity: " + ", ".join(f"{s} ({n})" for s, n in severities.most_common()))
-    print(
-        f"Simulator: {sim.counters.graphql_requests} GraphQL requests, {sim.counters.tokens_issued} token(s) "
-        f"issued, {sim.counters.rate_limited} rate-limited."
-    )
+
+
+def cmd_checkpoints(args: argparse.Namespace) -> int:
+    """Print each data type's checkpoint as derived from the Dagster instance's materializations."""
+    import dagster as dg
+
+    from wiz_pipeline.checkpoints import collections_for, progress
+    from wiz_pipeline.settings import load_settings
+    from wiz_pipeline.wiz.times import format_time
+
+    if not os.environ.get("DAGSTER_HOME"):
+        print(
+            "DAGSTER_HOME is not set: point it at the directory of the Dagster instance the pipeline runs "
+            "with (scripts/dev uses .dagster_home).",
+            file=sys.stderr,
+        )
+        return 2
+    settings = load_settings()
+    now = datetime.now(UTC)
+    lag = timedelta(seconds=settings.window_lag_seconds)
+    with dg.DagsterInstance.get() as instance:
+        for collection in collections_for(settings):
+            state = progress(instance, collection, now, lag)
+            detail = f"{state.materialized} of {state.closed_windows} closed windows written"
+            if state.missing:
+                detail += f"; {len(state.missing)} missing, the first {state.missing[0]}"
+            if state.in_progress:
+                detail += f"; {len(state.in_progress)} in progress"
+            print(f"{collection.checkpoint_name}={format_time(state.checkpoint)}  # {detail}")
+    return 0
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    from wiz_pipeline.settings import settings_table
+
+    print(settings_table())
     return 0
 
 
@@ -205,14 +209,49 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
-        help="collect a few hours from a simulated tenant and report what came back",
-        description="Start the simulator, collect every window of the last --hours for both data types "
-        "with the Wiz client, and print per-window figures and a short summary.",
+        help="collect a day from a simulated tenant through Dagster and report what landed",
+        description="Start the simulator, point the settings at it with seeds --days back, collect every "
+        "closed window through Dagster (as the schedule's catch-up would), and print the runs, rows, "
+        "files, checkpoints and two queries over the Parquet. Other WIZ_* settings in the environment "
+        "(interval, page size, rate) are honoured.",
     )
-    demo.add_argument("--hours", type=float, default=6.0, help="hours to collect, up to now (default 6)")
-    demo.add_argument("--window-seconds", type=int, default=1800, help="window length (default 1800)")
+    demo.add_argument(
+        "--dir",
+        default="wiz-demo",
+        help="where the demo keeps its Dagster instance and Parquet output; emptied first (default wiz-demo)",
+    )
     _simulator_args(demo)
     demo.set_defaults(func=cmd_demo)
+
+    dev = sub.add_parser(
+        "dev",
+        help="run the simulator and `dagster dev` together, to browse the UI and launch backfills",
+        description="Start the simulator (a tenant --days back and 7 days ahead), set the settings to it "
+        "with seeds --days back, and run `dagster dev` on 127.0.0.1 with a persistent DAGSTER_HOME.",
+    )
+    dev.add_argument("--port", type=int, default=3000, help="Dagster UI port (default 3000)")
+    dev.add_argument(
+        "--simulator-port", type=int, default=8765, help="simulator port (default 8765; 0 = any)"
+    )
+    dev.add_argument(
+        "--home",
+        default=os.environ.get("DAGSTER_HOME") or ".dagster_home",
+        help="DAGSTER_HOME, kept between runs (default $DAGSTER_HOME, else .dagster_home)",
+    )
+    dev.add_argument("--output", default="data", help="WIZ_OUTPUT_URI for the sandbox (default data)")
+    _simulator_args(dev)
+    dev.set_defaults(func=cmd_dev)
+
+    checkpoints = sub.add_parser(
+        "checkpoints",
+        help="print AUDIT_SINCE_TIME and ISSUES_SINCE_TIME as derived from the Dagster instance",
+        description="Read $DAGSTER_HOME's instance and print each data type's checkpoint: the end of the "
+        "longest run of written windows from its seed. Uses the same WIZ_* settings as the pipeline.",
+    )
+    checkpoints.set_defaults(func=cmd_checkpoints)
+
+    settings = sub.add_parser("settings", help="print every setting, its default and meaning")
+    settings.set_defaults(func=cmd_settings)
     return parser
 
 

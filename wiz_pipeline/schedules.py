@@ -33,11 +33,15 @@ def runs_of_missing_windows(all_keys: list[str], wanted: list[str], max_windows:
     return runs
 
 
-def run_request(keys: list[str], tags: dict[str, str]) -> dg.RunRequest:
+def run_request(keys: list[str], tags: dict[str, str], tick: str) -> dg.RunRequest:
+    # Dagster wants a run key when a tick asks for several runs. It is unique per tick on purpose:
+    # a window whose run failed must be asked for again by the next tick.
+    run_key = f"{keys[0]}..{keys[-1]}@{tick}"
     if len(keys) == 1:
-        return dg.RunRequest(partition_key=keys[0], tags=tags)
+        return dg.RunRequest(run_key=run_key, partition_key=keys[0], tags=tags)
     return dg.RunRequest(
-        tags={**tags, ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
+        run_key=run_key,
+        tags={**tags, ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]},
     )
 
 
@@ -80,8 +84,7 @@ def catch_up_schedule(
             f"{summary}; requesting {len(runs)} run(s) for {len(todo)} window(s): "
             + ", ".join(f"{r[0]}..{r[-1]}" if len(r) > 1 else r[0] for r in runs)
         )
-        return [
-            run_request(r, {"wiz/data_type": collection.data_type, "wiz/since_time": since}) for r in runs
-        ]
+        tags = {"wiz/data_type": collection.data_type, "wiz/since_time": since}
+        return [run_request(r, tags, format_time(now)) for r in runs]
 
     return _schedule

@@ -142,7 +142,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "WIZ_TOKEN_URL",
         "https://auth.app.wiz.io/oauth/token",
-        "OAuth token endpoint (FedRAMP: https://auth.app.wiz.us/oauth/token).",
+        "OAuth token endpoint (FedRAMP: https://auth.app.wiz.us/oauth/token, gov: https://auth.gov.wiz.io/oauth/token).",
         lambda name, text: check_url(text.strip(), name=name),
     ),
     Setting("WIZ_SCOPES", "", "Space-separated OAuth scopes; sent only when set."),
@@ -168,13 +168,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "AUDIT_SINCE_TIME",
         DEFAULT_SEED,
-        "Seed checkpoint for audit logs: nothing before it is collected.",
+        "Where audit log collection starts (ISO 8601 with Z or an offset); nothing before it is collected.",
         parse_seed,
     ),
     Setting(
         "ISSUES_SINCE_TIME",
         DEFAULT_SEED,
-        "Seed checkpoint for issues: nothing before it is collected.",
+        "Where issue collection starts (by statusChangedAt); nothing before it is collected.",
         parse_seed,
     ),
     Setting(
@@ -183,7 +183,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Collect issues too (true/false); false drops the asset and its schedule.",
         _bool,
     ),
-    Setting("WIZ_OUTPUT_URI", "data", "Directory the Parquet datasets are written under.", _output_root),
+    Setting(
+        "WIZ_OUTPUT_URI",
+        "data",
+        "Directory the Parquet datasets are written under (a path, relative to the working directory, "
+        "or file:///path).",
+        _output_root,
+    ),
     Setting(
         "WIZ_PAGE_SIZE",
         str(MAX_PAGE_SIZE),
@@ -199,7 +205,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "WIZ_REQUEST_TIMEOUT_SECONDS",
         "60",
-        "A whole answer must arrive within this many seconds of a request.",
+        "A whole answer must arrive within this many seconds of a request (heavy issue queries may "
+        "need more).",
         lambda name, text: _float(name, text, positive=True),
     ),
     Setting(

@@ -47,14 +47,27 @@ def test_the_wiz_package_imports_nothing_from_dagster():
             assert not any(n.split(".")[0] == "dagster" for n in names), f"{path.name} imports dagster"
 
 
-def test_demo_collects_from_the_simulator_and_reports(capsys):
-    assert (
-        main(["demo", "--hours", "1", "--audit-entries", "400", "--issues", "40", "--rate-limit", "20"]) == 0
-    )
+def test_demo_collects_through_dagster_and_reports(capsys, tmp_path):
+    args = ["demo", "--dir", str(tmp_path / "demo"), "--days", "0.5", "--audit-entries", "1500"]
+    assert main([*args, "--issues", "150", "--rate-limit", "20"]) == 0
     out = capsys.readouterr().out
-    assert "audit_logs" in out and "issues" in out
-    assert "Rows: " in out and "Top audit actions:" in out
-    assert ", 0 rate-limited." in out
+    # Half a day back from a seed off the boundary: 24 or 25 windows, written in one run per data type.
+    runs = [line for line in out.splitlines() if " run " in line]
+    assert len(runs) == 2 and all(line.endswith(", ok") for line in runs)
+    assert "AUDIT_SINCE_TIME=" in out and "ISSUES_SINCE_TIME=" in out
+    assert "Top audit actions:" in out and "Open issues by severity" in out
+    files = list((tmp_path / "demo" / "data" / "audit_logs").rglob("*.parquet"))
+    assert 23 <= len(files) <= 25
+    home = tmp_path / "demo" / "dagster_home"
+    assert (home / "dagster.yaml").read_text().count("granularity: run") == 1
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert instance.event_log_storage.get_concurrency_info("wiz_api").slot_count == 1
+
+
+def test_the_demo_refuses_a_directory_it_did_not_make(capsys, tmp_path):
+    (tmp_path / "precious.txt").write_text("keep me")
+    assert main(["demo", "--dir", str(tmp_path), "--days", "0.1"]) == 2
+    assert (tmp_path / "precious.txt").exists()
 
 
 def test_help_lists_the_commands():
@@ -62,7 +75,8 @@ def test_help_lists_the_commands():
         [sys.executable, "-m", "wiz_pipeline.cli", "--help"], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0
-    assert "simulator" in result.stdout and "demo" in result.stdout
+    for command in ("simulator", "demo", "dev", "checkpoints", "settings"):
+        assert command in result.stdout
 
 
 def test_the_command_line_simulator_keeps_producing_records_as_time_passes():
@@ -81,3 +95,9 @@ def test_the_command_line_simulator_keeps_producing_records_as_time_passes():
     assert 1700 <= len(ahead) <= 2300  # and the same density for the two days ahead
     assert max(ahead) > now + timedelta(days=1, hours=23)
     assert any(change > now for record in tenant.issues for change, _ in record.changes[1:])
+
+
+def test_the_deployment_instance_yaml_is_the_one_the_demo_writes():
+    from wiz_pipeline.demo import INSTANCE_YAML
+
+    assert (ROOT / "deploy" / "dagster.yaml").read_text() == INSTANCE_YAML

@@ -2,6 +2,7 @@
 
 # No `from __future__ import annotations` here: Dagster reads the asset function's annotations
 # (context and resources) at definition time.
+import warnings
 from collections.abc import Iterator
 from datetime import UTC
 from typing import Any
@@ -13,7 +14,7 @@ from wiz_pipeline.collect import WindowResult, collect_windows
 from wiz_pipeline.partitions import windows_for
 from wiz_pipeline.resources import ParquetDatasets, WizResource
 from wiz_pipeline.tables import TABLES
-from wiz_pipeline.wiz import DATA_TYPES
+from wiz_pipeline.wiz import DATA_TYPES, DataType
 from wiz_pipeline.wiz.times import format_time
 
 POOL = "wiz_api"
@@ -28,6 +29,19 @@ def window_asset(collection: Collection, description: str, max_windows_per_run: 
     data_type = DATA_TYPES[collection.data_type]
     schema = column_schema(collection.data_type)
 
+    with warnings.catch_warnings():
+        # BackfillPolicy is marked beta; we rely only on its documented multi_run behaviour.
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return _define(collection, description, max_windows_per_run, data_type, schema)
+
+
+def _define(
+    collection: Collection,
+    description: str,
+    max_windows_per_run: int,
+    data_type: DataType,
+    schema: dg.TableSchema,
+) -> dg.AssetsDefinition:
     @dg.asset(
         key=collection.asset_key,
         group_name="wiz",

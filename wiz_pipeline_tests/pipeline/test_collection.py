@@ -31,7 +31,7 @@ def test_the_unaligned_seed_loses_nothing_and_writes_nothing_before_it(pipeline)
     seed = datetime(2025, 9, 12, 21, 0, 9, tzinfo=UTC)
     expected = {
         n["id"]
-        for t, n in zip(tenant.audit_times, tenant.audit_nodes)
+        for t, n in zip(tenant.audit_times, tenant.audit_nodes, strict=True)
         if seed <= t < T0 + timedelta(minutes=30)
     }
     assert {"at-seed", "just-after-seed"} <= ids
@@ -64,7 +64,7 @@ def test_every_record_of_the_history_lands_exactly_once(pipeline):
     tenant = pipeline.sim.tenant
     ids = pipeline.table()["id"].to_pylist()
     assert Counter(ids) == Counter(
-        n["id"] for t, n in zip(tenant.audit_times, tenant.audit_nodes) if t >= seed
+        n["id"] for t, n in zip(tenant.audit_times, tenant.audit_nodes, strict=True) if t >= seed
     )
     now = pipeline.sim.now()
     issues = pipeline.table("issues")
@@ -108,7 +108,7 @@ def test_a_ranged_run_writes_one_file_per_window_with_one_query(pipeline):
         == pipeline.table().num_rows
     )
     # Each window's file holds only its own window's records.
-    for key, path in zip(keys, files):
+    for key, path in zip(keys, files, strict=True):
         start = max(datetime.strptime(key, "%Y-%m-%d-%H:%M").replace(tzinfo=UTC), T0 + timedelta(seconds=9))
         times = pq.read_table(path)["timestamp"].to_pylist()
         assert all(start <= t < start.replace(second=0) + timedelta(minutes=30) for t in times)

@@ -1,0 +1,193 @@
+"""The demo and the dev sandbox: the pipeline, through Dagster, against the built-in simulator."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import pyarrow.dataset as ds
+
+from wiz_pipeline.assets.window_asset import POOL
+from wiz_pipeline.checkpoints import collections_for, progress
+from wiz_pipeline.settings import load_settings
+from wiz_pipeline.simulator import WizSimulator
+from wiz_pipeline.wiz.times import format_time
+
+# Both the demo and `wiz-pipeline dev` write this into a DAGSTER_HOME that has no dagster.yaml yet.
+# One run at a time may hold the `wiz_api` pool, so all runs share the tenant's rate budget.
+INSTANCE_YAML = """\
+# Written by wiz-pipeline. Runs that use the wiz_api pool (both Wiz assets) run one at a time, so
+# that together they stay within WIZ_MAX_REQUESTS_PER_SECOND.
+concurrency:
+  pools:
+    granularity: run
+    default_limit: 1
+telemetry:
+  enabled: false
+"""
+MARKER = ".wiz-pipeline-demo"
+
+
+def prepare_home(home: Path) -> None:
+    """A DAGSTER_HOME with the instance settings above and the wiz_api pool's limit in place."""
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(INSTANCE_YAML)
+    # Same as `dagster instance concurrency set wiz_api 1`. Without it, Dagster 1.13's run queue creates
+    # the pool's limit only on first sight, after checking it, and lets the first two runs through.
+    with patched_environ({"DAGSTER_HOME": str(home)}), dg.DagsterInstance.get() as instance:
+        if POOL not in instance.event_log_storage.get_concurrency_keys():
+            instance.event_log_storage.set_concurrency_slots(POOL, 1)
+
+
+def simulator_env(sim: WizSimulator, seed: datetime, output: Path, home: Path) -> dict[str, str]:
+    return {
+        "WIZ_API_URL": sim.graphql_url,
+        "WIZ_TOKEN_URL": sim.token_url,
+        "WIZ_CLIENT_ID": sim.client_id,
+        "WIZ_CLIENT_SECRET": sim.client_secret,
+        "AUDIT_SINCE_TIME": format_time(seed),
+        "ISSUES_SINCE_TIME": format_time(seed),
+        "WIZ_OUTPUT_URI": str(output),
+        "DAGSTER_HOME": str(home),
+    }
+
+
+@contextmanager
+def patched_environ(values: Mapping[str, str]) -> Iterator[None]:
+    """Dagster reads the credentials (EnvVar) from the process environment when a run starts."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def run_demo(sim: WizSimulator, directory: Path, days: float) -> int:
+    """Collect every closed window since a seed ``days`` back, as the schedule would, and report."""
+    directory = directory.absolute()
+    if directory.exists() and any(directory.iterdir()) and not (directory / MARKER).exists():
+        print(f"{directory} exists and was not made by the demo; pass another --dir.", file=sys.stderr)
+        return 2
+    for sub in ("dagster_home", "data"):
+        shutil.rmtree(directory / sub, ignore_errors=True)  # each demo starts from nothing
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / MARKER).touch()
+    home, output = directory / "dagster_home", directory / "data"
+    prepare_home(home)
+    now = datetime.now(UTC).replace(microsecond=0)
+    # Deliberately not on a window boundary: the first window runs from the seed to the next one.
+    seed = now - timedelta(days=days) + timedelta(seconds=9)
+    env = simulator_env(sim, seed, output, home)
+    started = time.monotonic()
+    with patched_environ(env):
+        # Imported here: importing the module builds `defs` from the environment, and the demo's
+        # settings must be in place first.
+        from wiz_pipeline.definitions import build_definitions
+
+        defs = build_definitions()
+        settings = load_settings()
+        instance = dg.DagsterInstance.get()
+        print(f"Simulated Wiz tenant at {sim.graphql_url}; Dagster instance in {home}")
+        print(
+            f"Seeds {format_time(seed)}; {settings.poll_interval_seconds // 60}-minute windows; "
+            f"{settings.max_requests_per_second:g} requests/s.\n"
+        )
+        for collection in collections_for(settings):
+            schedule = defs.resolve_schedule_def(collection.schedule_name)
+            job = defs.resolve_job_def(collection.job_name)
+            tick = schedule.evaluate_tick(
+                dg.build_schedule_context(
+                    instance=instance, scheduled_execution_time=now, repository_def=defs.get_repository_def()
+                )
+            )
+            for request in tick.run_requests or []:
+                tags = dict(request.tags)
+                first = tags.get("dagster/asset_partition_range_start", request.partition_key)
+                last = tags.get("dagster/asset_partition_range_end", request.partition_key)
+                result = job.execute_in_process(
+                    instance=instance,
+                    partition_key=request.partition_key,
+                    tags=tags,
+                    raise_on_error=False,
+                    run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+                )
+                events = result.get_asset_materialization_events()
+                rows = sum(e.materialization.metadata["dagster/row_count"].value for e in events)
+                status = "ok" if result.success else "FAILED"
+                print(
+                    f"{collection.data_type:<10} run {result.run_id[:8]} {first} .. {last}: {len(events)} "
+                    f"windows, {rows} rows, {status}"
+                )
+        print()
+        for collection in collections_for(settings):
+            state = progress(instance, collection, now, timedelta(seconds=settings.window_lag_seconds))
+            path = output / collection.data_type
+            files = sorted(path.rglob("*.parquet"))
+            rows = ds.dataset(path, partitioning="hive").count_rows() if files else 0
+            print(
+                f"{collection.checkpoint_name}={format_time(state.checkpoint)}  "
+                f"{collection.data_type}: {state.materialized}/{state.closed_windows} windows, "
+                f"{len(files)} files, {rows} rows under {path}"
+            )
+        _report(output)
+    print(
+        f"\nDone in {time.monotonic() - started:.1f} s. Simulator: {sim.counters.graphql_requests} GraphQL "
+        f"requests, {sim.counters.tokens_issued} token(s), {sim.counters.rate_limited} rate-limited."
+    )
+    print("Browse the same pipeline in the Dagster UI: scripts/dev  (then http://127.0.0.1:3000)")
+    return 0
+
+
+def _report(output: Path) -> None:
+    audit = ds.dataset(output / "audit_logs", partitioning="hive").to_table(columns=["action"]).to_pandas()
+    print("\nTop audit actions:")
+    for action, count in audit["action"].value_counts().head(5).items():
+        print(f"  {count:>6}  {action}")
+    if not (output / "issues").exists():
+        return
+    issues = ds.dataset(output / "issues", partitioning="hive").to_table(
+        columns=["id", "status", "severity", "status_changed_at"]
+    )
+    frame = issues.to_pandas().sort_values("status_changed_at").drop_duplicates("id", keep="last")
+    open_issues = frame[frame["status"] == "OPEN"]["severity"].value_counts()
+    print("Open issues by severity (latest state of each issue):")
+    for severity in ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL"):
+        print(f"  {int(open_issues.get(severity, 0)):>6}  {severity}")
+
+
+def run_dev(sim: WizSimulator, home: Path, output: Path, days: float, port: int) -> int:
+    """The simulator and `dagster dev` together, until Ctrl-C."""
+    home = home.absolute()
+    prepare_home(home)
+    seed = datetime.now(UTC).replace(microsecond=0) - timedelta(days=days) + timedelta(seconds=9)
+    env = {**os.environ, **simulator_env(sim, seed, output.absolute(), home)}
+    print(f"Simulated Wiz tenant at {sim.graphql_url}; seeds {format_time(seed)}; DAGSTER_HOME={home}")
+    print("Checkpoints, from another shell (the settings must match the pipeline's):")
+    print(
+        f"  DAGSTER_HOME={home} AUDIT_SINCE_TIME={format_time(seed)} ISSUES_SINCE_TIME={format_time(seed)} "
+        ".venv/bin/wiz-pipeline checkpoints"
+    )
+    print(f"Dagster UI: http://127.0.0.1:{port}  (Ctrl-C stops both)\n", flush=True)
+    command = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(port)]
+    command += ["-m", "wiz_pipeline.definitions"]
+    process = subprocess.Popen(command, env=env)  # noqa: S603 - our own interpreter and arguments
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        return process.wait()

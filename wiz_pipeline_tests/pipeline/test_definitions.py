@@ -1,0 +1,124 @@
+"""Definitions and settings: what loads, what a bad value says, what the UI can see."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster._core.remote_representation.external_data import RepositorySnap
+from dagster_shared.serdes import serialize_value
+
+from wiz_pipeline.cli import main
+from wiz_pipeline.definitions import build_definitions
+from wiz_pipeline.settings import ALLOWED_INTERVALS, SETTINGS, SettingsError, load_settings
+from wiz_pipeline_tests.conftest import CLIENT_SECRET
+
+ROOT = Path(__file__).resolve().parents[2]
+AUDIT, ISSUES = dg.AssetKey(["wiz", "audit_logs"]), dg.AssetKey(["wiz", "issues"])
+
+
+def test_asset_keys_groups_pool_and_schedules_are_as_documented():
+    defs = build_definitions({})
+    graph = defs.resolve_asset_graph()
+    assert set(graph.get_all_asset_keys()) == {AUDIT, ISSUES}
+    for key in (AUDIT, ISSUES):
+        assets_def = defs.resolve_assets_def(key)
+        assert assets_def.group_names_by_key[key] == "wiz"
+        assert assets_def.op.pool == "wiz_api"
+        assert isinstance(assets_def.partitions_def, dg.TimeWindowPartitionsDefinition)
+    assert {s.name for s in defs.schedules} == {"collect_audit_logs_schedule", "collect_issues_schedule"}
+
+
+def test_issues_are_left_out_when_their_collection_is_off():
+    defs = build_definitions({"WIZ_COLLECT_ISSUES": "false"})
+    assert set(defs.resolve_asset_graph().get_all_asset_keys()) == {AUDIT}
+    assert [s.name for s in defs.schedules] == ["collect_audit_logs_schedule"]
+
+
+def test_the_partitions_start_on_the_boundary_at_or_before_the_seed():
+    defs = build_definitions(
+        {"AUDIT_SINCE_TIME": "2025-09-12T21:00:09Z", "ISSUES_SINCE_TIME": "2025-09-12T23:59:59+02:00"}
+    )
+    audit = defs.resolve_assets_def(AUDIT).partitions_def
+    issues = defs.resolve_assets_def(ISSUES).partitions_def
+    assert audit.start.isoformat() == "2025-09-12T21:00:00+00:00"
+    assert issues.start.isoformat() == "2025-09-12T21:30:00+00:00"  # 21:59:59 UTC
+
+
+def test_the_definitions_load_without_the_endpoint_or_credentials_and_a_run_names_what_is_missing(
+    monkeypatch, tmp_path
+):
+    for name in ("WIZ_API_URL", "WIZ_CLIENT_ID", "WIZ_CLIENT_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    defs = build_definitions({"WIZ_OUTPUT_URI": str(tmp_path)})  # loads: nothing read yet
+    with dg.instance_for_test() as instance, pytest.raises(dg.DagsterInvalidConfigError) as caught:
+        defs.resolve_job_def("collect_audit_logs").execute_in_process(
+            instance=instance, partition_key="2025-09-12-21:30"
+        )
+    for name in ("WIZ_API_URL", "WIZ_CLIENT_ID", "WIZ_CLIENT_SECRET"):
+        assert f'environment variable "{name}" which is not set' in str(caught.value)
+    assert not list(tmp_path.rglob("*.parquet"))
+
+
+def test_the_secret_is_an_env_var_the_ui_never_sees(monkeypatch):
+    monkeypatch.setenv("WIZ_CLIENT_SECRET", CLIENT_SECRET)
+    defs = build_definitions({})
+    snapshot = serialize_value(RepositorySnap.from_def(defs.get_repository_def()))
+    assert "WIZ_CLIENT_SECRET" in snapshot
+    assert CLIENT_SECRET not in snapshot
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("WIZ_POLL_INTERVAL_SECONDS", "1700", "Nearest allowed values: 1200 or 1800"),
+        ("WIZ_POLL_INTERVAL_SECONDS", "90", "Nearest allowed values: 60 or 120"),
+        ("WIZ_POLL_INTERVAL_SECONDS", "half an hour", "not a whole number"),
+        ("AUDIT_SINCE_TIME", "2025-09-12T21:00:09", "no time zone"),
+        ("ISSUES_SINCE_TIME", "yesterday", "not an ISO 8601 time"),
+        ("WIZ_COLLECT_ISSUES", "maybe", "use true or false"),
+        ("WIZ_PAGE_SIZE", "501", "between 1 and 500"),
+        ("WIZ_MAX_RETRIES", "-1", "between 0 and 100"),
+        ("WIZ_REQUEST_TIMEOUT_SECONDS", "0", "> 0"),
+        ("WIZ_MAX_REQUESTS_PER_SECOND", "nan", "finite number"),
+        ("WIZ_TOKEN_REFRESH_MARGIN_SECONDS", "-5", ">= 0"),
+        ("WIZ_OAUTH_DATA", "audience=wiz-api", "not valid JSON"),
+        ("WIZ_OAUTH_HEADERS", '["x"]', "JSON object of strings"),
+        ("WIZ_TOKEN_URL", "http://auth.example.com/oauth/token", "https"),
+        ("WIZ_OUTPUT_URI", "s3://bucket/wiz", "only local directories"),
+        ("WIZ_WINDOW_LAG_SECONDS", "-1", "between 0"),
+        ("WIZ_MAX_WINDOWS_PER_RUN", "0", "between 1"),
+    ],
+)
+def test_a_bad_setting_fails_naming_the_variable_and_what_is_allowed(name, value, says):
+    with pytest.raises(SettingsError) as caught:
+        build_definitions({name: value})
+    assert name in str(caught.value) and says in str(caught.value)
+
+
+def test_every_bad_setting_is_reported_at_once():
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"WIZ_PAGE_SIZE": "0", "WIZ_COLLECT_ISSUES": "perhaps"})
+    assert "WIZ_PAGE_SIZE" in str(caught.value) and "WIZ_COLLECT_ISSUES" in str(caught.value)
+
+
+def test_every_interval_accepted_divides_an_hour_or_a_day_into_whole_minutes():
+    for seconds in ALLOWED_INTERVALS:
+        defs = build_definitions({"WIZ_POLL_INTERVAL_SECONDS": str(seconds), "WIZ_COLLECT_ISSUES": "false"})
+        partitions = defs.resolve_assets_def(AUDIT).partitions_def
+        first = partitions.time_window_for_partition_key(partitions.get_first_partition_key())
+        assert (first.end - first.start).total_seconds() == seconds
+    assert 1800 in ALLOWED_INTERVALS and 86400 in ALLOWED_INTERVALS and 5400 not in ALLOWED_INTERVALS
+
+
+def test_the_readme_lists_every_setting_once_with_its_default(capsys):
+    readme = (ROOT / "README.md").read_text()
+    assert main(["settings"]) == 0
+    table = capsys.readouterr().out
+    for setting in SETTINGS:
+        rows = [line for line in readme.splitlines() if line.startswith(f"| `{setting.name}` |")]
+        assert len(rows) == 1, setting.name
+        assert rows[0] in table
+    assert re.search(r"\| `WIZ_POLL_INTERVAL_SECONDS` \| `1800` \|", readme)

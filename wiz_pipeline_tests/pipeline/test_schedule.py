@@ -1,0 +1,104 @@
+"""The schedule's catch-up: what a tick requests, evaluated through Dagster's own schedule APIs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import dagster as dg
+from dagster._core.storage.dagster_run import DagsterRunStatus
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from wiz_pipeline.schedules import runs_of_missing_windows
+
+
+def tick(pipeline, at: datetime, data_type: str = "audit_logs"):
+    defs = pipeline.defs
+    schedule = defs.resolve_schedule_def(f"collect_{data_type}_schedule")
+    context = dg.build_schedule_context(
+        instance=pipeline.instance, scheduled_execution_time=at, repository_def=defs.get_repository_def()
+    )
+    return schedule.evaluate_tick(context)
+
+
+def requested(data) -> list[tuple[str, str]]:
+    """(first, last) window of each requested run."""
+    runs = []
+    for request in data.run_requests or []:
+        tags = request.tags
+        if request.partition_key:
+            runs.append((request.partition_key, request.partition_key))
+        else:
+            runs.append((tags[ASSET_PARTITION_RANGE_START_TAG], tags[ASSET_PARTITION_RANGE_END_TAG]))
+    return runs
+
+
+def test_the_schedule_ticks_after_the_lag_and_runs_by_default(pipeline):
+    schedule = pipeline.defs.resolve_schedule_def("collect_audit_logs_schedule")
+    assert schedule.cron_schedule == "5,35 * * * *"
+    assert schedule.execution_timezone == "UTC"
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    pipeline.env["WIZ_POLL_INTERVAL_SECONDS"] = "21600"
+    pipeline.env["WIZ_WINDOW_LAG_SECONDS"] = "3630"  # 1 h 0 min 30 s: rounded up to 61 minutes
+    assert (
+        pipeline.defs.resolve_schedule_def("collect_audit_logs_schedule").cron_schedule == "1 1,7,13,19 * * *"
+    )
+
+
+def test_a_window_is_requested_only_once_the_lag_has_passed(pipeline):
+    early = tick(pipeline, datetime(2025, 9, 12, 22, 4, 59, tzinfo=UTC))
+    assert requested(early) == [("2025-09-12-21:00", "2025-09-12-21:00")]
+    on_time = tick(pipeline, datetime(2025, 9, 12, 22, 5, tzinfo=UTC))
+    assert requested(on_time) == [("2025-09-12-21:00", "2025-09-12-21:30")]
+
+
+def test_a_tick_after_a_six_hour_outage_requests_exactly_the_missing_windows(pipeline):
+    keys = pipeline.keys()
+    assert pipeline.run(keys[0], keys[2]).success  # written up to 22:30, then the daemon was down
+    pipeline.env["WIZ_MAX_WINDOWS_PER_RUN"] = "5"
+    data = tick(pipeline, datetime(2025, 9, 13, 4, 35, tzinfo=UTC))  # 6 h later, 5 min after 04:30
+    assert requested(data) == [
+        ("2025-09-12-22:30", "2025-09-13-00:30"),
+        ("2025-09-13-01:00", "2025-09-13-03:00"),
+        ("2025-09-13-03:30", "2025-09-13-04:00"),
+    ]
+    assert all(r.tags["wiz/since_time"] == "2025-09-12T22:30:00Z" for r in data.run_requests)
+    # Launching what the tick asked for fills the gap, and the next tick has nothing to do.
+    for first, last in requested(data):
+        assert pipeline.run(first, last).success
+    again = tick(pipeline, datetime(2025, 9, 13, 4, 35, tzinfo=UTC))
+    assert not again.run_requests
+    assert "AUDIT_SINCE_TIME=2025-09-13T04:30:00Z" in again.skip_message
+    assert "15 of 15 closed windows written" in again.skip_message
+
+
+def test_a_failed_window_is_requested_again_and_written_windows_are_not(pipeline):
+    keys = pipeline.keys()
+    assert pipeline.run(keys[0], keys[2]).success
+    assert pipeline.run(keys[4], keys[5]).success  # keys[3] failed or was never run
+    data = tick(pipeline, datetime(2025, 9, 13, 0, 35, tzinfo=UTC))
+    assert requested(data) == [(keys[3], keys[3]), ("2025-09-13-00:00", "2025-09-13-00:00")]
+
+
+def test_windows_already_in_a_queued_or_running_run_are_not_requested_twice(pipeline):
+    job = pipeline.defs.resolve_job_def("collect_audit_logs")
+    pipeline.instance.create_run_for_job(
+        job,
+        tags={
+            ASSET_PARTITION_RANGE_START_TAG: "2025-09-12-21:00",
+            ASSET_PARTITION_RANGE_END_TAG: "2025-09-12-22:00",
+        },
+        status=DagsterRunStatus.STARTED,
+        asset_selection=frozenset({dg.AssetKey(["wiz", "audit_logs"])}),
+    )
+    data = tick(pipeline, datetime(2025, 9, 12, 23, 35, tzinfo=UTC))
+    assert requested(data) == [("2025-09-12-22:30", "2025-09-12-23:00")]
+
+
+def test_runs_of_missing_windows_never_join_windows_across_a_gap():
+    keys = [f"k{i}" for i in range(10)]
+    assert runs_of_missing_windows(keys, ["k0", "k1", "k3", "k4", "k5", "k9"], 2) == [
+        ["k0", "k1"],
+        ["k3", "k4"],
+        ["k5"],
+        ["k9"],
+    ]
