@@ -1,0 +1,64 @@
+"""Checkpoints derived from the instance: the command, and the figures on each materialization."""
+
+from __future__ import annotations
+
+import os
+
+from wiz_pipeline.cli import main
+from wiz_pipeline.simulator import Fault
+
+
+def checkpoints_output(pipeline, monkeypatch, capsys) -> str:
+    for name, value in pipeline.env.items():
+        monkeypatch.setenv(name, value)
+    assert os.environ["DAGSTER_HOME"]  # instance_for_test points it at the test's instance
+    assert main(["checkpoints"]) == 0
+    return capsys.readouterr().out
+
+
+def test_the_checkpoint_command_prints_the_seed_before_anything_is_written(pipeline, monkeypatch, capsys):
+    out = checkpoints_output(pipeline, monkeypatch, capsys)
+    assert "AUDIT_SINCE_TIME=2025-09-12T21:00:09Z  # 0 of " in out
+    assert "ISSUES_SINCE_TIME=2025-09-12T21:00:09Z  # 0 of " in out
+
+
+def test_the_checkpoint_command_prints_the_end_of_the_written_run_from_the_seed(
+    pipeline, sim, monkeypatch, capsys
+):
+    keys = pipeline.keys()
+    assert pipeline.run(keys[0], keys[3]).success
+    sim.inject(Fault.http_status(500), times=6)
+    assert not pipeline.run(keys[4]).success
+    assert pipeline.run(keys[5], keys[-1]).success  # later windows succeed; the gap still holds it
+    assert pipeline.run(keys[0], keys[1], data_type="issues").success
+    out = checkpoints_output(pipeline, monkeypatch, capsys)
+    assert "AUDIT_SINCE_TIME=2025-09-12T23:00:00Z  # 11 of " in out
+    assert "missing, the first 2025-09-12-23:00" in out
+    assert "ISSUES_SINCE_TIME=2025-09-12T22:00:00Z  # 2 of " in out
+    # Filling the gap moves the checkpoint past every window written meanwhile.
+    assert pipeline.run(keys[4]).success
+    out = checkpoints_output(pipeline, monkeypatch, capsys)
+    assert "AUDIT_SINCE_TIME=2025-09-13T03:00:00Z" in out
+
+
+def test_the_command_leaves_out_issues_when_they_are_not_collected(pipeline, monkeypatch, capsys):
+    pipeline.env["WIZ_COLLECT_ISSUES"] = "false"
+    out = checkpoints_output(pipeline, monkeypatch, capsys)
+    assert "AUDIT_SINCE_TIME=" in out and "ISSUES_SINCE_TIME" not in out
+
+
+def test_the_command_says_what_to_set_without_dagster_home(monkeypatch, capsys):
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    assert main(["checkpoints"]) == 2
+    assert "DAGSTER_HOME is not set" in capsys.readouterr().err
+
+
+def test_each_materialization_carries_the_checkpoint_it_moved_to(pipeline):
+    keys = pipeline.keys()
+    assert pipeline.run(keys[2]).success  # written while the first two are missing
+    result = pipeline.run(keys[0], keys[1])
+    since = {
+        e.partition: e.materialization.metadata["AUDIT_SINCE_TIME"].value
+        for e in result.get_asset_materialization_events()
+    }
+    assert since == {keys[0]: "2025-09-12T21:30:00Z", keys[1]: "2025-09-12T22:30:00Z"}

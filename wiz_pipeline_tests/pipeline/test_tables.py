@@ -1,0 +1,102 @@
+"""What a node becomes in Parquet: typed columns, `raw`, odd values, streaming row groups."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pyarrow.parquet as pq
+
+from wiz_pipeline import collect, storage
+from wiz_pipeline.simulator import IssueRecord
+from wiz_pipeline.tables import TABLES
+from wiz_pipeline_tests.conftest import audit_entry
+
+
+def test_an_audit_entry_gets_typed_columns_and_its_raw_node():
+    node = {
+        **audit_entry("2023-08-24T08:54:21.44203Z", "e1"),
+        "action": " user Login",
+        "sourceIP": None,
+        "actionParameters": {"scopes": ["read:issues"], "groups": None},
+        "serviceAccount": {"id": "sa1", "name": "op-us"},
+        "user": {"id": "123abc", "name": "admin11"},
+        "newField": {"added": "later"},
+    }
+    row = TABLES["audit_logs"].rows_to_batch([node]).to_pylist()[0]
+    assert row["timestamp"] == datetime(2023, 8, 24, 8, 54, 21, 442030, tzinfo=UTC)
+    assert row["action"] == "user Login"
+    assert (row["user_id"], row["user_name"]) == ("123abc", "admin11")
+    assert (row["service_account_id"], row["service_account_name"]) == ("sa1", "op-us")
+    assert row["source_ip"] is None
+    assert json.loads(row["action_parameters"]) == {"scopes": ["read:issues"], "groups": None}
+    assert json.loads(row["raw"]) == node  # the field nobody knew about is kept
+
+
+def test_odd_values_never_fail_a_window():
+    node = {
+        "id": "e2",
+        "timestamp": "not a time",
+        "action": 42,
+        "user": "just a string",
+        "serviceAccount": None,
+        "actionParameters": None,
+    }
+    row = TABLES["audit_logs"].rows_to_batch([node]).to_pylist()[0]
+    assert row["timestamp"] is None and row["action"] == "42" and row["user_id"] is None
+    assert row["action_parameters"] is None and json.loads(row["raw"]) == node
+
+
+def test_an_issue_is_flattened_by_its_kind_of_source_rule(sim):
+    now = sim.now()
+    nodes = sim.tenant.issues_as_of(now)
+    rows = TABLES["issues"].rows_to_batch(nodes).to_pylist()
+    by_kind = {r["source_rule_type"]: r for r in rows}
+    assert {"Control", "CloudEventRule", "CloudConfigurationRule"} <= set(by_kind)
+    for row, node in zip(rows, nodes, strict=True):
+        assert row["id"] == node["id"] and row["severity"] == node["severity"]
+        assert row["status_changed_at"].tzinfo is not None
+        rule = node.get("sourceRule") or {}
+        assert row["source_rule_id"] == rule.get("id")
+        snapshot = node.get("entitySnapshot") or {}
+        assert row["entity_cloud_platform"] == snapshot.get("cloudPlatform")
+        assert row["entity_region"] == snapshot.get("region")
+        assert json.loads(row["raw"]) == node
+        if node.get("projects") is not None:
+            assert json.loads(row["projects"]) == node["projects"]
+
+
+def test_rows_are_streamed_in_row_groups_and_memory_stays_bounded(pipeline, monkeypatch):
+    monkeypatch.setattr(storage, "ROW_GROUP_ROWS", 40)
+    monkeypatch.setattr(collect, "MAX_BUFFERED_ROWS", 60)
+    keys = pipeline.keys()
+    flushes: list[int] = []
+    original = storage.WindowWriter.flush
+
+    def spy(self):
+        flushes.append(self.pending_rows)
+        original(self)
+
+    monkeypatch.setattr(storage.WindowWriter, "flush", spy)
+    assert pipeline.run(keys[0], keys[-1]).success
+    groups = [pq.read_metadata(f).num_row_groups for f in pipeline.files()]
+    assert sum(groups) > len(groups)  # windows of ~50 rows came in several row groups
+    assert max(flushes) <= 60
+
+
+def test_an_issue_lands_again_in_the_window_of_its_status_change(pipeline, sim):
+    changed = datetime(2025, 9, 12, 21, 40, tzinfo=UTC)
+    resolved = datetime(2025, 9, 12, 22, 15, tzinfo=UTC)
+    record = IssueRecord(
+        node={"id": "moving-issue", "severity": "HIGH", "type": "THREAT_DETECTION"},
+        changes=[(changed, "OPEN"), (resolved, "RESOLVED")],
+    )
+    sim.tenant.add_issue(record)
+    keys = pipeline.keys("issues")
+    sim.set_now(datetime(2025, 9, 12, 22, 0, tzinfo=UTC))
+    assert pipeline.run(keys[1], data_type="issues").success
+    sim.set_now(datetime(2025, 9, 13, 4, 0, tzinfo=UTC))
+    assert pipeline.run(keys[2], data_type="issues").success
+    table = pipeline.table("issues").to_pylist()
+    rows = sorted((r["status_changed_at"], r["status"]) for r in table if r["id"] == "moving-issue")
+    assert rows == [(changed, "OPEN"), (resolved, "RESOLVED")]
