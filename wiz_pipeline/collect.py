@@ -2,9 +2,10 @@
 
 A run's windows are fetched as one span: one paginated query over ``[first start, last end)``, each
 node routed by its time into its window's file as pages arrive. If the span reaches the API's result
-cap, the span is split in two at a window boundary and each half is fetched again (what was written
-for it is dropped first), down to single windows; a single window that still reaches the cap fails
-(splitting inside a window comes in a later change). A span is all or nothing: when its fetch fails,
+cap, what was written for it is dropped and it is fetched again in smaller spans, cut at window
+boundaries and sized from how much time the capped answer covered (so a dense day costs one wasted
+query, not a cascade of halvings), down to single windows; a single window that still reaches the cap
+fails (splitting inside a window comes in a later change). A span is all or nothing: when its fetch fails,
 none of its windows is written; windows of spans that finished before stay written.
 
 Dagster-free, like ``wiz/``: the asset turns each ``WindowResult`` into a materialization.
@@ -28,9 +29,9 @@ from wiz_pipeline.wiz.times import format_time
 
 log = logging.getLogger(__name__)
 
-# Rows held in memory across all of a span's open files before the biggest buffers are written out
-# as row groups; this bounds memory however many records or windows a run covers.
-MAX_BUFFERED_ROWS = 20_000
+# Bytes of rows held in memory across all of a span's open files before the biggest buffers are
+# written out as row groups; this bounds memory however many records or windows a run covers.
+MAX_BUFFERED_BYTES = 16 * 2**20
 
 
 @dataclass(frozen=True)
@@ -80,24 +81,23 @@ def collect_windows(
         span = spans.pop(0)
         try:
             writers, figures, query = _fetch_span(client, data_type, span, root, partition_starts)
-        except WizResultCapError as exc:
+        except _SpanCapped as exc:
             if len(span) == 1:
                 log.error(
                     "%s: window %s reached the result cap; it is not written.", data_type.name, span[0].key
                 )
-                capped.append(exc)
+                capped.append(exc.error)
                 continue
-            half = len(span) // 2
+            size = _windows_per_query(span, exc.seen_from, exc.seen_to)
             log.info(
-                "%s: %d windows from %s reached the API's result cap in one query; fetching them as "
-                "two queries of %d and %d windows.",
+                "%s: %d windows from %s reached the API's result cap in one query; fetching them again "
+                "%d windows per query.",
                 data_type.name,
                 len(span),
                 span[0].key,
-                half,
-                len(span) - half,
+                size,
             )
-            spans[0:0] = [span[:half], span[half:]]
+            spans[0:0] = [span[i : i + size] for i in range(0, len(span), size)]
             continue
         for window in span:
             manifest = _manifest(data_type, window, figures[window.key], query, len(span), run_id)
@@ -133,16 +133,45 @@ def _fetch_span(
             for key, window_nodes in by_window.items():
                 writers[key].add(window_nodes)
             _bound_memory(writers)
-    except BaseException:
+    except BaseException as exc:
         for writer in writers.values():
             writer.abort()
+        if isinstance(exc, WizResultCapError):
+            times = [t for f in figures.values() for t in (f.min_time, f.max_time) if t is not None]
+            raise _SpanCapped(exc, min(times, default=None), max(times, default=None)) from None
         raise
     return writers, figures, fetch.stats.as_dict()
 
 
+class _SpanCapped(Exception):
+    """A span's query reached the cap; ``seen_from``/``seen_to`` bound the times of what it returned."""
+
+    def __init__(
+        self, error: WizResultCapError, seen_from: datetime | None, seen_to: datetime | None
+    ) -> None:
+        super().__init__(str(error))
+        self.error, self.seen_from, self.seen_to = error, seen_from, seen_to
+
+
+# A capped span is fetched again in pieces expected to hold this share of the cap, so that one
+# estimate usually suffices and a denser stretch still fits.
+TARGET_SHARE_OF_CAP = 0.7
+
+
+def _windows_per_query(span: list[Window], seen_from: datetime | None, seen_to: datetime | None) -> int:
+    """How many windows per query, from how much time the capped answer covered: the cap's worth of
+    records spread over that time gives the density. At most half the span, so every retry shrinks."""
+    largest = max(1, len(span) // 2)
+    if seen_from is None or seen_to is None:
+        return largest
+    window_seconds = (span[-1].end - span[0].start).total_seconds() / len(span)
+    covered_windows = max((seen_to - seen_from).total_seconds(), window_seconds) / window_seconds
+    return max(1, min(largest, int(covered_windows * TARGET_SHARE_OF_CAP)))
+
+
 def _bound_memory(writers: dict[str, WindowWriter]) -> None:
-    while sum(w.pending_rows for w in writers.values()) > MAX_BUFFERED_ROWS:
-        max(writers.values(), key=lambda w: w.pending_rows).flush()
+    while sum(w.pending_bytes for w in writers.values()) > MAX_BUFFERED_BYTES:
+        max(writers.values(), key=lambda w: w.pending_bytes).flush()
 
 
 def _manifest(

@@ -24,9 +24,10 @@ import pyarrow.parquet as pq
 from wiz_pipeline.partitions import Window
 from wiz_pipeline.tables import Table
 
-# Rows per row group: big enough for good compression and column statistics, small enough that a
-# window never has to be held in memory whole.
+# A row group is written once this many rows, or this many bytes of them, are waiting: big enough
+# for good compression and column statistics, small enough that a window is never held whole.
 ROW_GROUP_ROWS = 10_000
+ROW_GROUP_BYTES = 16 * 2**20
 COMPRESSION = "zstd"
 
 
@@ -68,15 +69,18 @@ class WindowWriter:
         self._writer: pq.ParquetWriter | None = None
         self._pending: list[pa.RecordBatch] = []
         self.pending_rows = 0
+        self.pending_bytes = 0
         self.rows = 0
         self.row_groups = 0
 
     def add(self, nodes: list[dict[str, Any]]) -> None:
         if not nodes:
             return
-        self._pending.append(self.table.rows_to_batch(nodes))
-        self.pending_rows += len(nodes)
-        if self.pending_rows >= ROW_GROUP_ROWS:
+        batch = self.table.rows_to_batch(nodes)
+        self._pending.append(batch)
+        self.pending_rows += batch.num_rows
+        self.pending_bytes += batch.nbytes
+        if self.pending_rows >= ROW_GROUP_ROWS or self.pending_bytes >= ROW_GROUP_BYTES:
             self.flush()
 
     def flush(self) -> None:
@@ -85,7 +89,7 @@ class WindowWriter:
         self._open().write_table(pa.Table.from_batches(self._pending, schema=self.table.schema))
         self.rows += self.pending_rows
         self.row_groups += 1
-        self._pending, self.pending_rows = [], 0
+        self._pending, self.pending_rows, self.pending_bytes = [], 0, 0
 
     def _open(self) -> pq.ParquetWriter:
         if self._writer is None:
@@ -131,4 +135,5 @@ class WindowWriter:
             if self._tmp is not None:
                 self._tmp.unlink(missing_ok=True)
             self._writer = self._file = self._tmp = None
-            self._pending, self.pending_rows, self.rows, self.row_groups = [], 0, 0, 0
+            self._pending, self.pending_rows, self.pending_bytes = [], 0, 0
+            self.rows = self.row_groups = 0
