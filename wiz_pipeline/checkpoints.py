@@ -27,6 +27,7 @@ class Collection:
     seed: datetime
     job_name: str
     schedule_name: str
+    interval_seconds: int
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,30 @@ class CheckpointTracker:
         return _checkpoint(self.collection, self.keys, self.written)
 
 
+def interval_change(instance: dg.DagsterInstance, collection: Collection) -> str | None:
+    """What to tell the operator if the latest window was written with another polling interval.
+
+    Partition keys name a window's start only, so after WIZ_POLL_INTERVAL_SECONDS changes, a key written
+    as a 30-minute window would count as a written 60-minute window, and the half hour it never covered
+    would never be collected. Catch-up stops until the operator decides.
+    """
+    records = instance.fetch_materializations(collection.asset_key, limit=1).records
+    if not records or records[0].asset_materialization is None:
+        return None
+    written = records[0].asset_materialization.metadata.get("interval_seconds")
+    value = getattr(written, "value", None)
+    if value is None or value == collection.interval_seconds:
+        return None
+    return (
+        f"{collection.data_type} windows were written with WIZ_POLL_INTERVAL_SECONDS={value}, but it is now "
+        f"{collection.interval_seconds}: windows written under the old interval would count as written "
+        f"under the new one, and records in the difference would never be collected. Either set it back "
+        f"to {value}, or set {collection.checkpoint_name} to the current checkpoint and wipe the asset's "
+        f"materializations (UI: Assets -> {'/'.join(collection.asset_key.path)} -> Wipe materializations) "
+        "before collecting with the new interval."
+    )
+
+
 def collections_for(settings: Settings) -> list[Collection]:
     """Audit logs always; issues when WIZ_COLLECT_ISSUES is on."""
     found = [_collection("audit_logs", "AUDIT_SINCE_TIME", settings.audit_since_time, settings)]
@@ -103,4 +128,5 @@ def _collection(name: str, checkpoint_name: str, seed: datetime, settings: Setti
         seed=seed,
         job_name=f"collect_{name}",
         schedule_name=f"collect_{name}_schedule",
+        interval_seconds=settings.poll_interval_seconds,
     )

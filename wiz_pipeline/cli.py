@@ -148,7 +148,7 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
     """Print each data type's checkpoint as derived from the Dagster instance's materializations."""
     import dagster as dg
 
-    from wiz_pipeline.checkpoints import collections_for, progress
+    from wiz_pipeline.checkpoints import collections_for, interval_change, progress
     from wiz_pipeline.settings import load_settings
     from wiz_pipeline.wiz.times import format_time
 
@@ -171,6 +171,9 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
             if state.in_progress:
                 detail += f"; {len(state.in_progress)} in progress"
             print(f"{collection.checkpoint_name}={format_time(state.checkpoint)}  # {detail}")
+            changed = interval_change(instance, collection)
+            if changed:
+                print(f"# WARNING: {changed}")
     return 0
 
 

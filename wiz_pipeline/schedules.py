@@ -15,7 +15,7 @@ from datetime import UTC, timedelta
 import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from wiz_pipeline.checkpoints import Collection, progress
+from wiz_pipeline.checkpoints import Collection, interval_change, progress
 from wiz_pipeline.partitions import closed_keys, cron_for
 from wiz_pipeline.wiz.times import format_time
 
@@ -67,6 +67,10 @@ def catch_up_schedule(
     )
     def _schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
         now = (context.scheduled_execution_time or dg.get_current_datetime()).astimezone(UTC)
+        changed = interval_change(context.instance, collection)
+        if changed:
+            context.log.error(changed)
+            return dg.SkipReason(changed)
         state = progress(context.instance, collection, now, lag)
         todo = [key for key in state.missing if key not in state.in_progress]
         since = format_time(state.checkpoint)

@@ -107,6 +107,7 @@ def _metadata(
         "manifest": dg.MetadataValue.path(str(result.file.manifest)),
         "window_start": m["window_start"],
         "window_end": m["window_end"],
+        "interval_seconds": collection.interval_seconds,
         "min_record_time": m["min_time"] or "",
         "max_record_time": m["max_time"] or "",
         "file_bytes": result.file.bytes,

@@ -102,3 +102,15 @@ def test_runs_of_missing_windows_never_join_windows_across_a_gap():
         ["k5"],
         ["k9"],
     ]
+
+
+def test_catch_up_stops_with_advice_when_the_interval_changed_under_written_windows(pipeline):
+    keys = pipeline.keys()
+    assert pipeline.run(keys[0], keys[3]).success  # 30-minute windows up to 23:00
+    pipeline.env["WIZ_POLL_INTERVAL_SECONDS"] = "3600"
+    data = tick(pipeline, datetime(2025, 9, 13, 4, 5, tzinfo=UTC))
+    assert not data.run_requests
+    assert "WIZ_POLL_INTERVAL_SECONDS=1800, but it is now 3600" in data.skip_message
+    assert "AUDIT_SINCE_TIME" in data.skip_message
+    pipeline.env["WIZ_POLL_INTERVAL_SECONDS"] = "1800"
+    assert tick(pipeline, datetime(2025, 9, 13, 4, 5, tzinfo=UTC)).run_requests
