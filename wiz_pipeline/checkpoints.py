@@ -7,13 +7,14 @@ succeeded, so the checkpoint always means "everything before this time is writte
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from wiz_pipeline.partitions import closed_keys, window_partitions
+from wiz_pipeline.partitions import KEY_FORMAT, window_partitions
 from wiz_pipeline.settings import Settings
+from wiz_pipeline.wiz.times import format_time, parse_time
 
 
 @dataclass(frozen=True)
@@ -36,37 +37,85 @@ class Progress:
     closed_windows: int  # windows closed (lag included) up to now
     materialized: int  # of which written at least once
     missing: list[str]  # closed windows never written, oldest first
-    in_progress: set[str]
+    in_progress: set[str]  # of the missing, those a queued or running run is writing
+    failed: set[str]  # of the missing, those whose latest run failed
+
+
+def window_keys(collection: Collection, until: datetime) -> list[str]:
+    """Keys of the windows that end at or before ``until``, oldest first.
+
+    Worked out arithmetically: the windows are fixed UTC intervals from the partitions' start, and
+    asking Dagster for half a million one-minute keys takes long enough to time a schedule tick out.
+    """
+    start = collection.partitions_def.start.astimezone(UTC)
+    count = int((until - start).total_seconds() // collection.interval_seconds)
+    step = timedelta(seconds=collection.interval_seconds)
+    return [(start + i * step).strftime(KEY_FORMAT) for i in range(max(0, count))]
 
 
 def _checkpoint(collection: Collection, keys: list[str], written: set[str] | frozenset[str]) -> datetime:
-    checkpoint = collection.seed
-    for key in keys:
-        if key not in written:
-            break
-        checkpoint = collection.partitions_def.time_window_for_partition_key(key).end.astimezone(UTC)
-    return checkpoint
+    done = 0
+    while done < len(keys) and keys[done] in written:
+        done += 1
+    return _end_of(collection, done)
+
+
+def _end_of(collection: Collection, windows: int) -> datetime:
+    """The checkpoint once the first ``windows`` windows are written."""
+    if windows == 0:
+        return collection.seed
+    start = collection.partitions_def.start.astimezone(UTC)
+    return start + windows * timedelta(seconds=collection.interval_seconds)
+
+
+def written_windows(instance: dg.DagsterInstance, collection: Collection) -> set[str]:
+    """Materialized windows, less a first window written from a later seed than today's.
+
+    The first window is collected from the seed; if the seed has since moved earlier, that window's
+    file misses the stretch between the two, so it counts as not written (and is collected again).
+    """
+    written = set(instance.get_materialized_partitions(collection.asset_key))
+    first = collection.partitions_def.start.astimezone(UTC).strftime(KEY_FORMAT)
+    if first in written:
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=collection.asset_key, asset_partitions=[first]), limit=1
+        ).records
+        recorded = records[0].asset_materialization.metadata.get("window_start") if records else None
+        began = parse_time(getattr(recorded, "value", None))
+        if began is not None and began > collection.seed:
+            written.discard(first)
+    return written
 
 
 def progress(
     instance: dg.DagsterInstance, collection: Collection, now: datetime, lag: timedelta = timedelta(0)
 ) -> Progress:
     """Where collection stands at ``now``, counting windows closed at least ``lag`` ago."""
-    keys = closed_keys(collection.partitions_def, now, lag)
-    materialized = instance.get_materialized_partitions(collection.asset_key)
-    missing = [k for k in keys if k not in materialized]
+    keys = window_keys(collection, now - lag)
+    written = written_windows(instance, collection)
+    missing = [k for k in keys if k not in written]
     in_progress: set[str] = set()
+    failed: set[str] = set()
     if missing:
         statuses = instance.get_status_by_partition(collection.asset_key, missing, collection.partitions_def)
-        in_progress = {k for k, s in (statuses or {}).items() if s == dg.AssetPartitionStatus.IN_PROGRESS}
+        for key, status in (statuses or {}).items():
+            if status == dg.AssetPartitionStatus.IN_PROGRESS:
+                in_progress.add(key)
+            elif status == dg.AssetPartitionStatus.FAILED:
+                failed.add(key)
     return Progress(
-        _checkpoint(collection, keys, materialized), len(keys), len(keys) - len(missing), missing, in_progress
+        _checkpoint(collection, keys, written),
+        len(keys),
+        len(keys) - len(missing),
+        missing,
+        in_progress,
+        failed,
     )
 
 
 def checkpoint(instance: dg.DagsterInstance, collection: Collection, now: datetime | None = None) -> datetime:
-    keys = closed_keys(collection.partitions_def, now or datetime.now(UTC), timedelta(0))
-    return _checkpoint(collection, keys, instance.get_materialized_partitions(collection.asset_key))
+    keys = window_keys(collection, now or datetime.now(UTC))
+    return _checkpoint(collection, keys, written_windows(instance, collection))
 
 
 class CheckpointTracker:
@@ -74,40 +123,51 @@ class CheckpointTracker:
 
     def __init__(self, instance: dg.DagsterInstance, collection: Collection) -> None:
         self.collection = collection
-        self.keys = closed_keys(collection.partitions_def, datetime.now(UTC), timedelta(0))
-        self.written = set(instance.get_materialized_partitions(collection.asset_key))
+        self.keys = window_keys(collection, datetime.now(UTC))
+        self.written = written_windows(instance, collection)
+        self.done = 0  # the first `done` windows are written
+        self._advance()
+
+    def _advance(self) -> None:
+        while self.done < len(self.keys) and self.keys[self.done] in self.written:
+            self.done += 1
 
     def write(self, key: str) -> datetime:
         """The checkpoint once ``key`` is written."""
         self.written.add(key)
+        self._advance()
         return self.checkpoint
 
     @property
     def checkpoint(self) -> datetime:
-        return _checkpoint(self.collection, self.keys, self.written)
+        return _end_of(self.collection, self.done)
 
 
 def interval_change(instance: dg.DagsterInstance, collection: Collection) -> str | None:
-    """What to tell the operator if the latest window was written with another polling interval.
+    """What to tell the operator if windows were written with another polling interval.
 
     Partition keys name a window's start only, so after WIZ_POLL_INTERVAL_SECONDS changes, a key written
     as a 30-minute window would count as a written 60-minute window, and the half hour it never covered
-    would never be collected. Catch-up stops until the operator decides.
+    would never be collected. The schedule, the asset and the checkpoint command all stop and say so.
     """
     records = instance.fetch_materializations(collection.asset_key, limit=1).records
     if not records or records[0].asset_materialization is None:
         return None
     written = records[0].asset_materialization.metadata.get("interval_seconds")
     value = getattr(written, "value", None)
-    if value is None or value == collection.interval_seconds:
+    if not isinstance(value, int) or value == collection.interval_seconds or 86400 % value:
         return None
+    old = replace(
+        collection, partitions_def=window_partitions(collection.seed, value), interval_seconds=value
+    )
+    safe = format_time(checkpoint(instance, old))
     return (
         f"{collection.data_type} windows were written with WIZ_POLL_INTERVAL_SECONDS={value}, but it is now "
         f"{collection.interval_seconds}: windows written under the old interval would count as written "
         f"under the new one, and records in the difference would never be collected. Either set it back "
-        f"to {value}, or set {collection.checkpoint_name} to the current checkpoint and wipe the asset's "
-        f"materializations (UI: Assets -> {'/'.join(collection.asset_key.path)} -> Wipe materializations) "
-        "before collecting with the new interval."
+        f"to {value}, or set {collection.checkpoint_name}={safe} (the checkpoint under the old interval) "
+        f"and wipe the asset's materializations (UI: Assets -> {'/'.join(collection.asset_key.path)} -> "
+        "Wipe materializations) before collecting with the new interval."
     )
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from wiz_pipeline.partitions import Window
-from wiz_pipeline.storage import WindowWriter, WrittenFile
+from wiz_pipeline.storage import WindowWriter, WrittenFile, sweep_stale_temporaries, window_path
 from wiz_pipeline.tables import TABLES
 from wiz_pipeline.wiz import DataType, WindowFetch, WizClient, WizResultCapError
 from wiz_pipeline.wiz.times import format_time
@@ -75,6 +75,8 @@ def collect_windows(
     """
     if not windows:
         return
+    for window in windows:
+        sweep_stale_temporaries(window_path(root, data_type.name, partition_starts[window.key]))
     spans: list[list[Window]] = [windows]
     capped: list[WizResultCapError] = []
     while spans:
@@ -99,10 +101,18 @@ def collect_windows(
             )
             spans[0:0] = [span[i : i + size] for i in range(0, len(span), size)]
             continue
-        for window in span:
-            manifest = _manifest(data_type, window, figures[window.key], query, len(span), run_id)
-            written = writers[window.key].commit(manifest)
-            yield WindowResult(window, written, manifest)
+        committed = 0
+        try:
+            for window in span:
+                manifest = _manifest(data_type, window, figures[window.key], query, len(span), run_id)
+                written = writers[window.key].commit(manifest)
+                committed += 1
+                yield WindowResult(window, written, manifest)
+        finally:
+            # A failed commit (disk full) or a consumer that stops early (the run is terminated) must
+            # not leave the remaining windows' temporary files behind.
+            for window in span[committed:]:
+                writers[window.key].abort()
     if capped:
         raise capped[0]
 

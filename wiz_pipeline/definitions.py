@@ -15,7 +15,7 @@ from wiz_pipeline.assets.audit_logs import audit_logs_asset
 from wiz_pipeline.assets.issues import issues_asset
 from wiz_pipeline.checkpoints import collections_for
 from wiz_pipeline.resources import ParquetDatasets, WizResource
-from wiz_pipeline.schedules import catch_up_schedule
+from wiz_pipeline.schedules import RUN_TAGS, catch_up_schedule
 from wiz_pipeline.settings import load_settings
 
 ASSET_FACTORIES = {"audit_logs": audit_logs_asset, "issues": issues_asset}
@@ -34,6 +34,7 @@ def build_definitions(
             collection.job_name,
             selection=[collection.asset_key],
             description=f"Collects {collection.data_type} windows from Wiz into Parquet.",
+            tags=RUN_TAGS,
         )
         jobs.append(job)
         schedules.append(

@@ -30,6 +30,13 @@ concurrency:
   pools:
     granularity: run
     default_limit: 1
+# A run whose worker died (OOM, reboot) is marked failed instead of holding its windows, and the
+# pool's only slot, for ever; runs also fail after their dagster/max_runtime tag (4 h).
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 300
+  max_resume_run_attempts: 0
+  poll_interval_seconds: 60
 telemetry:
   enabled: false
 """

@@ -10,7 +10,7 @@ fetched or written.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import dagster as dg
 
@@ -74,10 +74,3 @@ def windows_for(
             raise ValueError(f"window {key} ends before the seed {format_time(seed)}")
         windows.append(Window(key=key, start=max(start, seed), end=end))
     return windows
-
-
-def closed_keys(
-    partitions_def: dg.TimeWindowPartitionsDefinition, now: datetime, lag: timedelta
-) -> list[str]:
-    """Keys of every window that closed at least ``lag`` before ``now``, oldest first."""
-    return partitions_def.get_partition_keys(current_time=now - lag)

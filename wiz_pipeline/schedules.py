@@ -13,24 +13,50 @@ from __future__ import annotations
 from datetime import UTC, timedelta
 
 import dagster as dg
+from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from wiz_pipeline.checkpoints import Collection, interval_change, progress
-from wiz_pipeline.partitions import closed_keys, cron_for
+from wiz_pipeline.checkpoints import Collection, interval_change, progress, window_keys
+from wiz_pipeline.partitions import cron_for
 from wiz_pipeline.wiz.times import format_time
 
+# With run monitoring on (deploy/dagster.yaml), a run still going after this long is failed: a hung or
+# orphaned run must not hold its windows, and the wiz_api pool's only slot, for ever.
+RUN_TAGS = {"dagster/max_runtime": str(4 * 3600)}
 
-def runs_of_missing_windows(all_keys: list[str], wanted: list[str], max_windows: int) -> list[list[str]]:
+
+def runs_of_missing_windows(
+    all_keys: list[str], wanted: list[str], max_windows: int, alone: set[str] = frozenset()
+) -> list[list[str]]:
     """``wanted`` (a subset of ``all_keys``) grouped into runs of adjacent windows, at most
-    ``max_windows`` each."""
+    ``max_windows`` each; a window in ``alone`` gets a run of its own."""
     position = {key: i for i, key in enumerate(all_keys)}
     runs: list[list[str]] = []
     for key in wanted:
-        if runs and position[key] == position[runs[-1][-1]] + 1 and len(runs[-1]) < max_windows:
+        joins = (
+            runs
+            and key not in alone
+            and runs[-1][-1] not in alone
+            and position[key] == position[runs[-1][-1]] + 1
+            and len(runs[-1]) < max_windows
+        )
+        if joins:
             runs[-1].append(key)
         else:
             runs.append([key])
     return runs
+
+
+def _runs_in_progress(instance: dg.DagsterInstance, collection: Collection) -> str:
+    """The ids of the queued or running runs of this asset, so that a stuck one can be found."""
+    records = instance.get_run_records(dg.RunsFilter(statuses=list(IN_PROGRESS_RUN_STATUSES)), limit=50)
+    ids = [
+        r.dagster_run.run_id[:8]
+        for r in records
+        if r.dagster_run.job_name == collection.job_name
+        or collection.asset_key in (r.dagster_run.asset_selection or ())
+    ]
+    return "runs " + ", ".join(ids) if ids else "runs not found"
 
 
 def run_request(keys: list[str], tags: dict[str, str], tick: str) -> dg.RunRequest:
@@ -76,19 +102,24 @@ def catch_up_schedule(
         since = format_time(state.checkpoint)
         summary = (
             f"{collection.checkpoint_name}={since}; {state.materialized} of {state.closed_windows} closed "
-            f"windows written, {len(state.missing)} missing, {len(state.in_progress)} in progress"
+            f"windows written, {len(state.missing)} missing ({len(state.failed)} after a failed run), "
+            f"{len(state.in_progress)} in progress"
         )
+        if state.in_progress:
+            summary += f" ({_runs_in_progress(context.instance, collection)})"
         if not todo:
             context.log.info(summary)
             return dg.SkipReason(f"{summary}: nothing to request.")
+        # A window whose run failed is asked for on its own: if it keeps failing (a page the API can't
+        # serve, a query that times out), it must not take the healthy windows of its range with it.
         runs = runs_of_missing_windows(
-            closed_keys(collection.partitions_def, now, lag), todo, max_windows_per_run
+            window_keys(collection, now - lag), todo, max_windows_per_run, alone=state.failed
         )
         context.log.info(
             f"{summary}; requesting {len(runs)} run(s) for {len(todo)} window(s): "
             + ", ".join(f"{r[0]}..{r[-1]}" if len(r) > 1 else r[0] for r in runs)
         )
-        tags = {"wiz/data_type": collection.data_type, "wiz/since_time": since}
+        tags = {"wiz/data_type": collection.data_type, "wiz/since_time": since, **RUN_TAGS}
         return [run_request(r, tags, format_time(now)) for r in runs]
 
     return _schedule

@@ -10,8 +10,10 @@ The manifest is ``_<file stem>.json``; pyarrow and Spark skip names starting wit
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,6 +44,31 @@ def window_path(root: Path, table_name: str, window_start: datetime) -> Path:
 
 def manifest_path(data_file: Path) -> Path:
     return data_file.with_name(f"_{data_file.stem}.json")
+
+
+# Temporary files this old are left over from a run that died (killed, out of memory); a live run
+# finishes a window much sooner, so sweeping them can't pull a file from under a running writer.
+STALE_AFTER_SECONDS = 6 * 3600
+
+
+def sweep_stale_temporaries(data_file: Path) -> None:
+    """Delete temporary files of ``data_file`` (and its manifest) that a dead run left behind."""
+    if not data_file.parent.is_dir():
+        return
+    cutoff = time.time() - STALE_AFTER_SECONDS
+    for name in (data_file.name, manifest_path(data_file).name):
+        for leftover in data_file.parent.glob(f".{name}.tmp-*"):
+            with contextlib.suppress(OSError):
+                if leftover.stat().st_mtime < cutoff:
+                    leftover.unlink()
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -118,9 +145,13 @@ class WindowWriter:
         }
         manifest_file = manifest_path(self.path)
         manifest_tmp = manifest_file.with_name(f".{manifest_file.name}.tmp-{uuid.uuid4().hex[:12]}")
-        manifest_tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        with open(manifest_tmp, "w") as out:
+            out.write(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
         os.replace(self._tmp, self.path)
         os.replace(manifest_tmp, manifest_file)
+        _fsync_dir(self.path.parent)  # the renames themselves survive a crash
         self._writer = self._file = self._tmp = None
         return WrittenFile(self.path, manifest_file, self.rows, size, self.row_groups)
 

@@ -9,12 +9,12 @@ from typing import Any
 
 import dagster as dg
 
-from wiz_pipeline.checkpoints import CheckpointTracker, Collection
+from wiz_pipeline.checkpoints import CheckpointTracker, Collection, interval_change
 from wiz_pipeline.collect import WindowResult, collect_windows
 from wiz_pipeline.partitions import windows_for
 from wiz_pipeline.resources import ParquetDatasets, WizResource
 from wiz_pipeline.tables import TABLES
-from wiz_pipeline.wiz import DATA_TYPES, DataType
+from wiz_pipeline.wiz import DATA_TYPES, DataType, WizConfigError
 from wiz_pipeline.wiz.times import format_time
 
 POOL = "wiz_api"
@@ -72,6 +72,11 @@ def _define(
             w.key: collection.partitions_def.time_window_for_partition_key(w.key).start.astimezone(UTC)
             for w in windows
         }
+        changed = interval_change(context.instance, collection)
+        if changed:
+            # A UI backfill must not write under the new interval either: its materializations would
+            # hide the change from every later check.
+            raise WizConfigError(changed)
         tracker = CheckpointTracker(context.instance, collection)
         with wiz.client() as client:
             for result in collect_windows(

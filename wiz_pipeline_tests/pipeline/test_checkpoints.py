@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 
+from wiz_pipeline.checkpoints import checkpoint
 from wiz_pipeline.cli import main
 from wiz_pipeline.simulator import Fault
+from wiz_pipeline_tests.conftest import audit_entry
 
 
 def checkpoints_output(pipeline, monkeypatch, capsys) -> str:
@@ -62,3 +65,28 @@ def test_each_materialization_carries_the_checkpoint_it_moved_to(pipeline):
         for e in result.get_asset_materialization_events()
     }
     assert since == {keys[0]: "2025-09-12T21:30:00Z", keys[1]: "2025-09-12T22:30:00Z"}
+
+
+def test_moving_the_seed_earlier_makes_its_first_window_count_as_unwritten(pipeline):
+    keys = pipeline.keys()
+    assert pipeline.run(keys[0], keys[1]).success  # from 21:00:09
+    assert checkpoint(pipeline.instance, pipeline.collection()) == datetime(2025, 9, 12, 22, tzinfo=UTC)
+    pipeline.env["AUDIT_SINCE_TIME"] = "2025-09-12T21:00:00Z"
+    assert checkpoint(pipeline.instance, pipeline.collection()) == datetime(2025, 9, 12, 21, tzinfo=UTC)
+    pipeline.sim.tenant.add_audit_entry(audit_entry("2025-09-12T21:00:03Z", "between-the-seeds"))
+    assert pipeline.run(keys[0]).success
+    assert "between-the-seeds" in pipeline.table()["id"].to_pylist()
+    assert checkpoint(pipeline.instance, pipeline.collection()) == datetime(2025, 9, 12, 22, tzinfo=UTC)
+
+
+def test_a_run_under_a_changed_interval_refuses_to_write_and_names_the_safe_checkpoint(pipeline):
+    keys = pipeline.keys()
+    assert pipeline.run(keys[0], keys[3]).success  # 30-minute windows up to 23:00
+    files = pipeline.files()
+    pipeline.env["WIZ_POLL_INTERVAL_SECONDS"] = "3600"
+    result = pipeline.run("2025-09-12-23:00")
+    assert not result.success
+    message = result.get_step_failure_events()[0].step_failure_data.error.to_string()
+    assert "WIZ_POLL_INTERVAL_SECONDS=1800, but it is now 3600" in message
+    assert "AUDIT_SINCE_TIME=2025-09-12T23:00:00Z" in message
+    assert pipeline.files() == files

@@ -214,3 +214,40 @@ def test_no_secret_reaches_dagster_events_or_files(pipeline, sim):
     text += "".join(p.read_text() for p in pipeline.root.rglob("_*.json"))
     assert CLIENT_SECRET not in text
     assert not [t for t in tokens if t in text]
+
+
+def test_no_temporary_file_outlives_a_run_that_stops_between_windows(pipeline, sim, monkeypatch):
+    from wiz_pipeline import collect
+    from wiz_pipeline.collect import collect_windows
+    from wiz_pipeline.partitions import windows_for
+    from wiz_pipeline.wiz import AUDIT_LOGS
+
+    collection = pipeline.collection()
+    keys = pipeline.keys()[:4]
+    windows = windows_for(collection.partitions_def, keys, collection.seed)
+    monkeypatch.setattr(collect, "MAX_BUFFERED_BYTES", 10_000)  # every window's file is open by now
+    starts = {k: collection.partitions_def.time_window_for_partition_key(k).start for k in keys}
+    with pipeline.defs.resources["wiz"].client() as client:
+        results = collect_windows(
+            client, AUDIT_LOGS, windows, pipeline.root, partition_starts=starts, run_id="r1"
+        )
+        next(results)
+        results.close()  # as when a run is terminated after its first window
+    assert len(pipeline.files()) == 1
+    assert not [p for p in pipeline.root.rglob("*") if ".tmp-" in p.name]
+
+
+def test_temporary_files_a_dead_run_left_are_swept_and_a_live_one_is_not(pipeline):
+    import os
+    import time
+
+    keys = pipeline.keys()
+    folder = pipeline.root / "audit_logs" / "date=2025-09-12"
+    folder.mkdir(parents=True)
+    dead = folder / ".audit_logs_20250912T210000Z.parquet.tmp-deadbeef0000"
+    live = folder / ".audit_logs_20250912T210000Z.parquet.tmp-0123456789ab"
+    for leftover in (dead, live):
+        leftover.write_bytes(b"half a file")
+    os.utime(dead, (time.time() - 7 * 3600,) * 2)
+    assert pipeline.run(keys[0]).success
+    assert not dead.exists() and live.exists()

@@ -9,6 +9,7 @@ from dagster._core.storage.dagster_run import DagsterRunStatus
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from wiz_pipeline.schedules import runs_of_missing_windows
+from wiz_pipeline.simulator import Fault
 
 
 def tick(pipeline, at: datetime, data_type: str = "audit_logs"):
@@ -102,6 +103,11 @@ def test_runs_of_missing_windows_never_join_windows_across_a_gap():
         ["k5"],
         ["k9"],
     ]
+    assert runs_of_missing_windows(keys, ["k0", "k1", "k2", "k3"], 5, alone={"k1"}) == [
+        ["k0"],
+        ["k1"],
+        ["k2", "k3"],
+    ]
 
 
 def test_catch_up_stops_with_advice_when_the_interval_changed_under_written_windows(pipeline):
@@ -114,3 +120,25 @@ def test_catch_up_stops_with_advice_when_the_interval_changed_under_written_wind
     assert "AUDIT_SINCE_TIME" in data.skip_message
     pipeline.env["WIZ_POLL_INTERVAL_SECONDS"] = "1800"
     assert tick(pipeline, datetime(2025, 9, 13, 4, 5, tzinfo=UTC)).run_requests
+
+
+def test_a_window_whose_run_failed_is_asked_for_alone_so_it_cannot_hold_back_its_neighbours(pipeline, sim):
+    keys = pipeline.keys()
+    assert pipeline.run(keys[0], keys[1]).success
+    sim.inject(Fault.http_status(500), times=6)
+    assert not pipeline.run(keys[2], keys[5]).success  # the range failed as a whole
+    data = tick(pipeline, datetime(2025, 9, 13, 0, 35, tzinfo=UTC))
+    assert requested(data) == [(k, k) for k in keys[2:6]] + [("2025-09-13-00:00", "2025-09-13-00:00")]
+
+
+def test_catch_up_keys_are_the_partitions_dagster_itself_lists():
+    from wiz_pipeline.checkpoints import collections_for, window_keys
+    from wiz_pipeline.settings import ALLOWED_INTERVALS, load_settings
+
+    until = datetime(2025, 9, 14, 3, 17, 41, tzinfo=UTC)
+    for seconds in ALLOWED_INTERVALS:
+        env = {"WIZ_POLL_INTERVAL_SECONDS": str(seconds), "AUDIT_SINCE_TIME": "2025-09-12T21:00:09Z"}
+        collection = collections_for(load_settings(env))[0]
+        assert window_keys(collection, until) == collection.partitions_def.get_partition_keys(
+            current_time=until
+        )

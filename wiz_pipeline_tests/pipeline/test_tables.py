@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pyarrow.parquet as pq
 
-from wiz_pipeline import collect, storage
+from wiz_pipeline import collect
 from wiz_pipeline.simulator import IssueRecord
 from wiz_pipeline.tables import TABLES
 from wiz_pipeline_tests.conftest import audit_entry
@@ -67,21 +67,23 @@ def test_an_issue_is_flattened_by_its_kind_of_source_rule(sim):
 
 
 def test_rows_are_streamed_in_row_groups_and_memory_stays_bounded(pipeline, monkeypatch):
-    monkeypatch.setattr(storage, "ROW_GROUP_ROWS", 40)
+    # Row groups would only be written at 10,000 rows; the byte bound across all files must force them.
     monkeypatch.setattr(collect, "MAX_BUFFERED_BYTES", 60_000)
     keys = pipeline.keys()
-    flushes: list[int] = []
-    original = storage.WindowWriter.flush
+    peaks: list[int] = []
+    original = collect._bound_memory
 
-    def spy(self):
-        flushes.append(self.pending_bytes)
-        original(self)
+    def spy(writers):
+        original(writers)
+        peaks.append(sum(w.pending_bytes for w in writers.values()))
 
-    monkeypatch.setattr(storage.WindowWriter, "flush", spy)
+    monkeypatch.setattr(collect, "_bound_memory", spy)
     assert pipeline.run(keys[0], keys[-1]).success
     groups = [pq.read_metadata(f).num_row_groups for f in pipeline.files()]
     assert sum(groups) > len(groups)  # windows of ~50 rows came in several row groups
-    assert 0 < max(flushes) <= 60_000
+    assert peaks and max(peaks) <= 60_000
+    seed = datetime(2025, 9, 12, 21, 0, 9, tzinfo=UTC)
+    assert pipeline.table().num_rows == sum(1 for t in pipeline.sim.tenant.audit_times if t >= seed)
 
 
 def test_an_issue_lands_again_in_the_window_of_its_status_change(pipeline, sim):
