@@ -101,3 +101,63 @@ def test_the_deployment_instance_yaml_is_the_one_the_demo_writes():
     from wiz_pipeline.demo import INSTANCE_YAML
 
     assert (ROOT / "deploy" / "dagster.yaml").read_text() == INSTANCE_YAML
+
+
+def test_the_dev_command_serves_the_pipeline_in_the_dagster_ui(tmp_path):
+    import json
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "wiz_pipeline.cli", "dev", "--port", str(port), "--simulator-port", "0"]
+    command += ["--home", str(tmp_path / "home"), "--output", str(tmp_path / "data")]
+    log = open(tmp_path / "dev.log", "w")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    query = (
+        "{ workspaceOrError { ... on Workspace { locationEntries { locationOrLoadError { __typename "
+        "... on RepositoryLocation { repositories { schedules { name scheduleState { status } } "
+        "assetNodes { assetKey { path } } } } } } } } }"
+    )
+    body = json.dumps({"query": query}).encode()
+    answer = None
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/graphql", body, {"Content-Type": "application/json"}
+                )
+                with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback
+                    answer = json.load(response)
+                entries = answer["data"]["workspaceOrError"]["locationEntries"]
+                if entries and entries[0]["locationOrLoadError"]:
+                    break
+            except OSError:
+                pass
+            time.sleep(1)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
+    output = (tmp_path / "dev.log").read_text()
+    assert answer is not None, output[-3000:]
+    location = answer["data"]["workspaceOrError"]["locationEntries"][0]["locationOrLoadError"]
+    assert location["__typename"] == "RepositoryLocation", output[-3000:]
+    repository = location["repositories"][0]
+    assert {tuple(a["assetKey"]["path"]) for a in repository["assetNodes"]} == {
+        ("wiz", "audit_logs"),
+        ("wiz", "issues"),
+    }
+    assert {s["name"]: s["scheduleState"]["status"] for s in repository["schedules"]} == {
+        "collect_audit_logs_schedule": "RUNNING",
+        "collect_issues_schedule": "RUNNING",
+    }
+    assert "wiz-pipeline checkpoints" in output
+    assert (tmp_path / "home" / "dagster.yaml").exists()
