@@ -8,7 +8,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
-from pydantic import Field
 
 from wiz_pipeline.settings import Settings
 from wiz_pipeline.wiz import WizClient
@@ -18,9 +17,9 @@ class WizResource(dg.ConfigurableResource):
     """Makes a ``WizClient`` per run. The endpoint and credentials arrive as ``EnvVar``s, so the UI
     shows the variables' names, never the secret."""
 
-    api_url: str = Field(description="WIZ_API_URL")
-    client_id: str = Field(description="WIZ_CLIENT_ID")
-    client_secret: str = Field(description="WIZ_CLIENT_SECRET")
+    api_url: str
+    client_id: str
+    client_secret: str
     token_url: str
     scopes: str = ""
     oauth_headers_json: str = "{}"
