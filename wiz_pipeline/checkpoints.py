@@ -12,6 +12,13 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+# The asset status cache is what get_status_by_partition reads; read directly, its failed and in-progress
+# sets come as time ranges instead of a lookup per key (see _keys_of).
+from dagster._core.storage.partition_status_cache import (
+    AssetStatusCacheValue,
+    get_and_update_asset_status_cache_value,
+)
+
 from wiz_pipeline.partitions import KEY_FORMAT, window_partitions
 from wiz_pipeline.settings import Settings
 from wiz_pipeline.wiz.times import format_time, parse_time
@@ -69,22 +76,60 @@ def _end_of(collection: Collection, windows: int) -> datetime:
 
 
 def written_windows(instance: dg.DagsterInstance, collection: Collection) -> set[str]:
-    """Materialized windows, less a first window written from a later seed than today's.
+    """Materialized windows, less one written from a later seed than today's.
 
-    The first window is collected from the seed; if the seed has since moved earlier, that window's
-    file misses the stretch between the two, so it counts as not written (and is collected again).
+    The seed's window is collected from the seed. If the seed has since moved earlier (within that
+    window or to an earlier one), the old seed's window misses the stretch between the two, so it
+    counts as not written and is collected again. That window is the earliest one written, so only
+    its latest materialization is read.
     """
-    written = set(instance.get_materialized_partitions(collection.asset_key))
     first = collection.partitions_def.start.astimezone(UTC).strftime(KEY_FORMAT)
-    if first in written:
-        records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=collection.asset_key, asset_partitions=[first]), limit=1
-        ).records
-        recorded = records[0].asset_materialization.metadata.get("window_start") if records else None
-        began = parse_time(getattr(recorded, "value", None))
-        if began is not None and began > collection.seed:
-            written.discard(first)
+    written = {k for k in instance.get_materialized_partitions(collection.asset_key) if k >= first}
+    if not written:
+        return written
+    earliest = min(written)  # keys sort by time
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=collection.asset_key, asset_partitions=[earliest]), limit=1
+    ).records
+    materialization = records[0].asset_materialization if records else None
+    recorded = materialization.metadata.get("window_start") if materialization else None
+    began = parse_time(getattr(recorded, "value", None))
+    window_start = collection.partitions_def.time_window_for_partition_key(earliest).start.astimezone(UTC)
+    if began is None or began > max(window_start, collection.seed):
+        written.discard(earliest)
     return written
+
+
+def _keys_of(subset: object, collection: Collection) -> set[str]:
+    """The keys of a time-window partitions subset, worked out from its time ranges (asking Dagster
+    key by key costs milliseconds each, minutes per tick at one-minute windows)."""
+    ranges = getattr(subset, "included_time_windows", None)
+    if ranges is None:
+        return set(subset.get_partition_keys())  # type: ignore[attr-defined]
+    keys: set[str] = set()
+    for window in ranges:
+        at, end = _timestamp(window.start), _timestamp(window.end)
+        while at < end:
+            keys.add(datetime.fromtimestamp(at, tz=UTC).strftime(KEY_FORMAT))
+            at += collection.interval_seconds
+    return keys
+
+
+def _timestamp(value: object) -> float:
+    stamp = value.timestamp  # type: ignore[attr-defined]  # a datetime or Dagster's TimestampWithTimezone
+    return stamp() if callable(stamp) else stamp
+
+
+def failed_and_in_progress(instance: dg.DagsterInstance, collection: Collection) -> tuple[set[str], set[str]]:
+    """Windows whose latest run failed, and windows a queued or running run is writing."""
+    cached = get_and_update_asset_status_cache_value(
+        instance, collection.asset_key, collection.partitions_def
+    )
+    if not isinstance(cached, AssetStatusCacheValue):
+        return set(), set()
+    failed = cached.deserialize_failed_partition_subsets(collection.partitions_def)
+    in_progress = cached.deserialize_in_progress_partition_subsets(collection.partitions_def)
+    return _keys_of(failed, collection), _keys_of(in_progress, collection)
 
 
 def progress(
@@ -94,22 +139,15 @@ def progress(
     keys = window_keys(collection, now - lag)
     written = written_windows(instance, collection)
     missing = [k for k in keys if k not in written]
-    in_progress: set[str] = set()
-    failed: set[str] = set()
-    if missing:
-        statuses = instance.get_status_by_partition(collection.asset_key, missing, collection.partitions_def)
-        for key, status in (statuses or {}).items():
-            if status == dg.AssetPartitionStatus.IN_PROGRESS:
-                in_progress.add(key)
-            elif status == dg.AssetPartitionStatus.FAILED:
-                failed.add(key)
+    failed, in_progress = failed_and_in_progress(instance, collection) if missing else (set(), set())
+    missing_set = set(missing)
     return Progress(
         _checkpoint(collection, keys, written),
         len(keys),
         len(keys) - len(missing),
         missing,
-        in_progress,
-        failed,
+        in_progress & missing_set,
+        failed & missing_set - in_progress,
     )
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from wiz_pipeline.partitions import Window
-from wiz_pipeline.storage import WindowWriter, WrittenFile, sweep_stale_temporaries, window_path
+from wiz_pipeline.storage import WindowWriter, WrittenFile, sweep_stale_temporaries
 from wiz_pipeline.tables import TABLES
 from wiz_pipeline.wiz import DataType, WindowFetch, WizClient, WizResultCapError
 from wiz_pipeline.wiz.times import format_time
@@ -75,8 +75,7 @@ def collect_windows(
     """
     if not windows:
         return
-    for window in windows:
-        sweep_stale_temporaries(window_path(root, data_type.name, partition_starts[window.key]))
+    sweep_stale_temporaries(root / data_type.name)
     spans: list[list[Window]] = [windows]
     capped: list[WizResultCapError] = []
     while spans:

@@ -30,11 +30,13 @@ concurrency:
   pools:
     granularity: run
     default_limit: 1
-# A run whose worker died (OOM, reboot) is marked failed instead of holding its windows, and the
-# pool's only slot, for ever; runs also fail after their dagster/max_runtime tag (4 h).
+# A run that never starts, or goes on for more than 4 hours (a hung request, or a worker that died:
+# the default run launcher can't tell a dead worker from a busy one), is marked failed instead of
+# holding its windows, and the pool's only slot, for ever.
 run_monitoring:
   enabled: true
   start_timeout_seconds: 300
+  max_runtime_seconds: 14400
   max_resume_run_attempts: 0
   poll_interval_seconds: 60
 telemetry:

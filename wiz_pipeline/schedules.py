@@ -23,27 +23,34 @@ from wiz_pipeline.wiz.times import format_time
 # With run monitoring on (deploy/dagster.yaml), a run still going after this long is failed: a hung or
 # orphaned run must not hold its windows, and the wiz_api pool's only slot, for ever.
 RUN_TAGS = {"dagster/max_runtime": str(4 * 3600)}
+# Runs go through the wiz_api pool one at a time, so queueing more than this gains nothing; after a
+# long outage the next ticks request the rest (the in-progress check keeps them from overlapping).
+MAX_RUNS_PER_TICK = 200
 
 
 def runs_of_missing_windows(
-    all_keys: list[str], wanted: list[str], max_windows: int, alone: set[str] = frozenset()
+    all_keys: list[str], wanted: list[str], max_windows: int, failed: set[str] | frozenset[str] = frozenset()
 ) -> list[list[str]]:
     """``wanted`` (a subset of ``all_keys``) grouped into runs of adjacent windows, at most
-    ``max_windows`` each; a window in ``alone`` gets a run of its own."""
+    ``max_windows`` each.
+
+    Windows whose last run failed are grouped apart, in runs half the size of their block: a window
+    that keeps failing (a page the API can't serve, a query that times out) is isolated in a few
+    ticks instead of failing its healthy neighbours for ever, and a failure shared by every window
+    (an outage) costs only twice the runs, not one run per window.
+    """
     position = {key: i for i, key in enumerate(all_keys)}
-    runs: list[list[str]] = []
+    blocks: list[tuple[bool, list[str]]] = []
     for key in wanted:
-        joins = (
-            runs
-            and key not in alone
-            and runs[-1][-1] not in alone
-            and position[key] == position[runs[-1][-1]] + 1
-            and len(runs[-1]) < max_windows
-        )
-        if joins:
-            runs[-1].append(key)
+        flag = key in failed
+        if blocks and blocks[-1][0] == flag and position[key] == position[blocks[-1][1][-1]] + 1:
+            blocks[-1][1].append(key)
         else:
-            runs.append([key])
+            blocks.append((flag, [key]))
+    runs: list[list[str]] = []
+    for flag, block in blocks:
+        size = max(1, min(max_windows, len(block)) // 2) if flag else max_windows
+        runs += [block[i : i + size] for i in range(0, len(block), size)]
     return runs
 
 
@@ -110,11 +117,13 @@ def catch_up_schedule(
         if not todo:
             context.log.info(summary)
             return dg.SkipReason(f"{summary}: nothing to request.")
-        # A window whose run failed is asked for on its own: if it keeps failing (a page the API can't
-        # serve, a query that times out), it must not take the healthy windows of its range with it.
         runs = runs_of_missing_windows(
-            window_keys(collection, now - lag), todo, max_windows_per_run, alone=state.failed
+            window_keys(collection, now - lag), todo, max_windows_per_run, failed=state.failed
         )
+        later = len(runs) - MAX_RUNS_PER_TICK
+        if later > 0:
+            runs = runs[:MAX_RUNS_PER_TICK]
+            summary += f"; {later} more run(s) wait for the next ticks"
         context.log.info(
             f"{summary}; requesting {len(runs)} run(s) for {len(todo)} window(s): "
             + ", ".join(f"{r[0]}..{r[-1]}" if len(r) > 1 else r[0] for r in runs)

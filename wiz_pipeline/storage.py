@@ -46,21 +46,20 @@ def manifest_path(data_file: Path) -> Path:
     return data_file.with_name(f"_{data_file.stem}.json")
 
 
-# Temporary files this old are left over from a run that died (killed, out of memory); a live run
-# finishes a window much sooner, so sweeping them can't pull a file from under a running writer.
+# Temporary files this old were left by a run that died (killed, out of memory, a reboot): runs are
+# failed after 4 hours (deploy/dagster.yaml), so no live writer owns one.
 STALE_AFTER_SECONDS = 6 * 3600
 
 
-def sweep_stale_temporaries(data_file: Path) -> None:
-    """Delete temporary files of ``data_file`` (and its manifest) that a dead run left behind."""
-    if not data_file.parent.is_dir():
+def sweep_stale_temporaries(dataset: Path) -> None:
+    """Delete the temporary files dead runs left anywhere under one data type's dataset."""
+    if not dataset.is_dir():
         return
     cutoff = time.time() - STALE_AFTER_SECONDS
-    for name in (data_file.name, manifest_path(data_file).name):
-        for leftover in data_file.parent.glob(f".{name}.tmp-*"):
-            with contextlib.suppress(OSError):
-                if leftover.stat().st_mtime < cutoff:
-                    leftover.unlink()
+    for leftover in dataset.glob("date=*/.*.tmp-*"):
+        with contextlib.suppress(OSError):
+            if leftover.stat().st_mtime < cutoff:
+                leftover.unlink()
 
 
 def _fsync_dir(directory: Path) -> None:

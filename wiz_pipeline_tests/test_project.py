@@ -97,10 +97,16 @@ def test_the_command_line_simulator_keeps_producing_records_as_time_passes():
     assert any(change > now for record in tenant.issues for change, _ in record.changes[1:])
 
 
-def test_the_deployment_instance_yaml_is_the_one_the_demo_writes():
+def test_the_deployment_instance_yaml_is_valid_and_the_one_the_demo_writes(tmp_path):
     from wiz_pipeline.demo import INSTANCE_YAML
 
     assert (ROOT / "deploy" / "dagster.yaml").read_text() == INSTANCE_YAML
+    (tmp_path / "dagster.yaml").write_text(INSTANCE_YAML)
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        pools = instance.get_concurrency_config().pool_config
+        assert (pools.pool_granularity.value, pools.default_pool_limit) == ("run", 1)
+        assert instance.run_monitoring_enabled
+        assert instance.run_monitoring_max_runtime_seconds == 4 * 3600
 
 
 def test_the_dev_command_serves_the_pipeline_in_the_dagster_ui(tmp_path):

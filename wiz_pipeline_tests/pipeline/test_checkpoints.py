@@ -90,3 +90,14 @@ def test_a_run_under_a_changed_interval_refuses_to_write_and_names_the_safe_chec
     assert "WIZ_POLL_INTERVAL_SECONDS=1800, but it is now 3600" in message
     assert "AUDIT_SINCE_TIME=2025-09-12T23:00:00Z" in message
     assert pipeline.files() == files
+
+
+def test_moving_the_seed_into_an_earlier_window_collects_the_old_first_window_again(pipeline):
+    keys = pipeline.keys()
+    assert pipeline.run(keys[0], keys[1]).success  # from 21:00:09
+    pipeline.env["AUDIT_SINCE_TIME"] = "2025-09-12T20:45:00Z"  # into the window before
+    pipeline.sim.tenant.add_audit_entry(audit_entry("2025-09-12T21:00:04Z", "between-the-seeds"))
+    assert checkpoint(pipeline.instance, pipeline.collection()) == datetime(2025, 9, 12, 20, 45, tzinfo=UTC)
+    assert pipeline.run("2025-09-12-20:30", "2025-09-12-21:00").success
+    assert "between-the-seeds" in pipeline.table()["id"].to_pylist()
+    assert checkpoint(pipeline.instance, pipeline.collection()) == datetime(2025, 9, 12, 22, tzinfo=UTC)

@@ -244,10 +244,15 @@ def test_temporary_files_a_dead_run_left_are_swept_and_a_live_one_is_not(pipelin
     keys = pipeline.keys()
     folder = pipeline.root / "audit_logs" / "date=2025-09-12"
     folder.mkdir(parents=True)
+    elsewhere = pipeline.root / "audit_logs" / "date=2025-08-01"  # a window this run doesn't touch
+    elsewhere.mkdir(parents=True)
+    other = elsewhere / "._audit_logs_20250801T000000Z.json.tmp-feedface0000"
+    other.write_bytes(b"{")
+    os.utime(other, (time.time() - 7 * 3600,) * 2)
     dead = folder / ".audit_logs_20250912T210000Z.parquet.tmp-deadbeef0000"
     live = folder / ".audit_logs_20250912T210000Z.parquet.tmp-0123456789ab"
     for leftover in (dead, live):
         leftover.write_bytes(b"half a file")
     os.utime(dead, (time.time() - 7 * 3600,) * 2)
     assert pipeline.run(keys[0]).success
-    assert not dead.exists() and live.exists()
+    assert not dead.exists() and not other.exists() and live.exists()

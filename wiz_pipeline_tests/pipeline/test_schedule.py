@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 from dagster._core.storage.dagster_run import DagsterRunStatus
@@ -103,10 +103,16 @@ def test_runs_of_missing_windows_never_join_windows_across_a_gap():
         ["k5"],
         ["k9"],
     ]
-    assert runs_of_missing_windows(keys, ["k0", "k1", "k2", "k3"], 5, alone={"k1"}) == [
+    # Failed windows are grouped apart, in halves of their block; a lone failed window runs alone.
+    failed = {"k1", "k2", "k3", "k4", "k5", "k7"}
+    assert runs_of_missing_windows(keys, [f"k{i}" for i in range(9)], 48, failed=failed) == [
         ["k0"],
-        ["k1"],
-        ["k2", "k3"],
+        ["k1", "k2"],
+        ["k3", "k4"],
+        ["k5"],
+        ["k6"],
+        ["k7"],
+        ["k8"],
     ]
 
 
@@ -122,23 +128,53 @@ def test_catch_up_stops_with_advice_when_the_interval_changed_under_written_wind
     assert tick(pipeline, datetime(2025, 9, 13, 4, 5, tzinfo=UTC)).run_requests
 
 
-def test_a_window_whose_run_failed_is_asked_for_alone_so_it_cannot_hold_back_its_neighbours(pipeline, sim):
+def test_a_failed_range_is_asked_for_in_halves_until_the_bad_window_is_alone(pipeline, sim):
     keys = pipeline.keys()
     assert pipeline.run(keys[0], keys[1]).success
     sim.inject(Fault.http_status(500), times=6)
     assert not pipeline.run(keys[2], keys[5]).success  # the range failed as a whole
-    data = tick(pipeline, datetime(2025, 9, 13, 0, 35, tzinfo=UTC))
-    assert requested(data) == [(k, k) for k in keys[2:6]] + [("2025-09-13-00:00", "2025-09-13-00:00")]
+    at = datetime(2025, 9, 13, 0, 35, tzinfo=UTC)
+    data = tick(pipeline, at)
+    assert requested(data) == [
+        (keys[2], keys[3]),
+        (keys[4], keys[5]),
+        ("2025-09-13-00:00", "2025-09-13-00:00"),
+    ]
+    sim.inject(Fault.http_status(500), times=6)
+    assert not pipeline.run(keys[2], keys[3]).success  # the half with the bad window fails again
+    assert pipeline.run(keys[4], keys[5]).success
+    assert requested(tick(pipeline, at)) == [
+        (keys[2], keys[2]),
+        (keys[3], keys[3]),
+        ("2025-09-13-00:00",) * 2,
+    ]
+    assert pipeline.run(keys[2]).success  # once written, a window is no longer "failed"
+    assert requested(tick(pipeline, at)) == [(keys[3], keys[3]), ("2025-09-13-00:00",) * 2]
+
+
+def test_a_tick_requests_at_most_200_runs_and_the_next_tick_the_rest(pipeline):
+    pipeline.env["WIZ_MAX_WINDOWS_PER_RUN"] = "1"
+    data = tick(pipeline, datetime(2025, 9, 17, 0, 5, tzinfo=UTC))  # 4 days of 30-minute windows: 198
+    assert len(data.run_requests) == 198
+    data = tick(pipeline, datetime(2025, 9, 18, 0, 5, tzinfo=UTC))
+    assert len(data.run_requests) == 200
+    assert requested(data)[0] == ("2025-09-12-21:00", "2025-09-12-21:00")
 
 
 def test_catch_up_keys_are_the_partitions_dagster_itself_lists():
-    from wiz_pipeline.checkpoints import collections_for, window_keys
+    from wiz_pipeline.checkpoints import _end_of, collections_for, window_keys
     from wiz_pipeline.settings import ALLOWED_INTERVALS, load_settings
 
-    until = datetime(2025, 9, 14, 3, 17, 41, tzinfo=UTC)
+    boundary = datetime(2025, 9, 14, 0, 0, tzinfo=UTC)  # a boundary of every allowed interval
+    untils = [boundary, boundary - timedelta(microseconds=1), boundary + timedelta(seconds=1)]
+    untils.append(datetime(2025, 9, 14, 3, 17, 41, tzinfo=UTC))
     for seconds in ALLOWED_INTERVALS:
-        env = {"WIZ_POLL_INTERVAL_SECONDS": str(seconds), "AUDIT_SINCE_TIME": "2025-09-12T21:00:09Z"}
-        collection = collections_for(load_settings(env))[0]
-        assert window_keys(collection, until) == collection.partitions_def.get_partition_keys(
-            current_time=until
-        )
+        for seed in ("2025-09-12T21:00:09Z", "2025-09-12T21:00:00Z", "2025-09-12T00:00:00.5Z"):
+            env = {"WIZ_POLL_INTERVAL_SECONDS": str(seconds), "AUDIT_SINCE_TIME": seed}
+            collection = collections_for(load_settings(env))[0]
+            for until in untils:
+                expected = collection.partitions_def.get_partition_keys(current_time=until)
+                assert window_keys(collection, until) == expected, (seconds, seed, until)
+                if expected:
+                    end = collection.partitions_def.time_window_for_partition_key(expected[-1]).end
+                    assert _end_of(collection, len(expected)) == end
