@@ -75,29 +75,41 @@ def _end_of(collection: Collection, windows: int) -> datetime:
     return start + windows * timedelta(seconds=collection.interval_seconds)
 
 
-def written_windows(instance: dg.DagsterInstance, collection: Collection) -> set[str]:
-    """Materialized windows, less one written from a later seed than today's.
+def partial_windows(instance: dg.DagsterInstance, collection: Collection, written: set[str]) -> set[str]:
+    """Written windows collected from a later seed than today's, so missing the stretch before it.
 
-    The seed's window is collected from the seed. If the seed has since moved earlier (within that
-    window or to an earlier one), the old seed's window misses the stretch between the two, so it
-    counts as not written and is collected again. That window is the earliest one written, so only
-    its latest materialization is read.
+    The seed's window is collected from the seed. When the seed moves earlier, the old seed's window
+    no longer covers its whole window: it must count as unwritten until it is written again. It is
+    the earliest window written until an earlier one is; so each run and tick checks the earliest,
+    and every materialization carries the list of partial windows known when its run began
+    (``partial_windows`` metadata), so that one found once is never forgotten.
     """
+    if not written:
+        return set()
+    candidates = {min(written)}  # keys sort by time
+    latest = instance.fetch_materializations(collection.asset_key, limit=1).records
+    if latest and latest[0].asset_materialization is not None:
+        listed = getattr(latest[0].asset_materialization.metadata.get("partial_windows"), "value", "") or ""
+        candidates |= {k for k in str(listed).split(",") if k in written}
+    partial = set()
+    for key in sorted(candidates):
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=collection.asset_key, asset_partitions=[key]), limit=1
+        ).records
+        materialization = records[0].asset_materialization if records else None
+        recorded = materialization.metadata.get("window_start") if materialization else None
+        began = parse_time(getattr(recorded, "value", None))
+        boundary = collection.partitions_def.time_window_for_partition_key(key).start.astimezone(UTC)
+        if began is None or began > max(boundary, collection.seed):
+            partial.add(key)
+    return partial
+
+
+def written_windows(instance: dg.DagsterInstance, collection: Collection) -> set[str]:
+    """Materialized windows of today's partitions, less partial ones (see ``partial_windows``)."""
     first = collection.partitions_def.start.astimezone(UTC).strftime(KEY_FORMAT)
     written = {k for k in instance.get_materialized_partitions(collection.asset_key) if k >= first}
-    if not written:
-        return written
-    earliest = min(written)  # keys sort by time
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=collection.asset_key, asset_partitions=[earliest]), limit=1
-    ).records
-    materialization = records[0].asset_materialization if records else None
-    recorded = materialization.metadata.get("window_start") if materialization else None
-    began = parse_time(getattr(recorded, "value", None))
-    window_start = collection.partitions_def.time_window_for_partition_key(earliest).start.astimezone(UTC)
-    if began is None or began > max(window_start, collection.seed):
-        written.discard(earliest)
-    return written
+    return written - partial_windows(instance, collection, written)
 
 
 def _keys_of(subset: object, collection: Collection) -> set[str]:
@@ -162,7 +174,10 @@ class CheckpointTracker:
     def __init__(self, instance: dg.DagsterInstance, collection: Collection) -> None:
         self.collection = collection
         self.keys = window_keys(collection, datetime.now(UTC))
-        self.written = written_windows(instance, collection)
+        first = collection.partitions_def.start.astimezone(UTC).strftime(KEY_FORMAT)
+        materialized = {k for k in instance.get_materialized_partitions(collection.asset_key) if k >= first}
+        self.partial = partial_windows(instance, collection, materialized)
+        self.written = materialized - self.partial
         self.done = 0  # the first `done` windows are written
         self._advance()
 
@@ -173,6 +188,7 @@ class CheckpointTracker:
     def write(self, key: str) -> datetime:
         """The checkpoint once ``key`` is written."""
         self.written.add(key)
+        self.partial.discard(key)
         self._advance()
         return self.checkpoint
 

@@ -10,6 +10,7 @@ checkpoint, and each run it requests carries it as a tag, so both show in the UI
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, timedelta
 
 import dagster as dg
@@ -29,29 +30,64 @@ MAX_RUNS_PER_TICK = 200
 
 
 def runs_of_missing_windows(
-    all_keys: list[str], wanted: list[str], max_windows: int, failed: set[str] | frozenset[str] = frozenset()
+    all_keys: list[str], wanted: list[str], max_windows: int, failed: Mapping[str, int] | None = None
 ) -> list[list[str]]:
     """``wanted`` (a subset of ``all_keys``) grouped into runs of adjacent windows, at most
     ``max_windows`` each.
 
-    Windows whose last run failed are grouped apart, in runs half the size of their block: a window
-    that keeps failing (a page the API can't serve, a query that times out) is isolated in a few
-    ticks instead of failing its healthy neighbours for ever, and a failure shared by every window
-    (an outage) costs only twice the runs, not one run per window.
+    ``failed`` maps windows whose last run failed to that run's size (0 if unknown). They are grouped
+    apart, in runs half that size: a window that keeps failing (a page the API can't serve, a query
+    that times out) is isolated within a few ticks, each retry smaller than the last, instead of
+    failing its healthy neighbours for ever; an outage that failed everything costs twice the runs.
     """
+    failed = failed or {}
     position = {key: i for i, key in enumerate(all_keys)}
-    blocks: list[tuple[bool, list[str]]] = []
-    for key in wanted:
-        flag = key in failed
-        if blocks and blocks[-1][0] == flag and position[key] == position[blocks[-1][1][-1]] + 1:
-            blocks[-1][1].append(key)
-        else:
-            blocks.append((flag, [key]))
+
+    def size_for(key: str) -> int:
+        if key not in failed:
+            return max_windows
+        return max(1, min(max_windows, failed[key] or max_windows) // 2)
+
     runs: list[list[str]] = []
-    for flag, block in blocks:
-        size = max(1, min(max_windows, len(block)) // 2) if flag else max_windows
-        runs += [block[i : i + size] for i in range(0, len(block), size)]
+    for key in wanted:
+        joins = (
+            runs
+            and size_for(key) == size_for(runs[-1][-1])
+            and (key in failed) == (runs[-1][-1] in failed)
+            and position[key] == position[runs[-1][-1]] + 1
+            and len(runs[-1]) < size_for(key)
+        )
+        if joins:
+            runs[-1].append(key)
+        else:
+            runs.append([key])
     return runs
+
+
+def failed_run_sizes(
+    instance: dg.DagsterInstance, collection: Collection, keys: list[str], failed: set[str]
+) -> dict[str, int]:
+    """For each failed window, the size of the latest failed run that held it (0 if not found)."""
+    sizes = dict.fromkeys(failed, 0)
+    if not failed:
+        return sizes
+    position = {key: i for i, key in enumerate(keys)}
+    records = instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]), limit=500)
+    seen: set[str] = set()
+    for record in records:  # newest first
+        run = record.dagster_run
+        if run.job_name != collection.job_name and collection.asset_key not in (run.asset_selection or ()):
+            continue
+        first = run.tags.get(ASSET_PARTITION_RANGE_START_TAG) or run.tags.get("dagster/partition")
+        last = run.tags.get(ASSET_PARTITION_RANGE_END_TAG) or first
+        if first not in position or last not in position:
+            continue
+        run_keys = keys[position[first] : position[last] + 1]
+        for key in run_keys:
+            if key in sizes and key not in seen:
+                sizes[key] = len(run_keys)
+                seen.add(key)
+    return sizes
 
 
 def _runs_in_progress(instance: dg.DagsterInstance, collection: Collection) -> str:
@@ -117,15 +153,15 @@ def catch_up_schedule(
         if not todo:
             context.log.info(summary)
             return dg.SkipReason(f"{summary}: nothing to request.")
-        runs = runs_of_missing_windows(
-            window_keys(collection, now - lag), todo, max_windows_per_run, failed=state.failed
-        )
+        keys = window_keys(collection, now - lag)
+        sizes = failed_run_sizes(context.instance, collection, keys, state.failed)
+        runs = runs_of_missing_windows(keys, todo, max_windows_per_run, failed=sizes)
         later = len(runs) - MAX_RUNS_PER_TICK
         if later > 0:
             runs = runs[:MAX_RUNS_PER_TICK]
             summary += f"; {later} more run(s) wait for the next ticks"
         context.log.info(
-            f"{summary}; requesting {len(runs)} run(s) for {len(todo)} window(s): "
+            f"{summary}; requesting {len(runs)} run(s) for {sum(map(len, runs))} window(s): "
             + ", ".join(f"{r[0]}..{r[-1]}" if len(r) > 1 else r[0] for r in runs)
         )
         tags = {"wiz/data_type": collection.data_type, "wiz/since_time": since, **RUN_TAGS}

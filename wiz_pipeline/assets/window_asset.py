@@ -130,4 +130,7 @@ def _metadata(
         "passes": q["passes"],
         # The checkpoint as this window's write moves it (it moves only if no earlier window is missing).
         collection.checkpoint_name: format_time(tracker.write(result.window.key)),
+        # Windows written from an older, later seed; carried on so that they stay unwritten until
+        # rewritten (see checkpoints.partial_windows).
+        "partial_windows": ",".join(sorted(tracker.partial)),
     }

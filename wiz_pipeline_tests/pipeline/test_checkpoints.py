@@ -101,3 +101,16 @@ def test_moving_the_seed_into_an_earlier_window_collects_the_old_first_window_ag
     assert pipeline.run("2025-09-12-20:30", "2025-09-12-21:00").success
     assert "between-the-seeds" in pipeline.table()["id"].to_pylist()
     assert checkpoint(pipeline.instance, pipeline.collection()) == datetime(2025, 9, 12, 22, tzinfo=UTC)
+
+
+def test_the_old_seeds_window_stays_unwritten_after_earlier_windows_are_written(pipeline):
+    keys = pipeline.keys()
+    assert pipeline.run(keys[0], keys[1]).success  # 21:00 from 21:00:09, and 21:30
+    pipeline.env["AUDIT_SINCE_TIME"] = "2025-09-12T20:15:00Z"  # two windows back
+    assert pipeline.run("2025-09-12-20:00").success  # an earlier window is written first
+    assert checkpoint(pipeline.instance, pipeline.collection()) == datetime(2025, 9, 12, 20, 30, tzinfo=UTC)
+    assert pipeline.run("2025-09-12-20:30").success
+    # 21:00 is still only partly written, although it is no longer the earliest written window.
+    assert checkpoint(pipeline.instance, pipeline.collection()) == datetime(2025, 9, 12, 21, tzinfo=UTC)
+    assert pipeline.run("2025-09-12-21:00").success
+    assert checkpoint(pipeline.instance, pipeline.collection()) == datetime(2025, 9, 12, 22, tzinfo=UTC)

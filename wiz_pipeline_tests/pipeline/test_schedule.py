@@ -103,8 +103,8 @@ def test_runs_of_missing_windows_never_join_windows_across_a_gap():
         ["k5"],
         ["k9"],
     ]
-    # Failed windows are grouped apart, in halves of their block; a lone failed window runs alone.
-    failed = {"k1", "k2", "k3", "k4", "k5", "k7"}
+    # Failed windows are grouped apart, in runs half the size of the run that failed them.
+    failed = {"k1": 5, "k2": 5, "k3": 5, "k4": 5, "k5": 5, "k7": 1}
     assert runs_of_missing_windows(keys, [f"k{i}" for i in range(9)], 48, failed=failed) == [
         ["k0"],
         ["k1", "k2"],
@@ -113,6 +113,15 @@ def test_runs_of_missing_windows_never_join_windows_across_a_gap():
         ["k6"],
         ["k7"],
         ["k8"],
+    ]
+    # Both halves failing again (a bad window in each) shrinks the runs further, never the same split.
+    assert runs_of_missing_windows(
+        keys, ["k0", "k1", "k2", "k3"], 48, failed=dict.fromkeys(["k0", "k1", "k2", "k3"], 2)
+    ) == [
+        ["k0"],
+        ["k1"],
+        ["k2"],
+        ["k3"],
     ]
 
 
