@@ -60,11 +60,15 @@ def window_keys(collection: Collection, until: datetime) -> list[str]:
     return [(start + i * step).strftime(KEY_FORMAT) for i in range(max(0, count))]
 
 
-def _checkpoint(collection: Collection, keys: list[str], written: set[str] | frozenset[str]) -> datetime:
-    done = 0
+def _written_prefix(keys: list[str], written: set[str], done: int = 0) -> int:
+    """How many of ``keys``, from the first, are written (counting on from ``done`` known ones)."""
     while done < len(keys) and keys[done] in written:
         done += 1
-    return _end_of(collection, done)
+    return done
+
+
+def _checkpoint(collection: Collection, keys: list[str], written: set[str]) -> datetime:
+    return _end_of(collection, _written_prefix(keys, written))
 
 
 def _end_of(collection: Collection, windows: int) -> datetime:
@@ -87,28 +91,38 @@ def partial_windows(instance: dg.DagsterInstance, collection: Collection, writte
     if not written:
         return set()
     candidates = {min(written)}  # keys sort by time
-    latest = instance.fetch_materializations(collection.asset_key, limit=1).records
-    if latest and latest[0].asset_materialization is not None:
-        listed = getattr(latest[0].asset_materialization.metadata.get("partial_windows"), "value", "") or ""
-        candidates |= {k for k in str(listed).split(",") if k in written}
+    listed = _latest_metadata(instance, collection, "partial_windows") or ""
+    candidates |= {k for k in str(listed).split(",") if k in written}
     partial = set()
     for key in sorted(candidates):
-        records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=collection.asset_key, asset_partitions=[key]), limit=1
-        ).records
-        materialization = records[0].asset_materialization if records else None
-        recorded = materialization.metadata.get("window_start") if materialization else None
-        began = parse_time(getattr(recorded, "value", None))
+        began = parse_time(_latest_metadata(instance, collection, "window_start", partition=key))
         boundary = collection.partitions_def.time_window_for_partition_key(key).start.astimezone(UTC)
         if began is None or began > max(boundary, collection.seed):
             partial.add(key)
     return partial
 
 
+def _latest_metadata(
+    instance: dg.DagsterInstance, collection: Collection, name: str, partition: str | None = None
+) -> object:
+    """A metadata value of the asset's latest materialization (of one partition, if given)."""
+    records_filter = dg.AssetRecordsFilter(
+        asset_key=collection.asset_key, asset_partitions=[partition] if partition else None
+    )
+    records = instance.fetch_materializations(records_filter, limit=1).records
+    materialization = records[0].asset_materialization if records else None
+    return getattr(materialization.metadata.get(name), "value", None) if materialization else None
+
+
+def _materialized(instance: dg.DagsterInstance, collection: Collection) -> set[str]:
+    """Materialized windows of today's partitions (not those before a seed that has moved later)."""
+    first = collection.partitions_def.start.astimezone(UTC).strftime(KEY_FORMAT)
+    return {k for k in instance.get_materialized_partitions(collection.asset_key) if k >= first}
+
+
 def written_windows(instance: dg.DagsterInstance, collection: Collection) -> set[str]:
     """Materialized windows of today's partitions, less partial ones (see ``partial_windows``)."""
-    first = collection.partitions_def.start.astimezone(UTC).strftime(KEY_FORMAT)
-    written = {k for k in instance.get_materialized_partitions(collection.asset_key) if k >= first}
+    written = _materialized(instance, collection)
     return written - partial_windows(instance, collection, written)
 
 
@@ -174,22 +188,16 @@ class CheckpointTracker:
     def __init__(self, instance: dg.DagsterInstance, collection: Collection) -> None:
         self.collection = collection
         self.keys = window_keys(collection, datetime.now(UTC))
-        first = collection.partitions_def.start.astimezone(UTC).strftime(KEY_FORMAT)
-        materialized = {k for k in instance.get_materialized_partitions(collection.asset_key) if k >= first}
+        materialized = _materialized(instance, collection)
         self.partial = partial_windows(instance, collection, materialized)
         self.written = materialized - self.partial
-        self.done = 0  # the first `done` windows are written
-        self._advance()
-
-    def _advance(self) -> None:
-        while self.done < len(self.keys) and self.keys[self.done] in self.written:
-            self.done += 1
+        self.done = _written_prefix(self.keys, self.written)  # the first `done` windows are written
 
     def write(self, key: str) -> datetime:
         """The checkpoint once ``key`` is written."""
         self.written.add(key)
         self.partial.discard(key)
-        self._advance()
+        self.done = _written_prefix(self.keys, self.written, self.done)
         return self.checkpoint
 
     @property
@@ -204,11 +212,7 @@ def interval_change(instance: dg.DagsterInstance, collection: Collection) -> str
     as a 30-minute window would count as a written 60-minute window, and the half hour it never covered
     would never be collected. The schedule, the asset and the checkpoint command all stop and say so.
     """
-    records = instance.fetch_materializations(collection.asset_key, limit=1).records
-    if not records or records[0].asset_materialization is None:
-        return None
-    written = records[0].asset_materialization.metadata.get("interval_seconds")
-    value = getattr(written, "value", None)
+    value = _latest_metadata(instance, collection, "interval_seconds")
     if not isinstance(value, int) or value == collection.interval_seconds or 86400 % value:
         return None
     old = replace(

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from wiz_pipeline.simulator import WizSimulator, generate_tenant
+from wiz_pipeline.wiz.errors import WizConfigError
 from wiz_pipeline.wiz.urls import is_loopback_host
 
 
@@ -264,7 +265,12 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    return args.func(args)
+    try:
+        return args.func(args)
+    except WizConfigError as exc:
+        # A bad setting: the message names the variable and what is allowed; a traceback adds nothing.
+        print(f"wiz-pipeline {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

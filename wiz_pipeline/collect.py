@@ -65,7 +65,6 @@ def collect_windows(
     windows: list[Window],
     root: Path,
     *,
-    partition_starts: dict[str, datetime],
     run_id: str,
 ) -> Iterator[WindowResult]:
     """Yield each window once its file is in place, oldest span first.
@@ -81,7 +80,7 @@ def collect_windows(
     while spans:
         span = spans.pop(0)
         try:
-            writers, figures, query = _fetch_span(client, data_type, span, root, partition_starts)
+            writers, figures, query = _fetch_span(client, data_type, span, root)
         except _SpanCapped as exc:
             if len(span) == 1:
                 log.error(
@@ -121,10 +120,9 @@ def _fetch_span(
     data_type: DataType,
     span: list[Window],
     root: Path,
-    partition_starts: dict[str, datetime],
 ) -> tuple[dict[str, WindowWriter], dict[str, _WindowFigures], dict[str, Any]]:
     table = TABLES[data_type.name]
-    writers = {w.key: WindowWriter(root, table, w, partition_starts[w.key]) for w in span}
+    writers = {w.key: WindowWriter(root, table, w) for w in span}
     figures = {w.key: _WindowFigures() for w in span}
     starts = [w.start for w in span]
     fetch = WindowFetch(client, data_type, span[0].start, span[-1].end)

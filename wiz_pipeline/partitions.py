@@ -53,14 +53,15 @@ def window_partitions(seed: datetime, interval_seconds: int) -> dg.TimeWindowPar
 
 @dataclass(frozen=True)
 class Window:
-    """One partition's half-open time range as collected: the first one starts at the seed."""
+    """One partition's half-open time range as collected: the first one starts at the seed.
+
+    ``boundary`` is the partition's own start, which names its file even when ``start`` is the seed.
+    """
 
     key: str
     start: datetime
     end: datetime
-
-    def describe(self) -> str:
-        return f"{format_time(self.start)} .. {format_time(self.end)}"
+    boundary: datetime
 
 
 def windows_for(
@@ -72,5 +73,5 @@ def windows_for(
         start, end = tw.start.astimezone(UTC), tw.end.astimezone(UTC)
         if end <= seed:
             raise ValueError(f"window {key} ends before the seed {format_time(seed)}")
-        windows.append(Window(key=key, start=max(start, seed), end=end))
+        windows.append(Window(key=key, start=max(start, seed), end=end, boundary=start))
     return windows

@@ -278,11 +278,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     return Settings(**values)
 
 
-def missing_required(env: Mapping[str, str] | None = None) -> list[str]:
-    env = os.environ if env is None else env
-    return [s.name for s in SETTINGS if s.required and not env.get(s.name)]
-
-
 def settings_table() -> str:
     """The Markdown table of every setting, as in the README."""
     lines = ["| variable | default | meaning |", "|---|---|---|"]

@@ -82,14 +82,13 @@ class WrittenFile:
 class WindowWriter:
     """Streams one window's rows into a temporary file; ``commit`` puts it in place, ``abort`` drops it.
 
-    ``partition_start`` names the file (the partition's boundary, even when the first window is
-    collected from a later seed), so each partition always maps to the same file.
+    The file is named by the window's boundary (even when the first window is collected from a
+    later seed), so each partition always maps to the same file.
     """
 
-    def __init__(self, root: Path, table: Table, window: Window, partition_start: datetime) -> None:
+    def __init__(self, root: Path, table: Table, window: Window) -> None:
         self.table = table
-        self.window = window
-        self.path = window_path(root, table.name, partition_start)
+        self.path = window_path(root, table.name, window.boundary)
         self._tmp: Path | None = None
         self._file: Any = None
         self._writer: pq.ParquetWriter | None = None

@@ -167,3 +167,12 @@ def test_the_dev_command_serves_the_pipeline_in_the_dagster_ui(tmp_path):
     }
     assert "wiz-pipeline checkpoints" in output
     assert (tmp_path / "home" / "dagster.yaml").exists()
+
+
+def test_a_bad_setting_ends_a_command_with_its_message_not_a_traceback(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("WIZ_POLL_INTERVAL_SECONDS", "1700")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    assert main(["checkpoints"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("wiz-pipeline checkpoints: Bad settings:")
+    assert "Nearest allowed values: 1200 or 1800" in err and "Traceback" not in err

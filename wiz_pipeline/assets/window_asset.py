@@ -4,7 +4,6 @@
 # (context and resources) at definition time.
 import warnings
 from collections.abc import Iterator
-from datetime import UTC
 from typing import Any
 
 import dagster as dg
@@ -68,10 +67,6 @@ def _define(
             f"{collection.data_type}: {len(windows)} window(s), {windows[0].start:%Y-%m-%d %H:%M:%S} .. "
             f"{windows[-1].end:%Y-%m-%d %H:%M:%S} UTC"
         )
-        starts = {
-            w.key: collection.partitions_def.time_window_for_partition_key(w.key).start.astimezone(UTC)
-            for w in windows
-        }
         changed = interval_change(context.instance, collection)
         if changed:
             # A UI backfill must not write under the new interval either: its materializations would
@@ -80,7 +75,7 @@ def _define(
         tracker = CheckpointTracker(context.instance, collection)
         with wiz.client() as client:
             for result in collect_windows(
-                client, data_type, windows, datasets.path, partition_starts=starts, run_id=context.run.run_id
+                client, data_type, windows, datasets.path, run_id=context.run.run_id
             ):
                 context.log_event(
                     dg.AssetMaterialization(

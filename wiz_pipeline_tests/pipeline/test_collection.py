@@ -226,11 +226,8 @@ def test_no_temporary_file_outlives_a_run_that_stops_between_windows(pipeline, s
     keys = pipeline.keys()[:4]
     windows = windows_for(collection.partitions_def, keys, collection.seed)
     monkeypatch.setattr(collect, "MAX_BUFFERED_BYTES", 10_000)  # every window's file is open by now
-    starts = {k: collection.partitions_def.time_window_for_partition_key(k).start for k in keys}
     with pipeline.defs.resources["wiz"].client() as client:
-        results = collect_windows(
-            client, AUDIT_LOGS, windows, pipeline.root, partition_starts=starts, run_id="r1"
-        )
+        results = collect_windows(client, AUDIT_LOGS, windows, pipeline.root, run_id="r1")
         next(results)
         results.close()  # as when a run is terminated after its first window
     assert len(pipeline.files()) == 1
