@@ -179,9 +179,13 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
 
 
 def cmd_settings(args: argparse.Namespace) -> int:
-    from wiz_pipeline.settings import settings_table
+    from wiz_pipeline.settings import environment_table, settings_table
 
     print(settings_table())
+    print()
+    print("Read by Dagster and the AWS SDK, not by wiz-pipeline itself:")
+    print()
+    print(environment_table())
     return 0
 
 

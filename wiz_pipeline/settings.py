@@ -229,7 +229,48 @@ SETTINGS: tuple[Setting, ...] = (
     ),
 )
 
+
+@dataclass(frozen=True)
+class EnvironmentVariable:
+    """A variable read by Dagster or the AWS SDK rather than by our settings; declared here so that the
+    README, ``wiz-pipeline settings`` and the deployment files' check all know it."""
+
+    name: str
+    read_by: str
+    help: str
+    secret: bool = False
+
+
+ENVIRONMENT: tuple[EnvironmentVariable, ...] = (
+    EnvironmentVariable(
+        "DAGSTER_HOME",
+        "Dagster",
+        "The instance directory (dagster.yaml); must persist, it holds the checkpoints.",
+    ),
+    EnvironmentVariable("DAGSTER_PG_USERNAME", "Dagster", "PostgreSQL user (deploy/dagster-postgres.yaml)."),
+    EnvironmentVariable(
+        "DAGSTER_PG_PASSWORD", "Dagster", "PostgreSQL password (deploy/dagster-postgres.yaml).", secret=True
+    ),
+    EnvironmentVariable("DAGSTER_PG_HOST", "Dagster", "PostgreSQL host (deploy/dagster-postgres.yaml)."),
+    EnvironmentVariable(
+        "DAGSTER_PG_PORT", "Dagster", "PostgreSQL port, 5432 if unset (deploy/dagster-postgres.yaml)."
+    ),
+    EnvironmentVariable("DAGSTER_PG_DB", "Dagster", "PostgreSQL database (deploy/dagster-postgres.yaml)."),
+    EnvironmentVariable("AWS_ACCESS_KEY_ID", "AWS SDK", "S3 access key, for an s3:// WIZ_OUTPUT_URI."),
+    EnvironmentVariable(
+        "AWS_SECRET_ACCESS_KEY", "AWS SDK", "S3 secret key (never logged or shown).", secret=True
+    ),
+    EnvironmentVariable(
+        "AWS_SESSION_TOKEN", "AWS SDK", "Temporary credentials' session token (never logged).", secret=True
+    ),
+    EnvironmentVariable("AWS_REGION", "AWS SDK", "The bucket's region."),
+    EnvironmentVariable(
+        "AWS_ENDPOINT_URL", "AWS SDK", "Endpoint of an S3-compatible store (MinIO, Ceph, R2); unset for AWS."
+    ),
+)
+
 BY_NAME = {s.name: s for s in SETTINGS}
+KNOWN_VARIABLES = frozenset(BY_NAME) | {v.name for v in ENVIRONMENT}
 
 
 @dataclass(frozen=True)
@@ -284,4 +325,11 @@ def settings_table() -> str:
     for s in SETTINGS:
         default = "required" if s.required else (f"`{s.default}`" if s.default else "empty")
         lines.append(f"| `{s.name}` | {default} | {s.help} |")
+    return "\n".join(lines)
+
+
+def environment_table() -> str:
+    """The Markdown table of the variables read by Dagster and the AWS SDK, as in the README."""
+    lines = ["| variable | read by | meaning |", "|---|---|---|"]
+    lines += [f"| `{v.name}` | {v.read_by} | {v.help} |" for v in ENVIRONMENT]
     return "\n".join(lines)
