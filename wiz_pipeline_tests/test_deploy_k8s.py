@@ -326,7 +326,8 @@ def test_secrets_come_only_from_kubernetes_secrets_with_placeholders():
     # The PostgreSQL password: one Secret, read by Dagster's pods and by the bundled database.
     postgres_secret = chart_values["global"]["postgresqlSecretName"]
     assert chart_values["postgresql"]["existingSecret"] == postgres_secret
-    assert secrets[postgres_secret] == {"postgresql-password": "REPLACE-ME"}
+    assert secrets[postgres_secret]["postgresql-password"] == "REPLACE-ME"
+    assert set(secrets[postgres_secret].values()) == {"REPLACE-ME"}
     assert chart_values["generatePostgresqlPasswordSecret"] is False
     assert chart_values["postgresql"]["postgresqlPassword"] == ""
 
