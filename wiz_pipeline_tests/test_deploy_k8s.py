@@ -213,6 +213,10 @@ def chart_instance_sections(chart_values: dict[str, Any]) -> dict[str, Any]:
     daemon = chart_values["dagsterDaemon"]
     assert daemon["enabled"] and daemon["runCoordinator"]["enabled"]
     assert daemon["runCoordinator"]["type"] == "QueuedRunCoordinator"
+    # With a concurrency section the chart leaves the coordinator's own limits out (and fails if they
+    # are set twice), and Dagster refuses them beside it: they belong under concurrency.runs.
+    queued = daemon["runCoordinator"].get("config", {}).get("queuedRunCoordinator", {})
+    assert not {"maxConcurrentRuns", "tagConcurrencyLimits", "blockOpConcurrencyLimitedRuns"} & queued.keys()
     concurrency = chart_values["concurrency"]
     assert concurrency["enabled"]
     return {
