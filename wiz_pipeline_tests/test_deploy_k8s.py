@@ -293,6 +293,17 @@ def test_the_image_installs_the_project_with_the_k8s_extra_and_no_dev_tools():
     assert "--no-cache-dir" in runs[0]
 
 
+def test_what_the_image_copies_exists_and_is_in_the_build_context():
+    ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
+    admitted = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
+    assert "*" in ignore  # everything else stays out of the context (local data, instances, venvs)
+    copies = [shlex.split(a) for k, a in dockerfile() if k == "COPY"]
+    sources = [source for *sources, _ in copies for source in sources if not source.startswith("--")]
+    assert sources
+    for source in sources:
+        assert (ROOT / source).exists() and source.rstrip("/") in admitted, source
+
+
 def test_the_image_has_no_entrypoint_to_prepend_to_the_charts_commands():
     # The chart's code server and the K8sRunLauncher's run pods give the whole command as container
     # args (`dagster api grpc ...`, `dagster api execute_run ...`); an ENTRYPOINT would come first.
