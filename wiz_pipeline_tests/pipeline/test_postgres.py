@@ -1,0 +1,160 @@
+"""The pipeline on a PostgreSQL-backed Dagster instance (deploy/dagster-postgres.yaml) against a real
+server on 127.0.0.1: ticks, runs and checkpoints agree with a SQLite instance (deploy/dagster.yaml)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import yaml
+from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
+
+from wiz_pipeline.simulator import Fault
+from wiz_pipeline_tests.pipeline.conftest import SEED, Pipeline
+from wiz_pipeline_tests.pipeline.test_schedule import requested, tick
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+AT = datetime(2025, 9, 13, 2, 35, tzinfo=UTC)  # 11 closed windows after the seed's
+
+
+def test_the_postgres_instance_yaml_keeps_the_pool_monitoring_and_telemetry_of_dagster_yaml():
+    sqlite = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())
+    postgres = yaml.safe_load((DEPLOY / "dagster-postgres.yaml").read_text())
+    for section in ("concurrency", "run_monitoring", "telemetry"):
+        assert postgres[section] == sqlite[section], section
+    assert set(postgres) - set(sqlite) == {"storage"}
+    db = postgres["storage"]["postgres"]["postgres_db"]
+    assert db.pop("scheme") == "postgresql+psycopg2"  # the driver dagster-postgres installs
+    assert {name: value["env"] for name, value in db.items()} == {
+        "username": "DAGSTER_PG_USERNAME",
+        "password": "DAGSTER_PG_PASSWORD",
+        "hostname": "DAGSTER_PG_HOST",
+        "db_name": "DAGSTER_PG_DB",
+        "port": "DAGSTER_PG_PORT",
+    }
+
+
+def _home(path: Path, config: str) -> Path:
+    path.mkdir(mode=0o750)
+    shutil.copy(DEPLOY / config, path / "dagster.yaml")
+    return path
+
+
+def _checkpoints(homes: dict[str, Path], env: dict[str, dict[str, str]]) -> dict[str, str]:
+    """`wiz-pipeline checkpoints` in a process of its own per instance (side by side), with the counts
+    that depend on today's date left out."""
+    processes = {
+        name: subprocess.Popen(
+            [sys.executable, "-m", "wiz_pipeline.cli", "checkpoints"],
+            env={**os.environ, **env[name], "DAGSTER_HOME": str(home)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, home in homes.items()
+    }
+    printed = {}
+    for name, process in processes.items():
+        out, err = process.communicate(timeout=60)
+        assert process.returncode == 0, err
+        printed[name] = re.sub(r"of \d+ closed windows written; \d+ missing", "of N closed; M missing", out)
+    return printed
+
+
+def _sequence(pipeline: Pipeline) -> list[object]:
+    """A catch-up tick, its ranged runs (one fails on 500s), the tick after, reruns of a failed and of
+    a written window, the last tick, and what they left in the instance, as plain values."""
+    seen: list[object] = []
+
+    def observe_tick() -> list[tuple[str, str]]:
+        data = tick(pipeline, AT)
+        runs = requested(data)
+        seen.append(
+            [(r, q.tags["wiz/since_time"]) for r, q in zip(runs, data.run_requests or [], strict=True)]
+        )
+        seen.append(data.skip_message)
+        return runs
+
+    runs = observe_tick()
+    assert len(runs) == 3
+    results = [pipeline.run(*runs[0]).success]
+    pipeline.sim.inject(Fault.http_status(500), times=6)  # every attempt of the second range's query
+    results += [pipeline.run(*runs[1]).success, pipeline.run(*runs[2]).success]
+    retry = observe_tick()
+    results.append(pipeline.run(*retry[0]).success)  # the first half of the failed range
+    results.append(pipeline.run(runs[0][0]).success)  # a written window again: replaces its file
+    seen.append(results)
+    observe_tick()
+    seen.append(sorted(pipeline.instance.get_materialized_partitions(pipeline.collection().asset_key)))
+    seen.append(sorted(pipeline.table().column("id").to_pylist()))
+    return seen
+
+
+def test_ticks_runs_and_checkpoints_on_postgres_agree_with_sqlite(sim, tmp_path, postgres_env, monkeypatch):
+    for name, value in postgres_env.items():  # the instance yaml reads them from the environment
+        monkeypatch.setenv(name, value)
+    observed, homes, envs = {}, {}, {}
+    for backend, config in (("postgres", "dagster-postgres.yaml"), ("sqlite", "dagster.yaml")):
+        homes[backend] = _home(tmp_path / f"{backend}-home", config)
+        envs[backend] = {
+            "WIZ_OUTPUT_URI": str(tmp_path / f"{backend}-data"),
+            "AUDIT_SINCE_TIME": SEED,
+            "ISSUES_SINCE_TIME": SEED,
+            "WIZ_POLL_INTERVAL_SECONDS": "1800",
+            "WIZ_WINDOW_LAG_SECONDS": "300",
+            "WIZ_MAX_WINDOWS_PER_RUN": "4",
+        }
+        with dg.DagsterInstance.from_config(str(homes[backend])) as instance:
+            storages = (instance.run_storage, instance.event_log_storage, instance.schedule_storage)
+            kinds = (PostgresRunStorage, PostgresEventLogStorage, PostgresScheduleStorage)
+            assert [isinstance(s, k) for s, k in zip(storages, kinds, strict=True)] == [
+                backend == "postgres"
+            ] * 3
+            pipeline = Pipeline(sim, envs[backend], instance, tmp_path / f"{backend}-data", {})
+            observed[backend] = _sequence(pipeline)
+    printed = _checkpoints(homes, envs)
+    assert printed["postgres"] == printed["sqlite"]
+    assert observed["postgres"] == observed["sqlite"]
+    # What the sequence shows, so that agreeing on nothing can't pass.
+    first_tick, _, after_failure, _, results, last_tick, last_message, written, _ = observed["sqlite"]
+    assert [r for r, _ in first_tick] == [
+        ("2025-09-12-21:00", "2025-09-12-22:30"),
+        ("2025-09-12-23:00", "2025-09-13-00:30"),
+        ("2025-09-13-01:00", "2025-09-13-02:00"),
+    ]
+    assert results == [True, False, True, True, True]
+    assert after_failure == [  # the failed range in halves, the checkpoint held at the failure
+        (("2025-09-12-23:00", "2025-09-12-23:30"), "2025-09-12T23:00:00Z"),
+        (("2025-09-13-00:00", "2025-09-13-00:30"), "2025-09-12T23:00:00Z"),
+    ]
+    assert last_tick == [(("2025-09-13-00:00", "2025-09-13-00:30"), "2025-09-13T00:00:00Z")]
+    assert last_message is None
+    assert len(written) == 9
+    assert (
+        "AUDIT_SINCE_TIME=2025-09-13T00:00:00Z  # 9 of N closed; M missing, the first 2025-09-13-00:00"
+        in (printed["sqlite"])
+    )
+    assert "ISSUES_SINCE_TIME=2025-09-12T21:00:09Z  # 0 of " in printed["sqlite"]
+
+
+def test_a_wrong_postgres_password_fails_the_command_without_showing_it(tmp_path, postgres_env):
+    home = _home(tmp_path / "home", "dagster-postgres.yaml")
+    wrong = "not-the-password-5f2e9a"
+    done = subprocess.run(
+        [sys.executable, "-m", "wiz_pipeline.cli", "checkpoints"],
+        env={**os.environ, **postgres_env, "DAGSTER_PG_PASSWORD": wrong, "DAGSTER_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert wrong not in done.stdout + done.stderr
+    print(done.stderr)
