@@ -44,7 +44,8 @@ def test_the_postgres_instance_yaml_keeps_the_pool_monitoring_and_telemetry_of_d
 
 def _home(path: Path, config: str) -> Path:
     path.mkdir(mode=0o750)
-    shutil.copy(DEPLOY / config, path / "dagster.yaml")
+    shutil.copyfile(DEPLOY / config, path / "dagster.yaml")
+    (path / "dagster.yaml").chmod(0o640)
     return path
 
 
