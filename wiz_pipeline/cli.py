@@ -10,11 +10,14 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from wiz_pipeline.simulator import WizSimulator, generate_tenant
 from wiz_pipeline.wiz.errors import WizConfigError
 from wiz_pipeline.wiz.urls import is_loopback_host
+
+if TYPE_CHECKING:
+    import dagster as dg
 
 
 def _positive(text: str) -> float:
@@ -149,7 +152,6 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 def cmd_checkpoints(args: argparse.Namespace) -> int:
     """Print each data type's checkpoint as derived from the Dagster instance's materializations."""
-    import dagster as dg
 
     from wiz_pipeline.checkpoints import collections_for, interval_change, progress
     from wiz_pipeline.settings import load_settings
@@ -165,7 +167,7 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
     settings = load_settings()
     now = datetime.now(UTC)
     lag = timedelta(seconds=settings.window_lag_seconds)
-    with _open_instance(dg) as instance:
+    with _open_instance() as instance:
         for collection in collections_for(settings):
             state = progress(instance, collection, now, lag)
             detail = f"{state.materialized} of {state.closed_windows} closed windows written"
@@ -180,9 +182,11 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_instance(dg: Any) -> Any:
+def _open_instance() -> dg.DagsterInstance:
     """$DAGSTER_HOME's instance; a variable its dagster.yaml reads that is unset, or a database that
     can't be reached, ends the command with one line naming the variables (never their values)."""
+    import dagster as dg
+
     home = os.environ["DAGSTER_HOME"]
     try:
         return dg.DagsterInstance.get()
