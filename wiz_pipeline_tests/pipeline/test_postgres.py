@@ -25,8 +25,6 @@ from wiz_pipeline_tests.pipeline.test_schedule import requested, tick
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 AT = datetime(2025, 9, 13, 2, 35, tzinfo=UTC)  # 11 closed windows after the seed's
-
-
 WRONG_PASSWORD = "not-the-password-5f2e9a"
 
 
@@ -66,9 +64,12 @@ def wrong_password_command(request, tmp_path_factory) -> Iterator[_Command | Non
 def test_the_postgres_instance_yaml_keeps_the_pool_monitoring_and_telemetry_of_dagster_yaml():
     sqlite = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())
     postgres = yaml.safe_load((DEPLOY / "dagster-postgres.yaml").read_text())
-    for section in ("concurrency", "run_monitoring", "telemetry"):
+    assert {"concurrency", "run_monitoring", "telemetry"} <= set(sqlite)
+    # Every section of deploy/dagster.yaml (pools, run monitoring, telemetry, whatever is added later),
+    # unchanged; only the storage differs.
+    assert set(postgres) == set(sqlite) | {"storage"}
+    for section in sqlite:
         assert postgres[section] == sqlite[section], section
-    assert set(postgres) - set(sqlite) == {"storage"}
     db = postgres["storage"]["postgres"]["postgres_db"]
     assert db.pop("scheme") == "postgresql+psycopg2"  # the driver dagster-postgres installs
     assert {name: value["env"] for name, value in db.items()} == {
