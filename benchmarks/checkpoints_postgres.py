@@ -1,6 +1,8 @@
 """Checkpoint derivation with a year of 30-minute windows materialized, on PostgreSQL and on SQLite.
 
-    .venv/bin/python benchmarks/checkpoints_postgres.py [--windows 17520] [--backend postgres sqlite]
+    .venv/bin/python benchmarks/checkpoints_postgres.py [--windows 17520] [--backend sqlite] 2>/dev/null
+
+(The figures go to stdout; Dagster's run logs, the deliberate failure's traceback among them, to stderr.)
 
 For each backend, a Dagster instance is built from the shipped file (deploy/dagster-postgres.yaml
 against a throwaway PostgreSQL server on 127.0.0.1, or deploy/dagster.yaml), with the audit seed a
