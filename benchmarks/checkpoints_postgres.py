@@ -1,6 +1,6 @@
 """Checkpoint derivation with a year of 30-minute windows materialized, on PostgreSQL and on SQLite.
 
-    .venv/bin/python benchmarks/checkpoints_postgres.py [--windows 17520] [--backend sqlite] 2>/dev/null
+    .venv/bin/python benchmarks/checkpoints_postgres.py [--windows N] [--backend postgres sqlite] 2>/dev/null
 
 (The figures go to stdout; Dagster's run logs, the deliberate failure's traceback among them, to stderr.)
 
