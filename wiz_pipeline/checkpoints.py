@@ -23,6 +23,14 @@ from wiz_pipeline.partitions import KEY_FORMAT, window_partitions
 from wiz_pipeline.settings import Settings
 from wiz_pipeline.wiz.times import format_time, parse_time
 
+# Bringing the status cache up to date costs Dagster a parse and a check per window it hasn't seen: after
+# a year of windows was written at once (a backfill, a fresh instance), several seconds at 30-minute
+# windows and minutes at one-minute ones, past the schedule's 60 s timeout (and a tick that times out
+# never stores the cache it built). With more unseen windows than this, the failed and in-progress
+# windows are read from the event log instead (one query), and the cache is left to the UI.
+STATUS_CACHE_CATCH_UP_LIMIT = 2000
+_FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+
 
 @dataclass(frozen=True)
 class Collection:
@@ -146,8 +154,21 @@ def _timestamp(value: object) -> float:
     return stamp() if callable(stamp) else stamp
 
 
-def failed_and_in_progress(instance: dg.DagsterInstance, collection: Collection) -> tuple[set[str], set[str]]:
-    """Windows whose latest run failed, and windows a queued or running run is writing."""
+def failed_and_in_progress(
+    instance: dg.DagsterInstance, collection: Collection, materialized: int
+) -> tuple[set[str], set[str]]:
+    """Windows whose latest run failed, and windows a queued or running run is writing (``materialized``
+    is how many windows are materialized)."""
+    record = next(iter(instance.get_asset_records([collection.asset_key])), None)
+    stored = record.asset_entry.cached_status if record else None
+    if isinstance(stored, AssetStatusCacheValue) and stored.partitions_def_id == _partitions_id(collection):
+        unseen = len(
+            instance.get_materialized_partitions(collection.asset_key, after_cursor=stored.latest_storage_id)
+        )
+    else:
+        unseen = materialized  # Dagster would build the cache from scratch
+    if unseen > STATUS_CACHE_CATCH_UP_LIMIT:
+        return _failed_and_in_progress_from_event_log(instance, collection)
     cached = get_and_update_asset_status_cache_value(
         instance, collection.asset_key, collection.partitions_def
     )
@@ -158,14 +179,44 @@ def failed_and_in_progress(instance: dg.DagsterInstance, collection: Collection)
     return _keys_of(failed, collection), _keys_of(in_progress, collection)
 
 
+def _partitions_id(collection: Collection) -> str:
+    return collection.partitions_def.get_serializable_unique_identifier()
+
+
+def _failed_and_in_progress_from_event_log(
+    instance: dg.DagsterInstance, collection: Collection
+) -> tuple[set[str], set[str]]:
+    """What the status cache would say, read from the event log: each window's latest attempt that no
+    materialization followed, and its run's status (one query for the attempts, one per 100 runs)."""
+    storage = instance.event_log_storage
+    attempts = storage.get_latest_asset_partition_materialization_attempts_without_materializations(
+        collection.asset_key
+    )
+    run_ids = sorted({run_id for run_id, _ in attempts.values()})
+    status: dict[str, dg.DagsterRunStatus] = {}
+    for i in range(0, len(run_ids), 100):
+        for run in instance.get_runs(dg.RunsFilter(run_ids=run_ids[i : i + 100])):
+            status[run.run_id] = run.status
+    failed, in_progress = set(), set()
+    for key, (run_id, _) in attempts.items():
+        if status.get(run_id) == dg.DagsterRunStatus.FAILURE:
+            failed.add(key)
+        elif run_id in status and status[run_id] not in _FINISHED:
+            in_progress.add(key)
+    return failed, in_progress
+
+
 def progress(
     instance: dg.DagsterInstance, collection: Collection, now: datetime, lag: timedelta = timedelta(0)
 ) -> Progress:
     """Where collection stands at ``now``, counting windows closed at least ``lag`` ago."""
     keys = window_keys(collection, now - lag)
-    written = written_windows(instance, collection)
+    materialized = _materialized(instance, collection)
+    written = materialized - partial_windows(instance, collection, materialized)
     missing = [k for k in keys if k not in written]
-    failed, in_progress = failed_and_in_progress(instance, collection) if missing else (set(), set())
+    failed, in_progress = (
+        failed_and_in_progress(instance, collection, len(materialized)) if missing else (set(), set())
+    )
     missing_set = set(missing)
     return Progress(
         _checkpoint(collection, keys, written),

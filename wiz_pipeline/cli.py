@@ -5,14 +5,19 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wiz_pipeline.simulator import WizSimulator, generate_tenant
 from wiz_pipeline.wiz.errors import WizConfigError
 from wiz_pipeline.wiz.urls import is_loopback_host
+
+if TYPE_CHECKING:
+    import dagster as dg
 
 
 def _positive(text: str) -> float:
@@ -147,7 +152,6 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 def cmd_checkpoints(args: argparse.Namespace) -> int:
     """Print each data type's checkpoint as derived from the Dagster instance's materializations."""
-    import dagster as dg
 
     from wiz_pipeline.checkpoints import collections_for, interval_change, progress
     from wiz_pipeline.settings import load_settings
@@ -163,7 +167,7 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
     settings = load_settings()
     now = datetime.now(UTC)
     lag = timedelta(seconds=settings.window_lag_seconds)
-    with dg.DagsterInstance.get() as instance:
+    with _open_instance() as instance:
         for collection in collections_for(settings):
             state = progress(instance, collection, now, lag)
             detail = f"{state.materialized} of {state.closed_windows} closed windows written"
@@ -176,6 +180,36 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
             if changed:
                 print(f"# WARNING: {changed}")
     return 0
+
+
+def _open_instance() -> dg.DagsterInstance:
+    """$DAGSTER_HOME's instance; a variable its dagster.yaml reads that is unset, or a database that
+    can't be reached, ends the command with one line naming the variables (never their values)."""
+    import dagster as dg
+
+    home = os.environ["DAGSTER_HOME"]
+    try:
+        return dg.DagsterInstance.get()
+    except dg.DagsterInvalidConfigError as exc:
+        missing = re.findall(r'environment variable "(\w+)" which is not set', str(exc))
+        if not missing:
+            raise
+        raise WizConfigError(
+            f"{', '.join(dict.fromkeys(missing))} not set: {home}/dagster.yaml reads "
+            f"{'it' if len(missing) == 1 else 'them'} from the environment (see README, PostgreSQL)"
+        ) from None
+    except Exception as exc:
+        if type(exc).__module__.split(".")[0] not in ("dagster_postgres", "sqlalchemy"):
+            raise
+        cause = getattr(exc.__cause__, "orig", None) or exc.__cause__ or exc
+        reason = " ".join(str(cause).split())
+        password = os.environ.get("DAGSTER_PG_PASSWORD")
+        if password:
+            reason = reason.replace(password, "***")
+        raise WizConfigError(
+            f"cannot reach the PostgreSQL database of {home}/dagster.yaml ({reason}): check DAGSTER_PG_HOST, "
+            "DAGSTER_PG_PORT, DAGSTER_PG_DB, DAGSTER_PG_USERNAME and DAGSTER_PG_PASSWORD"
+        ) from None
 
 
 def cmd_settings(args: argparse.Namespace) -> int:

@@ -253,7 +253,9 @@ ENVIRONMENT: tuple[EnvironmentVariable, ...] = (
     ),
     EnvironmentVariable("DAGSTER_PG_HOST", "Dagster", "PostgreSQL host (deploy/dagster-postgres.yaml)."),
     EnvironmentVariable(
-        "DAGSTER_PG_PORT", "Dagster", "PostgreSQL port, 5432 if unset (deploy/dagster-postgres.yaml)."
+        "DAGSTER_PG_PORT",
+        "Dagster",
+        "PostgreSQL port, usually 5432; required (deploy/dagster-postgres.yaml).",
     ),
     EnvironmentVariable("DAGSTER_PG_DB", "Dagster", "PostgreSQL database (deploy/dagster-postgres.yaml)."),
     EnvironmentVariable("AWS_ACCESS_KEY_ID", "AWS SDK", "S3 access key, for an s3:// WIZ_OUTPUT_URI."),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import os
+import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,6 +13,7 @@ import pytest
 
 from wiz_pipeline.simulator import Tenant, WizSimulator, generate_tenant
 from wiz_pipeline.wiz import WizClient
+from wiz_pipeline_tests.postgres_server import PostgresServer, PostgresUnavailable, start_server, stop_server
 
 # A fixed history, so that every figure a test checks is reproducible.
 T0 = datetime(2025, 9, 12, 21, 0, tzinfo=UTC)
@@ -68,3 +72,26 @@ def make_client(sim: WizSimulator) -> Iterator[Callable[..., WizClient]]:
     yield make
     for client in clients:
         client.close()
+
+
+_databases = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server on 127.0.0.1 for the session; never skipped in CI."""
+    try:
+        server = start_server()
+    except PostgresUnavailable as error:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI needs a PostgreSQL server: {error}", pytrace=False)
+        pytest.skip(f"no PostgreSQL server: {error}")
+    yield server
+    stop_server(server)
+
+
+@pytest.fixture
+def postgres_env(postgres_server: PostgresServer, request: pytest.FixtureRequest) -> dict[str, str]:
+    """The DAGSTER_PG_* variables for a fresh database of this test's own."""
+    name = re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:50]
+    return postgres_server.env(postgres_server.create_database(f"t{next(_databases)}_{name}"))

@@ -187,3 +187,36 @@ def test_catch_up_keys_are_the_partitions_dagster_itself_lists():
                 if expected:
                     end = collection.partitions_def.time_window_for_partition_key(expected[-1]).end
                     assert _end_of(collection, len(expected)) == end
+
+
+def test_failed_and_running_windows_read_from_the_event_log_are_those_of_the_status_cache(
+    pipeline, sim, monkeypatch
+):
+    # After a big backfill the tick reads them from the event log rather than wait for Dagster to
+    # bring its status cache up to date window by window; both must say the same.
+    from wiz_pipeline import checkpoints
+
+    keys = pipeline.keys()
+    assert pipeline.run(keys[0], keys[1]).success
+    sim.inject(Fault.http_status(500), times=6)
+    assert not pipeline.run(keys[2], keys[5]).success
+    pipeline.instance.create_run_for_job(
+        pipeline.defs.resolve_job_def("collect_audit_logs"),
+        tags={ASSET_PARTITION_RANGE_START_TAG: keys[7], ASSET_PARTITION_RANGE_END_TAG: keys[8]},
+        status=DagsterRunStatus.STARTED,
+        asset_selection=frozenset({dg.AssetKey(["wiz", "audit_logs"])}),
+    )
+    at = datetime(2025, 9, 13, 3, 35, tzinfo=UTC)
+    seen = []
+    for limit in (checkpoints.STATUS_CACHE_CATCH_UP_LIMIT, -1):  # the cache, then the event log
+        monkeypatch.setattr(checkpoints, "STATUS_CACHE_CATCH_UP_LIMIT", limit)
+        state = checkpoints.progress(pipeline.instance, pipeline.collection(), at, timedelta(minutes=5))
+        seen.append((state.failed, state.in_progress, requested(tick(pipeline, at))))
+    assert seen[0] == seen[1]
+    assert seen[0][:2] == (set(keys[2:6]), set(keys[7:9]))
+    assert seen[0][2] == [
+        (keys[2], keys[3]),
+        (keys[4], keys[5]),
+        (keys[6], keys[6]),
+        (keys[9], "2025-09-13-03:00"),
+    ]
