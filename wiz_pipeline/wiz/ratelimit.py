@@ -29,7 +29,8 @@ class RateLimiter:
     """Spaces request starts at least ``1/rate`` seconds apart (no bursts), across threads.
 
     Smooth spacing rather than a token bucket: the Wiz limit is per service account and shared
-    by all queries, and a burst is exactly what trips a server-side sliding window.
+    by all queries, and a burst is exactly what trips a server-side sliding window. The first
+    request also waits one interval, so that clients taking turns at one budget stay spaced.
     ``rate_limited`` lets a 429 hold back every thread, not just the one that got it, and lowers
     the rate for a while. The rate never goes above ``requests_per_second``.
     """
@@ -48,7 +49,10 @@ class RateLimiter:
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
-        self._next_slot = 0.0
+        # The first grant too waits one interval: the budget is shared with whoever held it last (the
+        # step that had the wiz_api pool's slot before this run's), and its last request may have
+        # started just now. A server counting over a sliding window would see the two as a burst.
+        self._next_slot = clock() + _SAFETY / requests_per_second
         self._paused_until = 0.0
         self._granted_since_429 = 0
         self._last_cut = -_ONE_EVENT_SECONDS
