@@ -268,3 +268,56 @@ def test_schedules_a_backfill_and_a_terminal_run_share_one_rate_budget(tmp_path,
                 issues = window_rows(instance, "issues", keys[i])
                 assert len(issues) == len(expected_issues)
                 assert {r["id"]: r["statusChangedAt"] for r in issues} == expected_issues
+
+
+def test_two_runs_from_terminals_take_turns_at_the_slot(tmp_path, monkeypatch):
+    """The quick form of the test above, without a daemon: two `dagster asset materialize` at once
+    on an instance made from deploy/dagster.yaml. With `granularity: run` neither claims the slot,
+    and the simulator answers several of their requests with 429."""
+    end = datetime(2025, 9, 12, 23, tzinfo=UTC)
+    tenant = generate_tenant(end - timedelta(hours=1), end, audit_entries=50, issues=10, seed=3)
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    with WizSimulator(tenant, client_id="c", client_secret=CLIENT_SECRET, rate_limit_per_second=RATE) as sim:
+        seed = format_time(end - timedelta(hours=1))
+        env = {
+            "DAGSTER_HOME": str(home),
+            "WIZ_API_URL": sim.graphql_url,
+            "WIZ_TOKEN_URL": sim.token_url,
+            "WIZ_CLIENT_ID": sim.client_id,
+            "WIZ_CLIENT_SECRET": sim.client_secret,
+            "AUDIT_SINCE_TIME": seed,
+            "ISSUES_SINCE_TIME": seed,
+            "WIZ_OUTPUT_URI": str(tmp_path / "data"),
+            "WIZ_MAX_REQUESTS_PER_SECOND": str(RATE),
+            "WIZ_PAGE_SIZE": "2",
+        }
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        # The instance's storage exists before the runs start, as in any deployment: two processes
+        # creating a fresh SQLite instance at once can both write its schema version.
+        dg.DagsterInstance.get().dispose()
+        command = [str(BIN / "dagster"), "asset", "materialize", "-m", "wiz_pipeline.definitions"]
+        logs = [tmp_path / "first.log", tmp_path / "second.log"]
+        keys = [(end - timedelta(minutes=m)).strftime("%Y-%m-%d-%H:%M") for m in (60, 30)]
+        terminals = [
+            start([*command, "--select", "wiz/audit_logs", "--partition", key], log)
+            for key, log in zip(keys, logs, strict=True)
+        ]
+        try:
+            for terminal, log in zip(terminals, logs, strict=True):
+                assert terminal.wait(timeout=180) == 0, log.read_text()[-3000:]
+        finally:
+            for terminal in terminals:
+                stop(terminal)
+        with dg.DagsterInstance.get() as instance:
+            runs = instance.get_runs()
+            assert len(runs) == 2 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+            steps = sorted(s for r in runs for s in step_intervals(instance, r.run_id))
+        busiest = max_in_any_second([r.at for r in sim.graphql_records()])
+        overlapped = steps[1][0] < steps[0][1]
+        assert (sim.counters.rate_limited, busiest <= RATE, overlapped) == (0, True, False), (
+            f"{sim.counters.rate_limited} requests answered 429, {busiest} in the busiest second, "
+            f"Wiz steps {'overlapped' if overlapped else 'took turns'}"
+        )
