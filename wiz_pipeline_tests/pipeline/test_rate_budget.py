@@ -34,6 +34,7 @@ from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 from dagster_graphql.client.query import LAUNCH_PARTITION_BACKFILL_MUTATION
 from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
 
+from wiz_pipeline.assets.window_asset import unshared_budget
 from wiz_pipeline.partitions import cron_for
 from wiz_pipeline.simulator import WizSimulator, generate_tenant
 from wiz_pipeline.simulator.tenant import wiz_time
@@ -321,3 +322,23 @@ def test_two_runs_from_terminals_take_turns_at_the_slot(tmp_path, monkeypatch):
             f"{sim.counters.rate_limited} requests answered 429, {busiest} in the busiest second, "
             f"Wiz steps {'overlapped' if overlapped else 'took turns'}"
         )
+
+
+def test_a_step_says_when_the_instance_would_not_share_the_budget(tmp_path):
+    deploy = (ROOT / "deploy" / "dagster.yaml").read_text()
+    for name, yaml in {
+        "deploy": deploy,
+        "per_run": deploy.replace("granularity: op", "granularity: run"),
+    }.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "dagster.yaml").write_text(yaml)
+    with dg.DagsterInstance.from_config(str(tmp_path / "deploy")) as instance:
+        assert unshared_budget(instance) is None  # the default limit, before any step claimed it
+        instance.event_log_storage.set_concurrency_slots("wiz_api", 1)
+        assert unshared_budget(instance) is None
+        instance.event_log_storage.set_concurrency_slots("wiz_api", 2)
+        assert "wiz_api pool's limit is 2, not 1" in unshared_budget(instance)
+    with dg.DagsterInstance.from_config(str(tmp_path / "per_run")) as instance:
+        assert "counted per run" in unshared_budget(instance)
+    with dg.instance_for_test() as instance:  # no concurrency settings at all
+        assert "limit is unset" in unshared_budget(instance)
