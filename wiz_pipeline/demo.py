@@ -58,8 +58,9 @@ def prepare_home(home: Path) -> None:
     config = home / "dagster.yaml"
     if not config.exists():
         config.write_text(INSTANCE_YAML)
-    # Same as `dagster instance concurrency set wiz_api 1`. Without it, Dagster 1.13's run queue creates
-    # the pool's limit only on first sight, after checking it, and lets the first two runs through.
+    # Same as `dagster instance concurrency set wiz_api 1`. The budget doesn't need it (a step's claim
+    # creates the pool with the default limit), but without it Dagster 1.13's run queue creates the
+    # limit only after its first pass, which launches every queued run to wait for the slot in its run.
     with patched_environ({"DAGSTER_HOME": str(home)}), dg.DagsterInstance.get() as instance:
         if POOL not in instance.event_log_storage.get_concurrency_keys():
             instance.event_log_storage.set_concurrency_slots(POOL, 1)
