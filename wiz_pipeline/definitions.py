@@ -48,6 +48,9 @@ def build_definitions(
         )
     return dg.Definitions(
         assets=assets,
+        # A run is one step (one asset, its windows): a step process of its own would add a process
+        # start to every run and run nothing in parallel. The step still claims the wiz_api slot.
+        executor=dg.in_process_executor,
         jobs=jobs,
         schedules=schedules,
         resources={

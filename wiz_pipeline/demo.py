@@ -22,23 +22,30 @@ from wiz_pipeline.simulator import WizSimulator
 from wiz_pipeline.wiz.times import format_time
 
 # Both the demo and `wiz-pipeline dev` write this into a DAGSTER_HOME that has no dagster.yaml yet.
-# One run at a time may hold the `wiz_api` pool, so all runs share the tenant's rate budget.
+# One step at a time may hold the `wiz_api` pool, so all runs share the tenant's rate budget.
 INSTANCE_YAML = """\
-# Written by wiz-pipeline. Runs that use the wiz_api pool (both Wiz assets) run one at a time, so
-# that together they stay within WIZ_MAX_REQUESTS_PER_SECOND.
+# Written by wiz-pipeline. Both Wiz assets are in the wiz_api pool, counted per step in the instance's
+# storage: each step claims the pool's one slot before it starts, whether the daemon's run queue, a
+# backfill, `dagster asset materialize` or execute_in_process started its run. One step at a time
+# talks to Wiz, so together they stay within WIZ_MAX_REQUESTS_PER_SECOND. The run queue launches a
+# run only when the slot is free (no run buffer), so queued runs wait in the queue, where the
+# 4-hour limit below doesn't count, rather than started and blocked.
 concurrency:
   pools:
-    granularity: run
+    granularity: op
     default_limit: 1
+    op_granularity_run_buffer: 0
 # A run that never starts, or goes on for more than 4 hours (a hung request, or a worker that died:
 # the default run launcher can't tell a dead worker from a busy one), is marked failed instead of
-# holding its windows, and the pool's only slot, for ever.
+# holding its windows for ever; a minute after a run ends, a slot it still holds (its worker was
+# killed) is freed.
 run_monitoring:
   enabled: true
   start_timeout_seconds: 300
   max_runtime_seconds: 14400
   max_resume_run_attempts: 0
   poll_interval_seconds: 60
+  free_slots_after_run_end_seconds: 60
 telemetry:
   enabled: false
 """
@@ -51,8 +58,9 @@ def prepare_home(home: Path) -> None:
     config = home / "dagster.yaml"
     if not config.exists():
         config.write_text(INSTANCE_YAML)
-    # Same as `dagster instance concurrency set wiz_api 1`. Without it, Dagster 1.13's run queue creates
-    # the pool's limit only on first sight, after checking it, and lets the first two runs through.
+    # Same as `dagster instance concurrency set wiz_api 1`. The budget doesn't need it (a step's claim
+    # creates the pool with the default limit), but without it Dagster 1.13's run queue creates the
+    # limit only after its first pass, which launches every queued run to wait for the slot in its run.
     with patched_environ({"DAGSTER_HOME": str(home)}), dg.DagsterInstance.get() as instance:
         if POOL not in instance.event_log_storage.get_concurrency_keys():
             instance.event_log_storage.set_concurrency_slots(POOL, 1)

@@ -59,7 +59,7 @@ def test_demo_collects_through_dagster_and_reports(capsys, tmp_path):
     files = list((tmp_path / "demo" / "data" / "audit_logs").rglob("*.parquet"))
     assert 23 <= len(files) <= 25
     home = tmp_path / "demo" / "dagster_home"
-    assert (home / "dagster.yaml").read_text().count("granularity: run") == 1
+    assert (home / "dagster.yaml").read_text().count("granularity: op") == 1
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert instance.event_log_storage.get_concurrency_info("wiz_api").slot_count == 1
 
@@ -104,7 +104,9 @@ def test_the_deployment_instance_yaml_is_valid_and_the_one_the_demo_writes(tmp_p
     (tmp_path / "dagster.yaml").write_text(INSTANCE_YAML)
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         pools = instance.get_concurrency_config().pool_config
-        assert (pools.pool_granularity.value, pools.default_pool_limit) == ("run", 1)
+        assert (pools.pool_granularity.value, pools.default_pool_limit) == ("op", 1)
+        assert pools.op_granularity_run_buffer == 0
+        assert instance.run_monitoring_settings["free_slots_after_run_end_seconds"] == 60
         assert instance.run_monitoring_enabled
         assert instance.run_monitoring_max_runtime_seconds == 4 * 3600
 

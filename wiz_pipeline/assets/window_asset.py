@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
+from dagster._core.instance.config import PoolGranularity
 
 from wiz_pipeline.checkpoints import CheckpointTracker, Collection, interval_change
 from wiz_pipeline.collect import WindowResult, collect_windows
@@ -73,6 +74,9 @@ def _define(
             # hide the change from every later check.
             raise WizConfigError(changed)
         tracker = CheckpointTracker(context.instance, collection)
+        unshared = unshared_budget(context.instance)
+        if unshared:
+            context.log.warning(unshared)
         with wiz.client() as client:
             for result in collect_windows(
                 client, data_type, windows, datasets.path, run_id=context.run.run_id
@@ -89,6 +93,28 @@ def _define(
         yield from ()
 
     return _asset
+
+
+def unshared_budget(instance: dg.DagsterInstance) -> str | None:
+    """Why concurrent runs of this instance would not share one rate budget, if they would not.
+
+    The budget is shared by taking turns: every step of both assets claims the wiz_api pool's only
+    slot in the instance's storage (deploy/dagster.yaml). A per-run pool isn't claimed by runs that
+    bypass the run queue (a terminal, execute_in_process), and a limit above 1 lets steps overlap.
+    """
+    fix = (
+        "so overlapping runs each send up to WIZ_MAX_REQUESTS_PER_SECOND. Use deploy/dagster.yaml's "
+        "concurrency settings (pools: granularity: op, default_limit: 1) or "
+        f"`dagster instance concurrency set {POOL} 1`."
+    )
+    if not instance.event_log_storage.supports_global_concurrency_limits:
+        return f"This Dagster instance's storage holds no pool slots, {fix}"
+    if instance.get_concurrency_config().pool_config.pool_granularity == PoolGranularity.RUN:
+        return f"The {POOL} pool is counted per run, which runs started outside the run queue skip, {fix}"
+    limit = instance.event_log_storage.get_concurrency_info(POOL).limit
+    if limit != 1:
+        return f"The {POOL} pool's limit is {'unset' if limit is None else limit}, not 1, {fix}"
+    return None
 
 
 def _metadata(

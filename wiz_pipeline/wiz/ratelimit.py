@@ -9,10 +9,12 @@ from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
-# Grants are spaced 1% further apart than 1/rate. Over a one-second window that leaves about
-# 10 ms of slack at any rate, so a server that timestamps arrivals with its own scheduling jitter
-# still counts at most `rate` requests in any second.
-_SAFETY = 1.01
+# Grants are spaced 5% further apart than 1/rate. Over a one-second window that leaves about 50 ms
+# of slack at any rate, so that a request held up on its way (a busy worker, the server stamping
+# arrivals with its own scheduling delay) and the next one sent on time are still counted in
+# different seconds. 1% was too little: on 2 busy cores one request in ~30 arrived 30 ms late
+# and drew a 429 from a server counting exactly WIZ_MAX_REQUESTS_PER_SECOND.
+_SAFETY = 1.05
 # After a 429 the rate drops to this share of what it was, never below _FLOOR of the setting, and
 # climbs back by _RECOVERY after each _RECOVER_AFTER requests without one: a budget shared with
 # other integrations is found by backing off, not by a 429 on every third request.
@@ -29,7 +31,8 @@ class RateLimiter:
     """Spaces request starts at least ``1/rate`` seconds apart (no bursts), across threads.
 
     Smooth spacing rather than a token bucket: the Wiz limit is per service account and shared
-    by all queries, and a burst is exactly what trips a server-side sliding window.
+    by all queries, and a burst is exactly what trips a server-side sliding window. The first
+    request also waits one interval, so that clients taking turns at one budget stay spaced.
     ``rate_limited`` lets a 429 hold back every thread, not just the one that got it, and lowers
     the rate for a while. The rate never goes above ``requests_per_second``.
     """
@@ -48,7 +51,10 @@ class RateLimiter:
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
-        self._next_slot = 0.0
+        # The first grant too waits one interval: the budget is shared with whoever held it last (the
+        # step that had the wiz_api pool's slot before this run's), and its last request may have
+        # started just now. A server counting over a sliding window would see the two as a burst.
+        self._next_slot = clock() + _SAFETY / requests_per_second
         self._paused_until = 0.0
         self._granted_since_429 = 0
         self._last_cut = -_ONE_EVENT_SECONDS

@@ -128,3 +128,20 @@ def test_a_429_from_the_token_endpoint_does_not_slow_the_api(sim, make_client):
     client.execute(PING, {}, operation="Ping")
     assert sim.counters.token_requests == 2
     assert client.limiter.current_rate == 50
+
+
+def test_clients_taking_turns_at_one_budget_stay_spaced(sim, make_client):
+    """Runs take turns at the wiz_api pool's slot, each with its own client. The next client's
+    first request must not follow the previous client's last one by less than an interval: the
+    server counts both over the same sliding second."""
+    sim.rate_limit_per_second = 3
+    sim.rate_limit_sends_retry_after = True
+    for _ in range(3):
+        client = make_client(max_requests_per_second=3)
+        for _ in range(3):
+            client.execute(PING, {}, operation="Ping")
+        client.close()
+    records = sim.graphql_records()
+    assert sim.counters.rate_limited == 0
+    assert len(records) == 9
+    assert max_in_any_second([r.at for r in records]) <= 3
