@@ -44,7 +44,7 @@ FILE_MODE = 0o640
 DIR_MODE = 0o750
 
 # Bytes sent per multipart part (S3's minimum is 5 MiB): what a writer holds in memory per file.
-S3_PART_BYTES = 8 * 2**20
+S3_PART_BYTES = 5 * 2**20
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 

@@ -161,3 +161,84 @@ def test_only_uploads_older_than_any_live_run_count_as_left_by_dead_runs():
         {"Key": "live", "UploadId": "2", "Initiated": now - timedelta(hours=3)},
     ]
     assert [u["Key"] for u in stale_uploads(uploads, now - timedelta(hours=6))] == ["dead"]
+
+
+# The collection the killed process runs: the pipeline's own definitions and job, in a process of its
+# own (the settings and AWS_* come from its environment, as in a deployment).
+KILLED_RUN = """
+import sys
+import dagster as dg
+from wiz_pipeline.definitions import build_definitions
+
+job = build_definitions().resolve_job_def("collect_audit_logs")
+job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), partition_key=sys.argv[1])
+"""
+
+
+BIG = 40
+
+
+def test_a_process_killed_mid_window_leaves_the_old_object_and_the_next_run_cleans_up(s3_pipeline, sim):
+    import os
+    import secrets
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    keys = s3_pipeline.keys()
+    window = keys[4]  # 23:00-23:30
+    assert s3_pipeline.run(window).success
+    [old] = s3_pipeline.files()
+    before = s3_pipeline.read(old)
+    # Enough new data in the window (about 40 MB as Arrow) that row groups are written and multipart
+    # parts sent while pages still arrive, each page a little slow, so the kill lands mid-window.
+    for i in range(BIG):
+        entry = audit_entry(f"2025-09-12T23:{i // 2 + 1:02d}:{i % 2:02d}.5Z", f"big-{i}")
+        entry["actionParameters"] = {"blob": secrets.token_hex(250_000)}
+        sim.tenant.add_audit_entry(entry)
+    sim.inject(Fault.slow(0.3), times=1000)
+    env = {
+        **os.environ,
+        **s3_pipeline.env,
+        "WIZ_API_URL": sim.graphql_url,
+        "WIZ_TOKEN_URL": sim.token_url,
+        "WIZ_CLIENT_ID": sim.client_id,
+        "WIZ_CLIENT_SECRET": sim.client_secret,
+        "WIZ_PAGE_SIZE": "5",
+        "WIZ_MAX_REQUESTS_PER_SECOND": "1000",
+    }
+    process = subprocess.Popen([sys.executable, "-c", KILLED_RUN, window], env=env)
+    s3 = s3_pipeline.s3.client()
+    try:
+        deadline = time.monotonic() + 90
+        parts: list = []
+        while not parts and time.monotonic() < deadline and process.poll() is None:
+            for upload in s3_pipeline.uploads():
+                if upload["Key"].endswith(".parquet"):
+                    listing = s3.list_parts(
+                        Bucket=s3_pipeline.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                    )
+                    parts = listing.get("Parts", [])
+            time.sleep(0.05)
+        assert parts, "the run sent no part before it ended"
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait()
+    sim.faults.clear()
+    served = len(sim.graphql_records())
+
+    # Killed after sending parts of the window's new file: readers still see the old one, whole.
+    assert s3_pipeline.files() == [old] and s3_pipeline.read(old) == before
+    [leftover] = s3_pipeline.uploads()
+    assert leftover["Key"] == old
+
+    # The next run aborts the dead run's upload (moto dates every upload 2010, so it is stale at
+    # once; on S3 after STALE_AFTER_SECONDS) and writes the window whole.
+    assert s3_pipeline.run(window).success
+    assert len(sim.graphql_records()) > served
+    assert not s3_pipeline.uploads()
+    assert s3_pipeline.files() == [old]
+    ids = s3_pipeline.table()["id"].to_pylist()
+    assert len(ids) == len(set(ids)) and {f"big-{i}" for i in range(BIG)} <= set(ids)
