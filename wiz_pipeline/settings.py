@@ -249,9 +249,12 @@ ENVIRONMENT: tuple[EnvironmentVariable, ...] = (
     EnvironmentVariable(
         "AWS_SESSION_TOKEN", "AWS SDK", "Temporary credentials' session token (never logged).", secret=True
     ),
-    EnvironmentVariable("AWS_REGION", "AWS SDK", "The bucket's region."),
+    EnvironmentVariable("AWS_REGION", "AWS SDK", "The bucket's region (AWS_DEFAULT_REGION if unset)."),
     EnvironmentVariable(
-        "AWS_ENDPOINT_URL", "AWS SDK", "Endpoint of an S3-compatible store (MinIO, Ceph, R2); unset for AWS."
+        "AWS_ENDPOINT_URL",
+        "AWS SDK",
+        "Endpoint of an S3-compatible store (MinIO, Ceph, R2), https:// (http:// only to loopback); "
+        "buckets are then addressed by path. Unset for AWS.",
     ),
 )
 

@@ -58,6 +58,10 @@ def test_a_ranged_run_writes_one_private_object_per_window_that_reads_back_as_th
     assert manifest["file"] == uri and manifest["run_id"] == result.run_id
     assert manifest["rows"] == metadata["dagster/row_count"] > 0
     assert manifest["bytes"] == len(s3_pipeline.read(f"{folder}/{name}.parquet"))
+    # The AWS secret key is in the run's environment, and nowhere in what the run recorded.
+    logs = s3_pipeline.instance.get_records_for_run(result.run_id).records
+    text = "\n".join(str(r.event_log_entry) for r in logs)
+    assert s3_pipeline.s3.secret_key not in text and s3_pipeline.s3.access_key not in text
 
 
 def test_a_rerun_leaves_exactly_one_object_per_window(s3_pipeline):
