@@ -1,229 +1,23 @@
-"""Where the datasets go (``WIZ_OUTPUT_URI``): a local directory, or an S3 (compatible) bucket.
-
-Both kinds give the same three guarantees, each in its own way (the README's "Output" says it too):
-
-- A reader never sees part of a file. Locally, a file is written under a hidden temporary name
-  (``.<name>.tmp-<random>``, which no reader picks up), fsynced, and renamed over its final name.
-  On S3, where nothing can be renamed, a file is written straight to its final key as a multipart
-  upload: parts are sent as rows arrive (memory stays bounded), and S3 shows the object only when
-  the upload is completed, in one step that replaces the previous object whole.
-- A window that fails, or whose process is killed, leaves the window's previous file as it was (or
-  nothing). Locally the temporary file is deleted (or, after a kill, left under its hidden name); on
-  S3 the upload is aborted (or, after a kill, left incomplete, which S3 never shows).
-- Leftovers of dead runs are cleaned: each run first deletes the temporary files, and aborts the
-  incomplete uploads, under its dataset that are older than any live run can be.
-
-Credentials and the endpoint are left to the AWS SDK (botocore, through s3fs): the standard
-``AWS_*`` variables, or an instance/pod role. They never pass through this module's messages.
-"""
+"""S3 and S3-compatible stores, through s3fs: multipart uploads completed on publish, aborted on
+failure, and those of dead runs aborted by the next run."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
-import re
-import time
 import uuid
-from abc import ABC, abstractmethod
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
+from wiz_pipeline.outputs.base import STALE_AFTER_SECONDS, Output, OutputError, Upload
 from wiz_pipeline.wiz.errors import WizConfigError
 from wiz_pipeline.wiz.urls import check_url
 
 log = logging.getLogger(__name__)
 
-# Temporary files and uploads this old were left by a run that died (killed, out of memory, a
-# reboot): runs are failed after 4 hours (deploy/dagster.yaml), so no live writer owns one.
-STALE_AFTER_SECONDS = 6 * 3600
-
-# Whatever the umask: the data is a security team's audit trail.
-FILE_MODE = 0o640
-DIR_MODE = 0o750
-
 # Bytes sent per multipart part (S3's minimum is 5 MiB): what a writer holds in memory per file.
 S3_PART_BYTES = 5 * 2**20
-
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-
-
-class OutputError(WizConfigError):
-    """The output location can't be used; the message names the variable to fix and never a secret."""
-
-
-class Upload(ABC):
-    """One file being written: ``file`` takes the bytes; ``finish`` stores them all (not yet visible)
-    and returns the size; ``Output.publish`` makes it visible; ``abort`` drops it."""
-
-    file: BinaryIO
-
-    @abstractmethod
-    def finish(self) -> int: ...
-
-    @abstractmethod
-    def abort(self) -> None: ...
-
-
-class Output(ABC):
-    uri: str  # WIZ_OUTPUT_URI, normalised
-
-    @abstractmethod
-    def check(self) -> None:
-        """Fail at once, naming the variable at fault, if files can't be written here."""
-
-    @abstractmethod
-    def open(self, key: str) -> Upload: ...
-
-    @abstractmethod
-    def publish(self, uploads: list[Upload]) -> None:
-        """Make finished uploads visible, in order, each in one step."""
-
-    @abstractmethod
-    def location(self, key: str) -> str:
-        """Where a person finds the file: a path, or an s3:// URI."""
-
-    @abstractmethod
-    def uri_of(self, key: str) -> str: ...
-
-    @abstractmethod
-    def sweep(self, dataset: str) -> None:
-        """Drop what dead runs left under one dataset (see ``STALE_AFTER_SECONDS``)."""
-
-
-def parse_output_uri(name: str, text: str) -> str:
-    """``WIZ_OUTPUT_URI`` normalised: an absolute directory, or ``s3://bucket[/prefix]``."""
-    text = text.strip()
-    if not text:
-        raise OutputError(f"{name} is empty: set it to a directory, such as data, or s3://bucket/prefix.")
-    if text.startswith("s3://"):
-        bucket, _, prefix = text.removeprefix("s3://").partition("/")
-        if "@" in bucket or "?" in text or "#" in text:
-            # Never echo it: user info or query parameters may carry a key.
-            raise OutputError(
-                f"{name} must be s3://bucket/prefix with no user, password, query or fragment; "
-                "credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or a role."
-            )
-        if not bucket:
-            raise OutputError(f"{name}={text!r} names no bucket: write s3://bucket/prefix.")
-        if not _BUCKET.match(bucket) or ".." in bucket:
-            raise OutputError(
-                f"{name}={text!r}: {bucket!r} is not a valid S3 bucket name (3-63 lowercase letters, "
-                "digits, dots and hyphens)."
-            )
-        parts = prefix.strip("/").split("/") if prefix.strip("/") else []
-        if any(part in ("", ".", "..") for part in parts):
-            raise OutputError(f"{name}={text!r}: the prefix has an empty, '.' or '..' segment.")
-        return "/".join([f"s3://{bucket}", *parts])
-    if text.startswith("file://"):
-        text = text.removeprefix("file://")
-    elif "://" in text:
-        raise OutputError(
-            f"{name}={text.split('://')[0]}://…: unsupported scheme; use a directory (a path or "
-            "file:///path) or s3://bucket/prefix (S3, MinIO, Ceph, R2: see AWS_ENDPOINT_URL)."
-        )
-    # Resolved once, here, so that every process of a deployment writes to the same place.
-    return str(Path(text).expanduser().absolute())
-
-
-def open_output(uri: str | Path | Output) -> Output:
-    if isinstance(uri, Output):
-        return uri
-    uri = str(uri)
-    if uri.startswith("s3://"):
-        return S3Output(uri)
-    return LocalOutput(Path(uri))
-
-
-# -- a local directory --------------------------------------------------------------------------
-
-
-class _LocalUpload(Upload):
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:12]}")
-        fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-        os.fchmod(fd, FILE_MODE)  # the umask may have taken bits away
-        self.file = os.fdopen(fd, "wb")
-
-    def finish(self) -> int:
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        size = os.fstat(self.file.fileno()).st_size
-        self.file.close()
-        return size
-
-    def abort(self) -> None:
-        try:
-            self.file.close()
-        finally:
-            self.tmp.unlink(missing_ok=True)
-
-
-class LocalOutput(Output):
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.uri = str(root)
-
-    def check(self) -> None:
-        try:
-            _make_dirs(self.root)
-        except OSError as exc:
-            raise OutputError(
-                f"WIZ_OUTPUT_URI={self.root}: can't create the directory ({exc.strerror})."
-            ) from None
-        if not os.access(self.root, os.W_OK | os.X_OK):
-            raise OutputError(f"WIZ_OUTPUT_URI={self.root}: this user can't write to the directory.")
-
-    def open(self, key: str) -> Upload:
-        path = self.root / key
-        _make_dirs(path.parent)
-        return _LocalUpload(path)
-
-    def publish(self, uploads: list[Upload]) -> None:
-        directories: dict[Path, None] = {}
-        for upload in uploads:
-            assert isinstance(upload, _LocalUpload)
-            os.replace(upload.tmp, upload.path)
-            directories[upload.path.parent] = None
-        for directory in directories:  # the renames themselves survive a crash
-            fd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-
-    def location(self, key: str) -> str:
-        return str(self.root / key)
-
-    def uri_of(self, key: str) -> str:
-        return (self.root / key).as_uri()
-
-    def sweep(self, dataset: str) -> None:
-        folder = self.root / dataset
-        if not folder.is_dir():
-            return
-        cutoff = time.time() - STALE_AFTER_SECONDS
-        for leftover in folder.glob("date=*/.*.tmp-*"):
-            with contextlib.suppress(OSError):
-                if leftover.stat().st_mtime < cutoff:
-                    leftover.unlink()
-
-
-def _make_dirs(directory: Path) -> None:
-    """``mkdir -p`` giving every directory it creates ``DIR_MODE``, whatever the umask."""
-    missing = []
-    while not directory.exists():
-        missing.append(directory)
-        directory = directory.parent
-    for path in reversed(missing):
-        with contextlib.suppress(FileExistsError):  # another run made it meanwhile
-            path.mkdir(mode=DIR_MODE)
-            os.chmod(path, DIR_MODE)
-
-
-# -- S3 and S3-compatible stores ----------------------------------------------------------------
 
 
 class _S3Upload(Upload):
