@@ -225,9 +225,12 @@ class S3Pipeline(Pipeline):
 def s3_pipeline(
     sim: WizSimulator, s3_server: S3Server, tmp_path: Path, monkeypatch, request
 ) -> Iterator[S3Pipeline]:
+    import hashlib
     import re
 
-    bucket = "wiz-" + re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:50].strip("-")
+    # One bucket per test (parameters included), named after it.
+    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
+    bucket = f"wiz-{name}-{hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:8]}"
     s3_server.client().create_bucket(Bucket=bucket)
     s3_environment(monkeypatch, tmp_path, s3_server)
     env = {
