@@ -246,3 +246,14 @@ def test_a_process_killed_mid_window_leaves_the_old_object_and_the_next_run_clea
     assert s3_pipeline.files() == [old]
     ids = s3_pipeline.table()["id"].to_pylist()
     assert len(ids) == len(set(ids)) and {f"big-{i}" for i in range(BIG)} <= set(ids)
+
+
+def test_a_run_aborts_only_the_leftover_uploads_of_its_own_dataset(s3_pipeline):
+    s3 = s3_pipeline.s3.client()
+    theirs = ["wiz/issues/date=2025-09-12/issues_20250912T210000Z.parquet", "elsewhere/audit_logs/x.parquet"]
+    ours = "wiz/audit_logs/date=2025-08-01/audit_logs_20250801T000000Z.parquet"  # a window not in the run
+    for key in [*theirs, ours]:
+        s3.create_multipart_upload(Bucket=s3_pipeline.bucket, Key=key)
+    assert s3_pipeline.run(s3_pipeline.keys()[0]).success
+    # moto dates every upload 2010, so each counts as a dead run's; only the audit_logs ones are ours.
+    assert sorted(u["Key"] for u in s3_pipeline.uploads()) == sorted(theirs)
