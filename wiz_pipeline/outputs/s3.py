@@ -67,8 +67,8 @@ class S3Output(Output):
         """List the dataset's uploads (what the sweep needs) and start and abort one upload (what
         writing needs): a wrong endpoint, credential or bucket, or missing permissions, fail here,
         before any Wiz request, and leave nothing behind."""
-        fs = _s3_filesystem(attempts=2)
         try:
+            fs = _s3_filesystem(attempts=2)
             fs.call_s3("list_multipart_uploads", Bucket=self.bucket, Prefix=self._key(""), MaxUploads=1)
             probe = self._key(f".wiz-pipeline-check-{uuid.uuid4().hex[:12]}")
             started = fs.call_s3("create_multipart_upload", Bucket=self.bucket, Key=probe)

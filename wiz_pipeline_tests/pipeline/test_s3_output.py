@@ -119,6 +119,7 @@ def _closed_port() -> int:
         ("unknown access key", "check AWS_ACCESS_KEY_ID"),
         ("wrong secret key", "check AWS_SECRET_ACCESS_KEY"),
         ("unreachable endpoint", "cannot reach the S3 endpoint http://127.0.0.1:"),
+        ("plain-http endpoint", "AWS_ENDPOINT_URL='http://minio.example.com:9000' uses plain http"),
     ],
 )
 def test_a_bad_s3_setting_fails_the_run_before_any_wiz_request_naming_the_variable(
@@ -132,10 +133,12 @@ def test_a_bad_s3_setting_fails_the_run_before_any_wiz_request_naming_the_variab
     elif fault == "wrong secret key":
         secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
-    else:
+    elif fault == "unreachable endpoint":
         s3_environment(
             monkeypatch, tmp_path, s3_pipeline.s3, AWS_ENDPOINT_URL=f"http://127.0.0.1:{_closed_port()}"
         )
+    else:  # refused before any request: the data would cross the network in clear
+        monkeypatch.setenv("AWS_ENDPOINT_URL", "http://minio.example.com:9000")
     result = s3_pipeline.run(s3_pipeline.keys()[0], s3_pipeline.keys()[3])
     assert not result.success
     error = result.get_step_failure_events()[0].step_failure_data.error.cause  # the asset's own
