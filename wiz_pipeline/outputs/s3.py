@@ -4,8 +4,10 @@ failure, and those of dead runs aborted by the next run."""
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
+import tempfile
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,8 +18,44 @@ from wiz_pipeline.wiz.urls import check_url
 
 log = logging.getLogger(__name__)
 
-# Bytes sent per multipart part (S3's minimum is 5 MiB): what a writer holds in memory per file.
+# Bytes sent per multipart part (S3's minimum is 5 MiB): the most a file keeps waiting on local disk.
 S3_PART_BYTES = 5 * 2**20
+
+
+class _PartSpool(io.RawIOBase):
+    """What the Parquet writer writes to: bytes wait in an unlinked temporary file (mode 0600, gone
+    with the process however it ends) until a part's worth is there, which then goes to S3 at once.
+    A run keeps a window file open until its whole span is fetched, so holding each file's unsent
+    tail in memory would cost up to a part per window of the run."""
+
+    def __init__(self, target: Any) -> None:
+        self.target = target
+        self.spool = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        written = self.spool.write(data)
+        self.size += written
+        if self.spool.tell() >= S3_PART_BYTES:
+            self.send()
+        return written
+
+    def tell(self) -> int:
+        return self.size
+
+    def send(self) -> None:
+        """Pass what waits to the S3 file: a part's worth or more is uploaded as a part right away."""
+        self.spool.seek(0)
+        self.target.write(self.spool.read())
+        self.spool.seek(0)
+        self.spool.truncate()
+
+    def close(self) -> None:
+        self.spool.close()
+        super().close()
 
 
 class _S3Upload(Upload):
@@ -27,25 +65,29 @@ class _S3Upload(Upload):
         # autocommit=False: closing the file sends its last part but completes nothing; only
         # ``publish`` does, so no exception, garbage collection or kill can show a partial object.
         # No ACL is sent: objects get the bucket's own (private) ownership.
-        self.file = S3File(fs, path, "wb", block_size=S3_PART_BYTES, autocommit=False)
+        self.target = S3File(fs, path, "wb", block_size=S3_PART_BYTES, autocommit=False)
+        self.file = _PartSpool(self.target)
         self.published = False
 
     def finish(self) -> int:
+        self.file.send()
+        self.target.close()  # sends the last part
         self.file.close()
-        return self.file.tell()
+        return self.file.size
 
     def abort(self) -> None:
+        self.file.close()
         if self.published:
             return
         try:
-            self.file.discard()  # AbortMultipartUpload, if one was started
+            self.target.discard()  # AbortMultipartUpload, if one was started
         except Exception as exc:
             # The window fails anyway; a later run's sweep aborts the upload.
             log.warning(
-                "Could not abort the upload of %s (%s); a later run cleans it up.", self.file.path, exc
+                "Could not abort the upload of %s (%s); a later run cleans it up.", self.target.path, exc
             )
         finally:
-            self.file.closed = True
+            self.target.closed = True
 
 
 class S3Output(Output):
@@ -82,7 +124,7 @@ class S3Output(Output):
     def publish(self, uploads: list[Upload]) -> None:
         for upload in uploads:
             assert isinstance(upload, _S3Upload)
-            upload.file.commit()  # CompleteMultipartUpload: the object appears whole, in one step
+            upload.target.commit()  # CompleteMultipartUpload: the object appears whole, in one step
             upload.published = True
 
     def location(self, key: str) -> str:

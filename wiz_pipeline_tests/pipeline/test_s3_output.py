@@ -260,3 +260,32 @@ def test_a_run_aborts_only_the_leftover_uploads_of_its_own_dataset(s3_pipeline):
     assert s3_pipeline.run(s3_pipeline.keys()[0]).success
     # moto dates every upload 2010, so each counts as a dead run's; only the audit_logs ones are ours.
     assert sorted(u["Key"] for u in s3_pipeline.uploads()) == sorted(theirs)
+
+
+def test_open_files_wait_on_disk_not_in_memory_and_arrive_whole(s3_pipeline):
+    import tracemalloc
+
+    from wiz_pipeline.outputs import open_output
+
+    output = open_output(s3_pipeline.env["WIZ_OUTPUT_URI"])
+    chunk = bytes(range(256)) * 4096  # 1 MiB
+    tracemalloc.start()
+    try:
+        # 24 files open at once, 3 MiB each: less than a part, so nothing is sent yet.
+        uploads = [output.open(f"spool/{i}.bin") for i in range(24)]
+        for upload in uploads:
+            for _ in range(3):
+                upload.file.write(chunk)
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < 8 * 2**20  # not 72 MiB
+    for upload in uploads[1:]:
+        upload.abort()
+    # One more file of 12 MiB: two parts and a tail, completed in one piece.
+    for _ in range(9):
+        uploads[0].file.write(chunk)
+    assert uploads[0].finish() == 12 * 2**20
+    output.publish([uploads[0]])
+    assert s3_pipeline.read("wiz/spool/0.bin") == chunk * 12
+    assert not s3_pipeline.uploads()
