@@ -5,9 +5,9 @@ Both kinds give the same three guarantees, each in its own way (the README's "Ou
 - A reader never sees part of a file. Locally, a file is written under a hidden temporary name
   (``.<name>.tmp-<random>``, which no reader picks up), fsynced, and renamed over its final name.
   On S3, where nothing can be renamed, a file is written straight to its final key as a multipart
-  upload: parts are sent as rows arrive (the unsent tail waits on local disk, not in memory), and
-  S3 shows the object only when the upload is completed, in one step that replaces the previous object
-  whole.
+  upload: parts are sent as rows arrive (the unsent tail waits on local disk, not in memory), and S3
+  shows the object only when the upload is completed, in one step that replaces the previous object
+  whole; a file smaller than one part is sent in one PutObject once complete.
 - A window that fails, or whose process is killed, leaves the window's previous file as it was (or
   nothing). Locally the temporary file is deleted (or, after a kill, left under its hidden name); on
   S3 the upload is aborted (or, after a kill, left incomplete, which S3 never shows).

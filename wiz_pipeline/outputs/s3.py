@@ -32,6 +32,7 @@ class _PartSpool(io.RawIOBase):
         self.target = target
         self.spool = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
         self.size = 0
+        self.parts_sent = False
 
     def writable(self) -> bool:
         return True
@@ -41,6 +42,7 @@ class _PartSpool(io.RawIOBase):
         self.size += written
         if self.spool.tell() >= S3_PART_BYTES:
             self.send()
+            self.parts_sent = True
         return written
 
     def tell(self) -> int:
@@ -53,31 +55,53 @@ class _PartSpool(io.RawIOBase):
         self.spool.seek(0)
         self.spool.truncate()
 
+    def waiting(self) -> bytes:
+        self.spool.seek(0)
+        return self.spool.read()
+
     def close(self) -> None:
         self.spool.close()
         super().close()
 
 
 class _S3Upload(Upload):
-    def __init__(self, fs: Any, path: str) -> None:
+    """A multipart upload once a part's worth is written; a file smaller than one part (most windows,
+    every manifest) goes in one PutObject on ``publish`` instead: one request rather than three, and
+    nothing at all on S3 before then. No ACL is ever sent: objects get the bucket's own (private)
+    ownership."""
+
+    def __init__(self, fs: Any, bucket: str, key: str) -> None:
         from s3fs.core import S3File
 
+        self.fs, self.bucket, self.key = fs, bucket, key
         # autocommit=False: closing the file sends its last part but completes nothing; only
         # ``publish`` does, so no exception, garbage collection or kill can show a partial object.
-        # No ACL is sent: objects get the bucket's own (private) ownership.
-        self.target = S3File(fs, path, "wb", block_size=S3_PART_BYTES, autocommit=False)
+        self.target = S3File(fs, f"{bucket}/{key}", "wb", block_size=S3_PART_BYTES, autocommit=False)
         self.file = _PartSpool(self.target)
         self.published = False
 
     def finish(self) -> int:
-        self.file.send()
-        self.target.close()  # sends the last part
-        self.file.close()
+        if self.file.parts_sent:
+            self.file.send()
+            self.target.close()  # sends the last part
+            self.file.close()
+        else:
+            self.target.closed = True  # never started: nothing to send, complete or abort
         return self.file.size
+
+    def publish(self) -> None:
+        if self.file.parts_sent:
+            self.target.commit()  # CompleteMultipartUpload: the object appears whole, in one step
+        else:
+            body = self.file.waiting()
+            self.file.close()
+            self.fs.call_s3("put_object", Bucket=self.bucket, Key=self.key, Body=body)
+        self.published = True
 
     def abort(self) -> None:
         self.file.close()
-        if self.published:
+        if self.published or not self.file.parts_sent:
+            self.target.closed = True
             return
         try:
             self.target.discard()  # AbortMultipartUpload, if one was started
@@ -119,13 +143,12 @@ class S3Output(Output):
             raise OutputError(_explain(exc, self.uri, self.bucket)) from None
 
     def open(self, key: str) -> Upload:
-        return _S3Upload(self.fs, f"{self.bucket}/{self._key(key)}")
+        return _S3Upload(self.fs, self.bucket, self._key(key))
 
     def publish(self, uploads: list[Upload]) -> None:
         for upload in uploads:
             assert isinstance(upload, _S3Upload)
-            upload.target.commit()  # CompleteMultipartUpload: the object appears whole, in one step
-            upload.published = True
+            upload.publish()
 
     def location(self, key: str) -> str:
         return self.uri_of(key)
