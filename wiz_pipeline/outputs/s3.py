@@ -41,7 +41,15 @@ class _PartSpool(io.RawIOBase):
         written = self.spool.write(data)
         self.size += written
         if self.spool.tell() >= S3_PART_BYTES:
-            self.send()
+            waiting = self.waiting()
+            whole = len(waiting) - len(waiting) % S3_PART_BYTES
+            # Parts of exactly S3_PART_BYTES (R2 wants every part but the last the same size): each
+            # fills the S3 file's block, which sends it as one part at once.
+            for start in range(0, whole, S3_PART_BYTES):
+                self.target.write(waiting[start : start + S3_PART_BYTES])
+            self.spool.seek(0)
+            self.spool.truncate()
+            self.spool.write(waiting[whole:])
             self.parts_sent = True
         return written
 
@@ -49,11 +57,8 @@ class _PartSpool(io.RawIOBase):
         return self.size
 
     def send(self) -> None:
-        """Pass what waits to the S3 file: a part's worth or more is uploaded as a part right away."""
-        self.spool.seek(0)
-        self.target.write(self.spool.read())
-        self.spool.seek(0)
-        self.spool.truncate()
+        """Pass the rest to the S3 file, to be sent as the last part when it closes."""
+        self.target.write(self.waiting())
 
     def waiting(self) -> bytes:
         self.spool.seek(0)
