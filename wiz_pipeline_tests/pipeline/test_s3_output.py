@@ -30,7 +30,7 @@ def expected_audit_ids(pipeline) -> Counter:
     )
 
 
-def test_a_ranged_run_writes_one_private_object_per_window_that_reads_back_as_the_simulators_records(
+def test_a_ranged_run_writes_one_object_per_window_that_reads_back_as_the_simulators_records(
     s3_pipeline,
 ):
     keys = s3_pipeline.keys()
