@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from wiz_pipeline.outputs import Output, open_output
 from wiz_pipeline.partitions import Window
 from wiz_pipeline.storage import WindowWriter, WrittenFile, sweep_stale_temporaries
 from wiz_pipeline.tables import TABLES
@@ -63,7 +64,7 @@ def collect_windows(
     client: WizClient,
     data_type: DataType,
     windows: list[Window],
-    root: Path,
+    root: Output | Path | str,
     *,
     run_id: str,
 ) -> Iterator[WindowResult]:
@@ -74,7 +75,8 @@ def collect_windows(
     """
     if not windows:
         return
-    sweep_stale_temporaries(root / data_type.name)
+    root = open_output(root)
+    sweep_stale_temporaries(root, data_type.name)
     spans: list[list[Window]] = [windows]
     capped: list[WizResultCapError] = []
     while spans:
@@ -119,7 +121,7 @@ def _fetch_span(
     client: WizClient,
     data_type: DataType,
     span: list[Window],
-    root: Path,
+    root: Output,
 ) -> tuple[dict[str, WindowWriter], dict[str, _WindowFigures], dict[str, Any]]:
     table = TABLES[data_type.name]
     writers = {w.key: WindowWriter(root, table, w) for w in span}

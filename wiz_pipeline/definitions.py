@@ -55,7 +55,7 @@ def build_definitions(
         schedules=schedules,
         resources={
             "wiz": WizResource.from_settings(settings),
-            "datasets": ParquetDatasets(root=str(settings.output_uri)),
+            "datasets": ParquetDatasets(root=settings.output_uri),
             **(resources or {}),
         },
     )

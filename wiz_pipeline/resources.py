@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import dagster as dg
 
+from wiz_pipeline.outputs import Output, open_output
 from wiz_pipeline.settings import Settings
 from wiz_pipeline.wiz import WizClient
 
@@ -75,10 +75,11 @@ class WizResource(dg.ConfigurableResource):
 
 
 class ParquetDatasets(dg.ConfigurableResource):
-    """Where the hive-partitioned Parquet datasets are written (WIZ_OUTPUT_URI)."""
+    """Where the hive-partitioned Parquet datasets are written (WIZ_OUTPUT_URI: a directory or an
+    s3:// URI). S3 credentials and endpoint are not config: the AWS SDK reads them from the run's
+    environment (AWS_*), so they never show in the UI."""
 
     root: str
 
-    @property
-    def path(self) -> Path:
-        return Path(self.root)
+    def output(self) -> Output:
+        return open_output(self.root)

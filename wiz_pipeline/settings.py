@@ -19,9 +19,9 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
+from wiz_pipeline.outputs import parse_output_uri
 from wiz_pipeline.wiz.client import MAX_PAGE_SIZE
 from wiz_pipeline.wiz.errors import WizConfigError
 from wiz_pipeline.wiz.urls import check_url
@@ -106,20 +106,6 @@ def _json_object(name: str, text: str) -> dict[str, str]:
     return value
 
 
-def _output_root(name: str, text: str) -> Path:
-    text = text.strip()
-    if not text:
-        raise SettingsError(f"{name} is empty: set it to a directory, such as data.")
-    if text.startswith("file://"):
-        text = text.removeprefix("file://")
-    elif "://" in text:
-        raise SettingsError(
-            f"{name}={text!r}: only local directories (a path, or file:///path) are supported so far."
-        )
-    # Resolved once, here, so that every process of a deployment writes to the same place.
-    return Path(text).expanduser().absolute()
-
-
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -186,9 +172,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "WIZ_OUTPUT_URI",
         "data",
-        "Directory the Parquet datasets are written under (a path, relative to the working directory, "
-        "or file:///path).",
-        _output_root,
+        "Where the Parquet datasets are written: a directory (a path, relative to the working "
+        "directory, or file:///path), or s3://bucket/prefix (a private bucket; see AWS_*).",
+        parse_output_uri,
     ),
     Setting(
         "WIZ_PAGE_SIZE",
@@ -265,9 +251,12 @@ ENVIRONMENT: tuple[EnvironmentVariable, ...] = (
     EnvironmentVariable(
         "AWS_SESSION_TOKEN", "AWS SDK", "Temporary credentials' session token (never logged).", secret=True
     ),
-    EnvironmentVariable("AWS_REGION", "AWS SDK", "The bucket's region."),
+    EnvironmentVariable("AWS_REGION", "AWS SDK", "The bucket's region (AWS_DEFAULT_REGION if unset)."),
     EnvironmentVariable(
-        "AWS_ENDPOINT_URL", "AWS SDK", "Endpoint of an S3-compatible store (MinIO, Ceph, R2); unset for AWS."
+        "AWS_ENDPOINT_URL",
+        "AWS SDK",
+        "Endpoint of an S3-compatible store (MinIO, Ceph, R2), https:// (http:// only to loopback); "
+        "buckets are then addressed by path. Unset for AWS.",
     ),
 )
 
@@ -288,7 +277,7 @@ class Settings:
     audit_since_time: datetime
     issues_since_time: datetime
     collect_issues: bool
-    output_uri: Path
+    output_uri: str  # an absolute directory, or s3://bucket[/prefix]
     page_size: int
     max_retries: int
     request_timeout_seconds: float

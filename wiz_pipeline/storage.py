@@ -1,20 +1,17 @@
 """Writing one window's Parquet file, whole or not at all, and its JSON manifest beside it.
 
-Layout, per data type: ``{root}/{name}/date=YYYY-MM-DD/{name}_YYYYMMDDTHHMMSSZ.parquet``, by the
-window's UTC start, so a hive-aware reader (pyarrow, DuckDB, Spark) sees a ``date`` column. Rows go
-into a hidden temporary file (``.<file>.tmp-<random>``, which no reader picks up) as row groups while
-pages arrive, and the finished file is renamed over the window's file in one step: readers see the
-old file or the new one, never half of one, and a rerun of the window replaces exactly its file.
-The manifest is ``_<file stem>.json``; pyarrow and Spark skip names starting with ``_`` or ``.``.
+Layout, per data type: ``{WIZ_OUTPUT_URI}/{name}/date=YYYY-MM-DD/{name}_YYYYMMDDTHHMMSSZ.parquet``, by
+the window's UTC start, so a hive-aware reader (pyarrow, DuckDB, Spark, Athena) sees a ``date`` column.
+Rows are written as row groups while pages arrive, to an upload that nobody sees until the window is
+complete (``outputs``: a hidden temporary file renamed into place locally; a multipart upload
+completed in one step on S3): readers see the old file or the new one, never half of one, and a rerun
+of the window replaces exactly its file. The manifest is ``_<file stem>.json``, written the same way
+after the data file; pyarrow and Spark skip names starting with ``_`` or ``.``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from wiz_pipeline.outputs import Output, Upload, open_output
 from wiz_pipeline.partitions import Window
 from wiz_pipeline.tables import Table
 
@@ -33,64 +31,48 @@ ROW_GROUP_BYTES = 16 * 2**20
 COMPRESSION = "zstd"
 
 
-def window_path(root: Path, table_name: str, window_start: datetime) -> Path:
-    return (
-        root
-        / table_name
-        / f"date={window_start:%Y-%m-%d}"
-        / f"{table_name}_{window_start:%Y%m%dT%H%M%SZ}.parquet"
-    )
+def window_key(table_name: str, window_start: datetime) -> str:
+    """The window's file, relative to WIZ_OUTPUT_URI."""
+    return f"{table_name}/date={window_start:%Y-%m-%d}/{table_name}_{window_start:%Y%m%dT%H%M%SZ}.parquet"
+
+
+def manifest_key(data_key: str) -> str:
+    folder, _, name = data_key.rpartition("/")
+    return f"{folder}/_{name.removesuffix('.parquet')}.json"
 
 
 def manifest_path(data_file: Path) -> Path:
     return data_file.with_name(f"_{data_file.stem}.json")
 
 
-# Temporary files this old were left by a run that died (killed, out of memory, a reboot): runs are
-# failed after 4 hours (deploy/dagster.yaml), so no live writer owns one.
-STALE_AFTER_SECONDS = 6 * 3600
-
-
-def sweep_stale_temporaries(dataset: Path) -> None:
-    """Delete the temporary files dead runs left anywhere under one data type's dataset."""
-    if not dataset.is_dir():
-        return
-    cutoff = time.time() - STALE_AFTER_SECONDS
-    for leftover in dataset.glob("date=*/.*.tmp-*"):
-        with contextlib.suppress(OSError):
-            if leftover.stat().st_mtime < cutoff:
-                leftover.unlink()
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def sweep_stale_temporaries(output: Output | Path | str, dataset: str) -> None:
+    """Delete the temporary files (locally) or abort the incomplete uploads (S3) that dead runs left
+    anywhere under one data type's dataset."""
+    open_output(output).sweep(dataset)
 
 
 @dataclass(frozen=True)
 class WrittenFile:
-    path: Path
-    manifest: Path
+    path: str  # a local path, or the s3:// URI
+    uri: str  # file:// or s3://
+    manifest: str
     rows: int
     bytes: int
     row_groups: int
 
 
 class WindowWriter:
-    """Streams one window's rows into a temporary file; ``commit`` puts it in place, ``abort`` drops it.
+    """Streams one window's rows into an upload; ``commit`` puts it in place, ``abort`` drops it.
 
     The file is named by the window's boundary (even when the first window is collected from a
     later seed), so each partition always maps to the same file.
     """
 
-    def __init__(self, root: Path, table: Table, window: Window) -> None:
+    def __init__(self, output: Output, table: Table, window: Window) -> None:
         self.table = table
-        self.path = window_path(root, table.name, window.boundary)
-        self._tmp: Path | None = None
-        self._file: Any = None
+        self.output = output
+        self.key = window_key(table.name, window.boundary)
+        self._upload: Upload | None = None
         self._writer: pq.ParquetWriter | None = None
         self._pending: list[pa.RecordBatch] = []
         self.pending_rows = 0
@@ -118,51 +100,50 @@ class WindowWriter:
 
     def _open(self) -> pq.ParquetWriter:
         if self._writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._tmp = self.path.with_name(f".{self.path.name}.tmp-{uuid.uuid4().hex[:12]}")
-            self._file = open(self._tmp, "wb")  # noqa: SIM115 - closed in commit/abort
-            self._writer = pq.ParquetWriter(self._file, self.table.schema, compression=COMPRESSION)
+            self._upload = self.output.open(self.key)
+            self._writer = pq.ParquetWriter(self._upload.file, self.table.schema, compression=COMPRESSION)
         return self._writer
 
     def commit(self, manifest: dict[str, Any]) -> WrittenFile:
-        """Finish the file and rename it (then its manifest) into place; an empty window gets a file
+        """Finish the file and publish it (then its manifest) in place; an empty window gets a file
         with no rows, so that a rerun that now finds nothing still replaces what was there."""
         self.flush()
-        writer = self._open()
-        writer.close()
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        size = self._tmp.stat().st_size
+        self._open().close()
+        assert self._upload is not None
+        size = self._upload.finish()
         manifest = {
             **manifest,
-            "file": str(self.path),
+            "file": self.output.location(self.key),
             "rows": self.rows,
             "bytes": size,
             "row_groups": self.row_groups,
         }
-        manifest_file = manifest_path(self.path)
-        manifest_tmp = manifest_file.with_name(f".{manifest_file.name}.tmp-{uuid.uuid4().hex[:12]}")
-        with open(manifest_tmp, "w") as out:
-            out.write(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(self._tmp, self.path)
-        os.replace(manifest_tmp, manifest_file)
-        _fsync_dir(self.path.parent)  # the renames themselves survive a crash
-        self._writer = self._file = self._tmp = None
-        return WrittenFile(self.path, manifest_file, self.rows, size, self.row_groups)
+        manifest_upload = self.output.open(manifest_key(self.key))
+        try:
+            manifest_upload.file.write((json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+            manifest_upload.finish()
+            self.output.publish([self._upload, manifest_upload])
+        except BaseException:
+            manifest_upload.abort()
+            raise
+        self._writer = self._upload = None
+        return WrittenFile(
+            self.output.location(self.key),
+            self.output.uri_of(self.key),
+            self.output.location(manifest_key(self.key)),
+            self.rows,
+            size,
+            self.row_groups,
+        )
 
     def abort(self) -> None:
         """Drop everything written so far; the window's existing file, if any, is left as it was."""
         try:
             if self._writer is not None:
                 self._writer.close()
-            if self._file is not None:
-                self._file.close()
         finally:
-            if self._tmp is not None:
-                self._tmp.unlink(missing_ok=True)
-            self._writer = self._file = self._tmp = None
+            if self._upload is not None:
+                self._upload.abort()
+            self._writer = self._upload = None
             self._pending, self.pending_rows, self.pending_bytes = [], 0, 0
             self.rows = self.row_groups = 0

@@ -77,10 +77,11 @@ def _define(
         unshared = unshared_budget(context.instance)
         if unshared:
             context.log.warning(unshared)
+        output = datasets.output()
+        # A wrong bucket, credential or endpoint fails here, before any Wiz request is made.
+        output.check()
         with wiz.client() as client:
-            for result in collect_windows(
-                client, data_type, windows, datasets.path, run_id=context.run.run_id
-            ):
+            for result in collect_windows(client, data_type, windows, output, run_id=context.run.run_id):
                 context.log_event(
                     dg.AssetMaterialization(
                         asset_key=collection.asset_key,
@@ -127,10 +128,10 @@ def _metadata(
     m, q = result.manifest, result.manifest["query"]
     return {
         "dagster/row_count": result.file.rows,
-        "dagster/uri": result.file.path.as_uri(),
+        "dagster/uri": result.file.uri,
         "dagster/column_schema": schema,
-        "path": dg.MetadataValue.path(str(result.file.path)),
-        "manifest": dg.MetadataValue.path(str(result.file.manifest)),
+        "path": dg.MetadataValue.path(result.file.path),
+        "manifest": dg.MetadataValue.path(result.file.manifest),
         "window_start": m["window_start"],
         "window_end": m["window_end"],
         "interval_seconds": collection.interval_seconds,

@@ -253,3 +253,31 @@ def test_temporary_files_a_dead_run_left_are_swept_and_a_live_one_is_not(pipelin
     os.utime(dead, (time.time() - 7 * 3600,) * 2)
     assert pipeline.run(keys[0]).success
     assert not dead.exists() and not other.exists() and live.exists()
+
+
+def test_files_and_directories_are_never_world_readable_whatever_the_umask(pipeline):
+    import os
+    import stat
+
+    keys = pipeline.keys()
+    previous = os.umask(0)  # the most permissive umask there is
+    try:
+        assert pipeline.run(keys[0], keys[1]).success
+    finally:
+        os.umask(previous)
+    created = [pipeline.root, *pipeline.root.rglob("*")]
+    assert {stat.S_IMODE(p.stat().st_mode) for p in created if p.is_dir()} == {0o750}
+    assert {stat.S_IMODE(p.stat().st_mode) for p in created if p.is_file()} == {0o640}
+    assert len([p for p in created if p.is_file()]) == 4  # two windows' files and manifests
+
+
+def test_an_output_directory_that_cannot_be_made_fails_the_run_before_any_wiz_request(pipeline, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    pipeline.env["WIZ_OUTPUT_URI"] = str(blocker / "data")
+    result = pipeline.run(pipeline.keys()[0])
+    assert not result.success
+    error = result.get_step_failure_events()[0].step_failure_data.error.cause
+    assert error.cls_name == "OutputError"
+    assert f"WIZ_OUTPUT_URI={blocker / 'data'}: can't create the directory" in error.message
+    assert not pipeline.sim.graphql_records() and not materialized(pipeline)

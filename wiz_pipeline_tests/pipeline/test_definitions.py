@@ -87,7 +87,11 @@ def test_the_secret_is_an_env_var_the_ui_never_sees(monkeypatch):
         ("WIZ_OAUTH_DATA", "audience=wiz-api", "not valid JSON"),
         ("WIZ_OAUTH_HEADERS", '["x"]', "JSON object of strings"),
         ("WIZ_TOKEN_URL", "http://auth.example.com/oauth/token", "https"),
-        ("WIZ_OUTPUT_URI", "s3://bucket/wiz", "only local directories"),
+        ("WIZ_OUTPUT_URI", "gs://bucket/wiz", "unsupported scheme"),
+        ("WIZ_OUTPUT_URI", "s3://", "names no bucket"),
+        ("WIZ_OUTPUT_URI", "s3:///wiz", "names no bucket"),
+        ("WIZ_OUTPUT_URI", "s3://My_Bucket/wiz", "not a valid S3 bucket name"),
+        ("WIZ_OUTPUT_URI", "s3://bucket/a//b", "empty, '.' or '..' segment"),
         ("WIZ_WINDOW_LAG_SECONDS", "-1", "between 0"),
         ("WIZ_MAX_WINDOWS_PER_RUN", "0", "between 1"),
     ],
@@ -96,6 +100,30 @@ def test_a_bad_setting_fails_naming_the_variable_and_what_is_allowed(name, value
     with pytest.raises(SettingsError) as caught:
         build_definitions({name: value})
     assert name in str(caught.value) and says in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "value", ["s3://AKIAEXAMPLE:wJalrXUtnFEMI@bucket/wiz", "s3://bucket/wiz?secret_key=wJalrXUtnFEMI"]
+)
+def test_an_output_uri_carrying_credentials_is_rejected_without_echoing_them(value):
+    with pytest.raises(SettingsError) as caught:
+        build_definitions({"WIZ_OUTPUT_URI": value})
+    assert "WIZ_OUTPUT_URI" in str(caught.value) and "AWS_ACCESS_KEY_ID" in str(caught.value)
+    assert "wJalrXUtnFEMI" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "normalised"),
+    [
+        ("s3://bucket", "s3://bucket"),
+        ("s3://bucket/wiz/", "s3://bucket/wiz"),
+        ("s3://b.c-d/a/b", "s3://b.c-d/a/b"),
+    ],
+)
+def test_an_s3_output_uri_is_accepted_and_normalised(value, normalised):
+    from wiz_pipeline.settings import load_settings
+
+    assert load_settings({"WIZ_OUTPUT_URI": value}).output_uri == normalised
 
 
 def test_every_bad_setting_is_reported_at_once():

@@ -1,0 +1,55 @@
+"""The two things every output offers: an ``Upload`` (one file being written) and an ``Output``."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import BinaryIO
+
+from wiz_pipeline.wiz.errors import WizConfigError
+
+# Temporary files and uploads this old were left by a run that died (killed, out of memory, a
+# reboot): runs are failed after 4 hours (deploy/dagster.yaml), so no live writer owns one.
+STALE_AFTER_SECONDS = 6 * 3600
+
+
+class OutputError(WizConfigError):
+    """The output location can't be used; the message names the variable to fix and never a secret."""
+
+
+class Upload(ABC):
+    """One file being written: ``file`` takes the bytes; ``finish`` stores them all (not yet visible)
+    and returns the size; ``Output.publish`` makes it visible; ``abort`` drops it."""
+
+    file: BinaryIO
+
+    @abstractmethod
+    def finish(self) -> int: ...
+
+    @abstractmethod
+    def abort(self) -> None: ...
+
+
+class Output(ABC):
+    uri: str  # WIZ_OUTPUT_URI, normalised
+
+    @abstractmethod
+    def check(self) -> None:
+        """Fail at once, naming the variable at fault, if files can't be written here."""
+
+    @abstractmethod
+    def open(self, key: str) -> Upload: ...
+
+    @abstractmethod
+    def publish(self, uploads: list[Upload]) -> None:
+        """Make finished uploads visible, in order, each in one step."""
+
+    @abstractmethod
+    def location(self, key: str) -> str:
+        """Where a person finds the file: a path, or an s3:// URI."""
+
+    @abstractmethod
+    def uri_of(self, key: str) -> str: ...
+
+    @abstractmethod
+    def sweep(self, dataset: str) -> None:
+        """Drop what dead runs left under one dataset (see ``STALE_AFTER_SECONDS``)."""
