@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from wiz_pipeline.partitions import Window
 from wiz_pipeline.tables import Table
+from wiz_pipeline.wiz import Nodes
 
 # A row group is written once this many rows, or this many bytes of them, are waiting: big enough
 # for good compression and column statistics, small enough that a window is never held whole.
@@ -98,10 +99,10 @@ class WindowWriter:
         self.rows = 0
         self.row_groups = 0
 
-    def add(self, nodes: list[dict[str, Any]]) -> None:
-        if not nodes:
+    def add(self, nodes: Nodes) -> None:
+        if not len(nodes):
             return
-        batch = self.table.rows_to_batch(nodes)
+        batch = self.table.to_batch(nodes)
         self._pending.append(batch)
         self.pending_rows += batch.num_rows
         self.pending_bytes += batch.nbytes

@@ -9,9 +9,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from wiz_pipeline.wiz.client import RequestStats, WizClient
+import msgspec
+import numpy as np
+
+from wiz_pipeline.wiz.client import Page, RequestStats, WizClient
 from wiz_pipeline.wiz.errors import WizPaginationError, WizResultCapError
-from wiz_pipeline.wiz.times import format_time, parse_time
+from wiz_pipeline.wiz.times import format_time, from_micros, parse_times, to_micros
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +84,6 @@ class DataType:
     # (see WindowFetch) when they took more than one page.
     records_can_leave: bool = False
 
-    def node_time(self, node: dict[str, Any]) -> datetime | None:
-        return parse_time(node.get(self.time_field))
-
     def variables(self, start: datetime, end: datetime) -> dict[str, Any]:
         bounds = {"after": format_time(start - FILTER_PADDING), "before": format_time(end + FILTER_PADDING)}
         return {"filterBy": {self.time_field: bounds}}
@@ -111,6 +111,29 @@ ISSUES = DataType(
 )
 
 DATA_TYPES = {dt.name: dt for dt in (AUDIT_LOGS, ISSUES)}
+
+
+@dataclass(frozen=True)
+class Nodes:
+    """Some nodes of one window, each as the bytes the API sent, with its time parsed once.
+
+    ``micros`` is each node's time field in microseconds since the epoch, ``readable`` whether it
+    had one. Iterating decodes the nodes into Python objects (for tests and debugging; the
+    pipeline reads ``raw`` in bulk).
+    """
+
+    raw: list[msgspec.Raw]
+    micros: np.ndarray
+    readable: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return (msgspec.json.decode(node) for node in self.raw)
+
+    def take(self, indices: np.ndarray) -> Nodes:
+        return Nodes([self.raw[i] for i in indices.tolist()], self.micros[indices], self.readable[indices])
 
 
 @dataclass
@@ -178,7 +201,7 @@ class WindowFetch:
         self.stats = WindowStats(start=start, end=end)
         self._seen_ids: set[str] = set()
 
-    def __iter__(self) -> Iterator[list[dict[str, Any]]]:
+    def __iter__(self) -> Iterator[Nodes]:
         # Each iteration starts afresh (figures and ids), so a window that failed can be fetched
         # again with the same object without its first try's nodes counting as seen.
         self.stats = stats = WindowStats(start=self.stats.start, end=self.stats.end)
@@ -223,7 +246,7 @@ class WindowFetch:
                 format_time(stats.start),
             )
 
-    def _one_pass(self, pass_ids: set[str]) -> Generator[list[dict[str, Any]], None, int]:
+    def _one_pass(self, pass_ids: set[str]) -> Generator[Nodes, None, int]:
         """Page through the window once; return the number of pages."""
         dt, stats = self.data_type, self.stats
         received = pages = stalled = 0
@@ -232,13 +255,14 @@ class WindowFetch:
             dt.variables(stats.start, stats.end),
             operation=dt.operation,
             connection=dt.connection,
+            time_field=dt.time_field,
             permission=dt.permission,
             stats=stats.requests,
         ):
             pages += 1
             received += len(page.nodes)
             stats.nodes_received += len(page.nodes)
-            kept, fresh = self._sort_page(page.nodes, pass_ids)
+            kept, fresh = self._sort_page(page, pass_ids)
             stats.nodes_in_window += len(kept)
             # Checked before anything else: a capped query may go on saying hasNextPage with empty
             # pages or a repeated cursor, and the operator must hear "shorter windows", not "retry".
@@ -260,13 +284,12 @@ class WindowFetch:
                 yield kept
         return pages
 
-    def _sort_page(self, nodes: list[dict[str, Any]], pass_ids: set[str]) -> tuple[list[dict[str, Any]], int]:
+    def _sort_page(self, page: Page, pass_ids: set[str]) -> tuple[Nodes, int]:
         """The page's nodes to pass on, and how many of all its nodes this pass had not seen yet."""
         stats = self.stats
-        kept = []
+        candidates = []
         fresh = 0
-        for node in nodes:
-            node_id = node.get("id")
+        for i, node_id in enumerate(page.ids):
             if isinstance(node_id, str) and node_id:
                 new_in_pass = node_id not in pass_ids
                 new = node_id not in self._seen_ids
@@ -277,30 +300,27 @@ class WindowFetch:
                 new_in_pass = True
                 new = stats.passes == 1
             fresh += new_in_pass
-            if not new:
-                if not new_in_pass:
-                    stats.duplicates_dropped += 1
-                continue  # seen before: on an earlier page (a shift) or in an earlier pass
-            if self._keep(node):
-                kept.append(node)
-                if stats.passes > 1:
-                    stats.found_on_reread += 1
-        return kept, fresh
-
-    def _keep(self, node: dict[str, Any]) -> bool:
-        stats = self.stats
-        when = self.data_type.node_time(node)
-        if when is not None and not stats.start <= when < stats.end:
-            stats.nodes_outside_window += 1
-            return False
-        if when is None:
-            stats.nodes_without_time += 1
-            return True
-        if stats.min_time is None or when < stats.min_time:
-            stats.min_time = when
-        if stats.max_time is None or when > stats.max_time:
-            stats.max_time = when
-        return True
+            if new:
+                candidates.append(i)
+            elif not new_in_pass:
+                stats.duplicates_dropped += 1
+            # else: seen in an earlier pass
+        micros, readable = parse_times(page.times)
+        index = np.array(candidates, dtype=np.intp)
+        when, known = micros[index], readable[index]
+        inside = known & (when >= to_micros(stats.start)) & (when < to_micros(stats.end))
+        stats.nodes_outside_window += int(np.count_nonzero(known & ~inside))
+        stats.nodes_without_time += int(np.count_nonzero(~known))
+        if inside.any():
+            low, high = from_micros(when[inside].min()), from_micros(when[inside].max())
+            stats.min_time = low if stats.min_time is None else min(stats.min_time, low)
+            stats.max_time = high if stats.max_time is None else max(stats.max_time, high)
+        keep = index[inside | ~known]
+        if stats.passes > 1:
+            stats.found_on_reread += len(keep)
+        if len(keep) == len(page.nodes):
+            return Nodes(page.nodes, micros, readable), fresh
+        return Nodes([page.nodes[i] for i in keep.tolist()], micros[keep], readable[keep]), fresh
 
 
 def fetch_window(client: WizClient, data_type: DataType, start: datetime, end: datetime) -> WindowFetch:
