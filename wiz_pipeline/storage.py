@@ -32,6 +32,9 @@ from wiz_pipeline.wiz import Nodes
 ROW_GROUP_ROWS = 10_000
 ROW_GROUP_BYTES = 16 * 2**20
 COMPRESSION = "zstd"
+# An open writer keeps buffers the size of its data pages for each column until it is closed, and a
+# span keeps one writer open per window: 1 MiB pages (Arrow's default) cost ~3 MiB per open window.
+DATA_PAGE_BYTES = 64 * 2**10
 
 
 def window_path(root: Path, table_name: str, window_start: datetime) -> Path:
@@ -122,7 +125,9 @@ class WindowWriter:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._tmp = self.path.with_name(f".{self.path.name}.tmp-{uuid.uuid4().hex[:12]}")
             self._file = open(self._tmp, "wb")  # noqa: SIM115 - closed in commit/abort
-            self._writer = pq.ParquetWriter(self._file, self.table.schema, compression=COMPRESSION)
+            self._writer = pq.ParquetWriter(
+                self._file, self.table.schema, compression=COMPRESSION, data_page_size=DATA_PAGE_BYTES
+            )
         return self._writer
 
     def commit(self, manifest: dict[str, Any]) -> WrittenFile:

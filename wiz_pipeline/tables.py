@@ -14,6 +14,7 @@ read), and each column is made with one Arrow call; times go through Arrow's ISO
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -170,13 +171,14 @@ class Table:
         """``raw``: each node's JSON bytes; ``times``: its ``time_field`` already parsed, if it was."""
         decoder, getters = _decoder(self)
         rows = decoder.decode(b"[" + b",".join(raw) + b"]")
+        memo: dict[tuple[str, ...], list[Any]] = {}
         arrays = []
         for column in self.columns:
             if times is not None and column.kind is Kind.TIME and column.path == (self.time_field,):
                 micros, readable = times
                 arrays.append(pa.array(micros, TIMESTAMP, mask=~readable))
                 continue
-            found = [_column_array(column, getter(rows)) for getter in getters[column.name]]
+            found = [_column_array(column, getter(rows, memo)) for getter in getters[column.name]]
             arrays.append(found[0] if len(found) == 1 else pc.coalesce(*found))
         arrays.append(_raw_array(raw))
         return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
@@ -259,11 +261,18 @@ def _decoder(table: Table) -> tuple[msgspec.json.Decoder, dict[str, list[Any]]]:
             steps.append((sub_attrs[id(branch), part], struct_of[id(branch)]))
             branch = branch.get(part) if isinstance(branch.get(part), dict) else {}
 
-        def values(rows: list[Any]) -> list[Any]:
-            (attr, _), *rest = steps
-            found = [getattr(row, attr) for row in rows]
-            for attr, owner in rest:
-                found = [getattr(v, attr) if type(v) is owner else None for v in found]
+        def values(rows: list[Any], memo: dict[tuple[str, ...], list[Any]]) -> list[Any]:
+            """The values at ``path``; ``memo`` keeps each prefix's values for the other columns
+            under the same object (a dozen columns read `entitySnapshot`)."""
+            found = rows
+            for depth, (attr, owner) in enumerate(steps, 1):
+                prefix = path[:depth]
+                if prefix in memo:
+                    found = memo[prefix]
+                elif depth == 1:
+                    found = memo[prefix] = list(map(operator.attrgetter(attr), found))
+                else:
+                    found = memo[prefix] = [getattr(v, attr) if type(v) is owner else None for v in found]
             return found
 
         return values

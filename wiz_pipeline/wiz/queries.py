@@ -287,9 +287,21 @@ class WindowFetch:
     def _sort_page(self, page: Page, pass_ids: set[str]) -> tuple[Nodes, int]:
         """The page's nodes to pass on, and how many of all its nodes this pass had not seen yet."""
         stats = self.stats
+        ids = page.ids
+        distinct = set(ids)
+        if (
+            len(distinct) == len(ids)
+            and distinct.isdisjoint(self._seen_ids)  # which holds every id of this pass, too
+            and set(map(type, distinct)) <= {str}
+            and "" not in distinct
+        ):
+            # The usual page: every id a string this window has not seen; no per-node bookkeeping.
+            pass_ids |= distinct
+            self._seen_ids |= distinct
+            return self._by_time(page, np.arange(len(ids)), len(ids))
         candidates = []
         fresh = 0
-        for i, node_id in enumerate(page.ids):
+        for i, node_id in enumerate(ids):
             if isinstance(node_id, str) and node_id:
                 new_in_pass = node_id not in pass_ids
                 new = node_id not in self._seen_ids
@@ -305,8 +317,12 @@ class WindowFetch:
             elif not new_in_pass:
                 stats.duplicates_dropped += 1
             # else: seen in an earlier pass
+        return self._by_time(page, np.array(candidates, dtype=np.intp), fresh)
+
+    def _by_time(self, page: Page, index: np.ndarray, fresh: int) -> tuple[Nodes, int]:
+        """Of the nodes at ``index``, those in the window or without a readable time; and ``fresh``."""
+        stats = self.stats
         micros, readable = parse_times(page.times)
-        index = np.array(candidates, dtype=np.intp)
         when, known = micros[index], readable[index]
         inside = known & (when >= to_micros(stats.start)) & (when < to_micros(stats.end))
         stats.nodes_outside_window += int(np.count_nonzero(known & ~inside))

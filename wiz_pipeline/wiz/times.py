@@ -58,7 +58,10 @@ def parse_times(values: Sequence[object]) -> tuple[np.ndarray, np.ndarray]:
     surrounding spaces, not a time, out of its range), and only then is each value read with
     ``parse_time``. Unreadable values are 0 and not readable.
     """
-    strings = pa.array([v if type(v) is str else None for v in values], pa.string())
+    try:
+        strings = pa.array(values, pa.string())
+    except (pa.ArrowTypeError, pa.ArrowInvalid):  # a number or an object among them
+        strings = pa.array([v if type(v) is str else None for v in values], pa.string())
     try:
         # Truncating nanoseconds to microseconds, as parse_time does with longer fractions.
         parsed = pc.cast(strings, _NANOS_UTC).cast(MICROS_UTC, safe=False)
