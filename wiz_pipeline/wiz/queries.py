@@ -14,6 +14,7 @@ import numpy as np
 
 from wiz_pipeline.wiz.client import Page, RequestStats, WizClient
 from wiz_pipeline.wiz.errors import WizPaginationError, WizResultCapError
+from wiz_pipeline.wiz.idset import IdSet, fingerprints
 from wiz_pipeline.wiz.times import format_time, from_micros, parse_times, to_micros
 
 log = logging.getLogger(__name__)
@@ -199,13 +200,13 @@ class WindowFetch:
         self.client = client
         self.data_type = data_type
         self.stats = WindowStats(start=start, end=end)
-        self._seen_ids: set[str] = set()
+        self._seen_ids = IdSet()
 
     def __iter__(self) -> Iterator[Nodes]:
         # Each iteration starts afresh (figures and ids), so a window that failed can be fetched
         # again with the same object without its first try's nodes counting as seen.
         self.stats = stats = WindowStats(start=self.stats.start, end=self.stats.end)
-        self._seen_ids = set()
+        self._seen_ids = IdSet()
         dt = self.data_type
         if stats.end > datetime.now(UTC):
             log.warning(
@@ -216,11 +217,12 @@ class WindowFetch:
                 format_time(stats.end),
             )
         started = time.monotonic()
-        previous: set[str] | None = None
+        previous: IdSet | None = None
         try:
             while True:
                 stats.passes += 1
-                pass_ids: set[str] = set()
+                # The first pass has seen exactly what the window has: one set serves for both.
+                pass_ids = self._seen_ids if stats.passes == 1 else IdSet()
                 pages = yield from self._one_pass(pass_ids)
                 if not dt.records_can_leave or pages <= 1 or pass_ids == previous:
                     break
@@ -234,7 +236,7 @@ class WindowFetch:
                         stats.passes,
                     )
                     break
-                previous = pass_ids
+                previous = pass_ids.copy()
         finally:
             stats.duration_seconds = time.monotonic() - started
         if stats.nodes_without_time:
@@ -246,7 +248,7 @@ class WindowFetch:
                 format_time(stats.start),
             )
 
-    def _one_pass(self, pass_ids: set[str]) -> Generator[Nodes, None, int]:
+    def _one_pass(self, pass_ids: IdSet) -> Generator[Nodes, None, int]:
         """Page through the window once; return the number of pages."""
         dt, stats = self.data_type, self.stats
         received = pages = stalled = 0
@@ -284,29 +286,27 @@ class WindowFetch:
                 yield kept
         return pages
 
-    def _sort_page(self, page: Page, pass_ids: set[str]) -> tuple[Nodes, int]:
+    def _sort_page(self, page: Page, pass_ids: IdSet) -> tuple[Nodes, int]:
         """The page's nodes to pass on, and how many of all its nodes this pass had not seen yet."""
         stats = self.stats
         ids = page.ids
-        distinct = set(ids)
-        if (
-            len(distinct) == len(ids)
-            and distinct.isdisjoint(self._seen_ids)  # which holds every id of this pass, too
-            and set(map(type, distinct)) <= {str}
-            and "" not in distinct
-        ):
-            # The usual page: every id a string this window has not seen; no per-node bookkeeping.
-            pass_ids |= distinct
-            self._seen_ids |= distinct
-            return self._by_time(page, np.arange(len(ids)), len(ids))
+        if set(map(type, ids)) <= {str} and "" not in ids:
+            fps = fingerprints(ids)
+            if len(set(fps)) == len(fps) and self._seen_ids.isdisjoint(fps):  # which holds this pass's too
+                # The usual page: every id one this window has not seen; no per-node bookkeeping.
+                self._seen_ids.update(fps)
+                if pass_ids is not self._seen_ids:
+                    pass_ids.update(fps)
+                return self._by_time(page, np.arange(len(ids)), len(ids))
         candidates = []
         fresh = 0
         for i, node_id in enumerate(ids):
             if isinstance(node_id, str) and node_id:
-                new_in_pass = node_id not in pass_ids
-                new = node_id not in self._seen_ids
-                pass_ids.add(node_id)
-                self._seen_ids.add(node_id)
+                (fp,) = fingerprints([node_id])
+                new_in_pass = fp not in pass_ids
+                new = fp not in self._seen_ids
+                self._seen_ids.add(fp)
+                pass_ids.add(fp)
             else:
                 # Can't tell; passed on, as everything the API sends is, but in the first pass only.
                 new_in_pass = True
