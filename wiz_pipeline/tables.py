@@ -206,7 +206,7 @@ def _text(value: Any) -> str | None:
 
 def _raw_array(raw: Sequence[bytes | msgspec.Raw]) -> pa.Array:
     """One string column over all the nodes' bytes, without a Python string per node."""
-    lengths = np.fromiter((len(node) for node in raw), dtype=np.int64, count=len(raw))
+    lengths = np.fromiter(map(len, raw), dtype=np.int64, count=len(raw))
     offsets = np.zeros(len(raw) + 1, dtype=np.int32)
     np.cumsum(lengths, out=offsets[1:])
     data = b"".join(raw)

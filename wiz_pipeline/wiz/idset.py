@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import operator
 from collections.abc import Iterable
 
 import numpy as np
@@ -41,7 +43,7 @@ class IdSet:
             return False
         if not len(self._first) or not fps:
             return True
-        first = np.fromiter((f for f, _ in fps), np.int64, len(fps))
+        first = np.fromiter(map(operator.itemgetter(0), fps), np.int64, len(fps))
         at = np.searchsorted(self._first, first).clip(max=len(self._first) - 1)
         hits = np.flatnonzero(self._first[at] == first)
         return not any(self._in_arrays(fps[i]) for i in hits.tolist())
@@ -81,7 +83,8 @@ class IdSet:
         return False
 
     def _merge(self) -> None:
-        recent = np.array(list(self._recent), dtype=np.int64).reshape(-1, 2)
+        flat = itertools.chain.from_iterable(self._recent)
+        recent = np.fromiter(flat, np.int64, 2 * len(self._recent)).reshape(-1, 2)
         recent = recent[np.argsort(recent[:, 0], kind="stable")]
         at = np.searchsorted(self._first, recent[:, 0])
         self._first = np.insert(self._first, at, recent[:, 0])
