@@ -37,6 +37,23 @@ COMPRESSION = "zstd"
 DATA_PAGE_BYTES = 64 * 2**10
 
 
+# Columns whose values hardly repeat (ids, times, whole nodes): a dictionary only costs hashing until
+# Parquet gives up on it. Min/max statistics of whole nodes help no reader.
+UNIQUE_COLUMNS = frozenset({"id", "request_id", "raw"})
+
+
+def writer_options(table: Table) -> dict[str, Any]:
+    names = table.schema.names
+    return {
+        "compression": COMPRESSION,
+        "data_page_size": DATA_PAGE_BYTES,
+        "use_dictionary": [
+            c.name for c in table.columns if c.name not in UNIQUE_COLUMNS and c.type == pa.string()
+        ],
+        "write_statistics": [n for n in names if n != "raw"],
+    }
+
+
 def window_path(root: Path, table_name: str, window_start: datetime) -> Path:
     return (
         root
@@ -125,9 +142,7 @@ class WindowWriter:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._tmp = self.path.with_name(f".{self.path.name}.tmp-{uuid.uuid4().hex[:12]}")
             self._file = open(self._tmp, "wb")  # noqa: SIM115 - closed in commit/abort
-            self._writer = pq.ParquetWriter(
-                self._file, self.table.schema, compression=COMPRESSION, data_page_size=DATA_PAGE_BYTES
-            )
+            self._writer = pq.ParquetWriter(self._file, self.table.schema, **writer_options(self.table))
         return self._writer
 
     def commit(self, manifest: dict[str, Any]) -> WrittenFile:
