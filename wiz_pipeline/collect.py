@@ -32,8 +32,9 @@ from wiz_pipeline.wiz.times import format_time, from_micros, to_micros
 log = logging.getLogger(__name__)
 
 # Bytes of rows held in memory across all of a span's open files before the biggest buffers are
-# written out as row groups; this bounds memory however many records or windows a run covers.
-MAX_BUFFERED_BYTES = 16 * 2**20
+# written out as row groups; this bounds memory however many records or windows a run covers. Arrow's
+# builders reserve up to twice what a batch reports, so the memory this costs is up to twice this.
+MAX_BUFFERED_BYTES = 8 * 2**20
 
 
 @dataclass(frozen=True)
