@@ -13,6 +13,7 @@ Dagster-free, like ``wiz/``: the asset turns each ``WindowResult`` into a materi
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -128,6 +129,9 @@ def _fetch_span(
     figures = {w.key: _WindowFigures() for w in span}
     starts = np.array([to_micros(w.start) for w in span], dtype=np.int64)
     fetch = WindowFetch(client, data_type, span[0].start, span[-1].end)
+    # Every page allocates thousands of short-lived objects, and each full garbage collection
+    # would walk the whole heap (Dagster's included) again; what exists now is left out of them.
+    gc.freeze()
     try:
         # Pages are fetched (and sorted by WindowFetch) in a thread while the previous ones are
         # turned into row groups here, so the wall time approaches the time the API takes.
@@ -150,6 +154,8 @@ def _fetch_span(
             times = [t for f in figures.values() for t in (f.min_time, f.max_time) if t is not None]
             raise _SpanCapped(exc, min(times, default=None), max(times, default=None)) from None
         raise
+    finally:
+        gc.unfreeze()
     return writers, figures, fetch.stats.as_dict()
 
 

@@ -68,7 +68,7 @@ class Page:
     end_cursor: str | None
 
 
-class _Envelope(msgspec.Struct):
+class _Envelope(msgspec.Struct, gc=False):
     """A GraphQL answer; ``data`` is left undecoded until we know the answer is good."""
 
     data: msgspec.Raw = msgspec.Raw()
@@ -78,12 +78,12 @@ class _Envelope(msgspec.Struct):
 _ENVELOPE = msgspec.json.Decoder(_Envelope)
 
 
-class _PageInfo(msgspec.Struct):
+class _PageInfo(msgspec.Struct, gc=False):
     hasNextPage: Any = None
     endCursor: Any = None
 
 
-class _Connection(msgspec.Struct):
+class _Connection(msgspec.Struct, gc=False):
     nodes: list[msgspec.Raw]
     pageInfo: _PageInfo
 
@@ -93,14 +93,19 @@ def _page_decoders(
     connection: str, time_field: str | None
 ) -> tuple[msgspec.json.Decoder, msgspec.json.Decoder]:
     """Two decoders for ``data``: one keeping each node's bytes, one reading only its id and time.
-    Two passes of msgspec over a page cost less than building one Python object per node."""
-    nodes = msgspec.defstruct("Nodes", [("conn", _Connection | None, None)], rename={"conn": connection})
+    Two passes of msgspec over a page cost less than building one Python object per node. The
+    structs hold no references back (``gc=False``), so the garbage collector needn't track them."""
+    nodes = msgspec.defstruct(
+        "Nodes", [("conn", _Connection | None, None)], rename={"conn": connection}, gc=False
+    )
     key_fields: list[tuple[str, Any, Any]] = [("id", Any, None)]
     if time_field is not None:
         key_fields.append(("time", Any, None))
-    keys = msgspec.defstruct("NodeKeys", key_fields, rename={"time": time_field or "time"})
-    key_conn = msgspec.defstruct("KeyConnection", [("nodes", list[keys])])
-    key_data = msgspec.defstruct("Keys", [("conn", key_conn | None, None)], rename={"conn": connection})
+    keys = msgspec.defstruct("NodeKeys", key_fields, rename={"time": time_field or "time"}, gc=False)
+    key_conn = msgspec.defstruct("KeyConnection", [("nodes", list[keys])], gc=False)
+    key_data = msgspec.defstruct(
+        "Keys", [("conn", key_conn | None, None)], rename={"conn": connection}, gc=False
+    )
     return msgspec.json.Decoder(nodes), msgspec.json.Decoder(key_data)
 
 
