@@ -13,7 +13,7 @@ Dagster-free, like ``wiz/``: the asset turns each ``WindowResult`` into a materi
 
 from __future__ import annotations
 
-import bisect
+import gc
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,18 +21,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from wiz_pipeline.outputs import Output, open_output
 from wiz_pipeline.partitions import Window
+from wiz_pipeline.prefetch import prefetched
 from wiz_pipeline.storage import WindowWriter, WrittenFile, sweep_stale_temporaries
 from wiz_pipeline.tables import TABLES
-from wiz_pipeline.wiz import DataType, WindowFetch, WizClient, WizResultCapError
-from wiz_pipeline.wiz.times import format_time
+from wiz_pipeline.wiz import DataType, Nodes, WindowFetch, WizClient, WizResultCapError
+from wiz_pipeline.wiz.times import format_time, from_micros, to_micros
 
 log = logging.getLogger(__name__)
 
 # Bytes of rows held in memory across all of a span's open files before the biggest buffers are
-# written out as row groups; this bounds memory however many records or windows a run covers.
-MAX_BUFFERED_BYTES = 16 * 2**20
+# written out as row groups; this bounds memory however many records or windows a run covers. Arrow's
+# builders reserve up to twice what a batch reports, so the memory this costs is up to twice this.
+MAX_BUFFERED_BYTES = 8 * 2**20
 
 
 @dataclass(frozen=True)
@@ -49,15 +53,14 @@ class _WindowFigures:
     min_time: datetime | None = None
     max_time: datetime | None = None
 
-    def note(self, when: datetime | None) -> None:
-        self.rows += 1
-        if when is None:
-            self.without_time += 1
-            return
-        if self.min_time is None or when < self.min_time:
-            self.min_time = when
-        if self.max_time is None or when > self.max_time:
-            self.max_time = when
+    def note(self, nodes: Nodes) -> None:
+        self.rows += len(nodes)
+        known = nodes.micros[nodes.readable]
+        self.without_time += len(nodes) - len(known)
+        if len(known):
+            low, high = from_micros(known.min()), from_micros(known.max())
+            self.min_time = low if self.min_time is None else min(self.min_time, low)
+            self.max_time = high if self.max_time is None else max(self.max_time, high)
 
 
 def collect_windows(
@@ -126,21 +129,25 @@ def _fetch_span(
     table = TABLES[data_type.name]
     writers = {w.key: WindowWriter(root, table, w) for w in span}
     figures = {w.key: _WindowFigures() for w in span}
-    starts = [w.start for w in span]
+    starts = np.array([to_micros(w.start) for w in span], dtype=np.int64)
     fetch = WindowFetch(client, data_type, span[0].start, span[-1].end)
+    # Every page allocates thousands of short-lived objects, and each full garbage collection
+    # would walk the whole heap (Dagster's included) again; what exists now is left out of them.
+    gc.freeze()
     try:
-        for nodes in fetch:
-            by_window: dict[str, list[dict[str, Any]]] = {}
-            for node in nodes:
-                when = data_type.node_time(node)
-                # A node without a readable time can't be placed; the query returned it for this
-                # span, so it is kept in the span's last window (and counted in the manifest).
-                index = len(span) - 1 if when is None else bisect.bisect_right(starts, when) - 1
-                key = span[index].key
-                figures[key].note(when)
-                by_window.setdefault(key, []).append(node)
-            for key, window_nodes in by_window.items():
-                writers[key].add(window_nodes)
+        # Pages are fetched (and sorted by WindowFetch) in a thread while the previous ones are
+        # turned into row groups here, so the wall time approaches the time the API takes.
+        for nodes in prefetched(fetch):
+            index = np.searchsorted(starts, nodes.micros, side="right") - 1
+            # A node without a readable time can't be placed; the query returned it for this
+            # span, so it is kept in the span's last window (and counted in the manifest).
+            index[~nodes.readable] = len(span) - 1
+            present = np.unique(index)
+            for i in present.tolist():
+                part = nodes if len(present) == 1 else nodes.take(np.flatnonzero(index == i))
+                key = span[i].key
+                figures[key].note(part)
+                writers[key].add(part)
             _bound_memory(writers)
     except BaseException as exc:
         for writer in writers.values():
@@ -149,6 +156,8 @@ def _fetch_span(
             times = [t for f in figures.values() for t in (f.min_time, f.max_time) if t is not None]
             raise _SpanCapped(exc, min(times, default=None), max(times, default=None)) from None
         raise
+    finally:
+        gc.unfreeze()
     return writers, figures, fetch.stats.as_dict()
 
 

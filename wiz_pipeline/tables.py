@@ -1,73 +1,70 @@
-"""The Parquet columns of each data type, and how a Wiz node becomes a row.
+"""The Parquet columns of each data type, and how Wiz nodes become rows, a batch at a time.
 
 Every field in the shared API notes gets a typed snake_case column: times as UTC timestamps, nested
 objects flattened where they hold scalars, and free-form values (action parameters, tags, projects,
-tickets, notes) kept as JSON text. The ``raw`` column holds the whole node as received, so no field
-the API adds later is lost. Values of an unexpected type never fail a window: a timestamp that does
-not parse becomes null (``raw`` still has it), and a non-text value in a text column is kept as JSON.
+tickets, notes) kept as JSON text, as received. The ``raw`` column holds each node's bytes exactly as
+the API sent them, so no field the API adds later is lost. Values of an unexpected type never fail a
+window: a timestamp that does not parse becomes null (``raw`` still has it), and a non-text value in a
+text column is kept as JSON.
+
+A batch is decoded by msgspec into structs built from the column paths (only the fields the columns
+read), and each column is made with one Arrow call; times go through Arrow's ISO-8601 parser.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
+import functools
+import operator
+from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
+import msgspec
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from wiz_pipeline.wiz.times import parse_time
+from wiz_pipeline.wiz import Nodes
+from wiz_pipeline.wiz.times import MICROS_UTC, parse_times
 
-TIMESTAMP = pa.timestamp("us", tz="UTC")
-
-
-def _dig(node: Any, path: tuple[str, ...]) -> Any:
-    for part in path:
-        if not isinstance(node, dict):
-            return None
-        node = node.get(part)
-    return node
+TIMESTAMP = MICROS_UTC
 
 
-def _json(value: Any) -> str | None:
-    if value is None:
-        return None
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-
-
-def _text(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    return _json(value)
+class Kind(Enum):
+    TEXT = "text"  # a string; anything else as JSON text
+    TIME = "time"  # an ISO-8601 timestamp, null when it doesn't parse
+    JSON = "json"  # any JSON value, as JSON text
 
 
 @dataclass(frozen=True)
 class Column:
     name: str
-    type: pa.DataType
+    kind: Kind
     path: tuple[str, ...]  # where the value is in the node; several alternatives are tried in order
     alternatives: tuple[tuple[str, ...], ...] = ()
-    convert: Callable[[Any], Any] = _text
+    strip: bool = False  # surrounding whitespace removed
     doc: str = ""
 
-    def value(self, node: dict[str, Any]) -> Any:
-        for path in (self.path, *self.alternatives):
-            found = _dig(node, path)
-            if found is not None:
-                return self.convert(found)
-        return None
+    @property
+    def type(self) -> pa.DataType:
+        return TIMESTAMP if self.kind is Kind.TIME else pa.string()
+
+    @property
+    def paths(self) -> tuple[tuple[str, ...], ...]:
+        return (self.path, *self.alternatives)
 
 
 def text(name: str, *path: str, doc: str = "", alternatives: tuple[tuple[str, ...], ...] = ()) -> Column:
-    return Column(name, pa.string(), path, alternatives, _text, doc)
+    return Column(name, Kind.TEXT, path, alternatives, doc=doc)
 
 
 def when(name: str, *path: str, doc: str = "") -> Column:
-    return Column(name, TIMESTAMP, path, (), parse_time, doc)
+    return Column(name, Kind.TIME, path, doc=doc)
 
 
 def as_json(name: str, *path: str, doc: str = "") -> Column:
-    return Column(name, pa.string(), path, (), _json, doc)
+    return Column(name, Kind.JSON, path, doc=doc)
 
 
 AUDIT_LOG_COLUMNS = (
@@ -75,11 +72,10 @@ AUDIT_LOG_COLUMNS = (
     when("timestamp", "timestamp", doc="places the entry in its window"),
     Column(
         "action",
-        pa.string(),
+        Kind.TEXT,
         ("action",),
-        (),
-        lambda v: _text(v).strip() if isinstance(v, str) else _text(v),
-        "surrounding spaces removed (Wiz pads some; `raw` keeps them)",
+        strip=True,
+        doc="surrounding spaces removed (Wiz pads some; `raw` keeps them)",
     ),
     text("status", "status"),
     text("request_id", "requestId"),
@@ -151,22 +147,141 @@ ISSUE_COLUMNS = (
     as_json("notes", "notes", doc="JSON text"),
 )
 
-RAW = Column("raw", pa.string(), (), doc="the whole node as received, JSON")
+RAW_DOC = "the whole node, JSON, byte for byte as received"
 
 
 @dataclass(frozen=True)
 class Table:
     name: str
     columns: tuple[Column, ...]
+    time_field: str  # the node field that places a row in its window (parsed once, in wiz/)
 
     @property
     def schema(self) -> pa.Schema:
-        return pa.schema([pa.field(c.name, c.type) for c in (*self.columns, RAW)])
+        return pa.schema([*(pa.field(c.name, c.type) for c in self.columns), pa.field("raw", pa.string())])
 
-    def rows_to_batch(self, nodes: list[dict[str, Any]]) -> pa.RecordBatch:
-        arrays = [pa.array([c.value(n) for n in nodes], type=c.type) for c in self.columns]
-        raw = pa.array([json.dumps(n, ensure_ascii=False, separators=(",", ":")) for n in nodes], pa.string())
-        return pa.RecordBatch.from_arrays([*arrays, raw], schema=self.schema)
+    def to_batch(self, nodes: Nodes) -> pa.RecordBatch:
+        return self.rows_to_batch(nodes.raw, (nodes.micros, nodes.readable))
+
+    def rows_to_batch(
+        self,
+        raw: Sequence[bytes | msgspec.Raw],
+        times: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> pa.RecordBatch:
+        """``raw``: each node's JSON bytes; ``times``: its ``time_field`` already parsed, if it was."""
+        decoder, getters = _decoder(self)
+        rows = decoder.decode(b"[" + b",".join(raw) + b"]")
+        memo: dict[tuple[str, ...], list[Any]] = {}
+        arrays = []
+        for column in self.columns:
+            if times is not None and column.kind is Kind.TIME and column.path == (self.time_field,):
+                micros, readable = times
+                arrays.append(pa.array(micros, TIMESTAMP, mask=~readable))
+                continue
+            found = [_column_array(column, getter(rows, memo)) for getter in getters[column.name]]
+            arrays.append(found[0] if len(found) == 1 else pc.coalesce(*found))
+        arrays.append(_raw_array(raw))
+        return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
 
 
-TABLES = {"audit_logs": Table("audit_logs", AUDIT_LOG_COLUMNS), "issues": Table("issues", ISSUE_COLUMNS)}
+def _column_array(column: Column, values: list[Any]) -> pa.Array:
+    if column.kind is Kind.TIME:
+        micros, readable = parse_times(values)
+        return pa.array(micros, TIMESTAMP, mask=~readable)
+    if column.kind is Kind.JSON:
+        texts = [None if raw is None or (b := bytes(raw)) == b"null" else b for raw in values]
+        return pa.array(texts, pa.binary()).cast(pa.string())
+    try:
+        array = pa.array(values, pa.string())
+    except (pa.ArrowTypeError, pa.ArrowInvalid):  # a number, object or list where text was expected
+        array = pa.array([_text(v) for v in values], pa.string())
+    return pc.utf8_trim_whitespace(array) if column.strip else array
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return msgspec.json.encode(value).decode()
+
+
+def _raw_array(raw: Sequence[bytes | msgspec.Raw]) -> pa.Array:
+    """One string column over all the nodes' bytes, without a Python string per node."""
+    lengths = np.fromiter(map(len, raw), dtype=np.int64, count=len(raw))
+    offsets = np.zeros(len(raw) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    data = b"".join(raw)
+    return pa.Array.from_buffers(pa.string(), len(raw), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+
+
+@functools.cache
+def _decoder(table: Table) -> tuple[msgspec.json.Decoder, dict[str, list[Any]]]:
+    """A decoder for a list of nodes that reads only the fields the columns use, and per column
+    (per alternative path) a function from the decoded rows to that column's values.
+
+    Each object on a column's path becomes a struct; where a node has something else there (a
+    string where an object should be), the struct's union takes it and the column gets null, as a
+    lookup in a missing object does. Leaves are kept as decoded (text, times) or as raw JSON.
+    """
+    tree: dict[str, Any] = {}
+    for column in table.columns:
+        for path in column.paths:
+            branch = tree
+            for part in path[:-1]:
+                branch = branch.setdefault(part, {})
+                if not isinstance(branch, dict):
+                    raise ValueError(f"{table.name}: {part!r} is both a value and an object")
+            branch[path[-1]] = column.kind
+    counter = iter(range(10**6))
+
+    def struct(branch: dict[str, Any]) -> type[msgspec.Struct]:
+        fields: list[tuple[str, Any, Any]] = []
+        rename: dict[str, str] = {}
+        for key, sub in branch.items():
+            attr = f"f{next(counter)}"
+            rename[attr] = key
+            if isinstance(sub, dict):
+                fields.append((attr, struct(sub) | str | int | float | bool | list | None, None))
+            elif sub is Kind.JSON:
+                fields.append((attr, msgspec.Raw, None))
+            else:
+                fields.append((attr, Any, None))
+            sub_attrs[id(branch), key] = attr
+        made = msgspec.defstruct(f"{table.name}_node", fields, rename=rename, gc=False)
+        struct_of[id(branch)] = made
+        return made
+
+    sub_attrs: dict[tuple[int, str], str] = {}
+    struct_of: dict[int, type[msgspec.Struct]] = {}
+    root = struct(tree)
+
+    def getter(path: tuple[str, ...]) -> Any:
+        steps = []
+        branch = tree
+        for part in path:
+            steps.append((sub_attrs[id(branch), part], struct_of[id(branch)]))
+            branch = branch.get(part) if isinstance(branch.get(part), dict) else {}
+
+        def values(rows: list[Any], memo: dict[tuple[str, ...], list[Any]]) -> list[Any]:
+            """The values at ``path``; ``memo`` keeps each prefix's values for the other columns
+            under the same object (a dozen columns read `entitySnapshot`)."""
+            found = rows
+            for depth, (attr, owner) in enumerate(steps, 1):
+                prefix = path[:depth]
+                if prefix in memo:
+                    found = memo[prefix]
+                elif depth == 1:
+                    found = memo[prefix] = list(map(operator.attrgetter(attr), found))
+                else:
+                    found = memo[prefix] = [getattr(v, attr) if type(v) is owner else None for v in found]
+            return found
+
+        return values
+
+    getters = {c.name: [getter(p) for p in c.paths] for c in table.columns}
+    return msgspec.json.Decoder(list[root]), getters
+
+
+TABLES = {
+    "audit_logs": Table("audit_logs", AUDIT_LOG_COLUMNS, time_field="timestamp"),
+    "issues": Table("issues", ISSUE_COLUMNS, time_field="statusChangedAt"),
+}

@@ -82,6 +82,8 @@ def _define(
         output.check()
         with wiz.client() as client:
             for result in collect_windows(client, data_type, windows, output, run_id=context.run.run_id):
+                # The materialization says what was written; no log line beside it, as each event
+                # costs Dagster ~15 ms of CPU to store (a tenth of a 4,000-record window's cost).
                 context.log_event(
                     dg.AssetMaterialization(
                         asset_key=collection.asset_key,
@@ -89,7 +91,6 @@ def _define(
                         metadata=_metadata(result, schema, context, collection, tracker),
                     )
                 )
-                context.log.info(f"{result.window.key}: {result.file.rows} rows -> {result.file.path}")
         context.log.info(f"{collection.checkpoint_name} is now {format_time(tracker.checkpoint)}")
         yield from ()
 

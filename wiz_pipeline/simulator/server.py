@@ -20,6 +20,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
 
+import msgspec
+
 from wiz_pipeline.simulator.faults import Endpoint, Fault, FaultQueue
 from wiz_pipeline.simulator.schema import PreparedQuery, QueryRejected, RootField, prepare, project
 from wiz_pipeline.simulator.tenant import Tenant, generate_tenant
@@ -460,6 +462,11 @@ def _spoil(fault: Fault, payload: dict[str, Any]) -> None:
         payload["errors"] = [error]
 
 
+def _encode(payload: Any) -> bytes:
+    """JSON as a GraphQL server sends it; nodes stored pre-encoded (``msgspec.Raw``) go out as they are."""
+    return msgspec.json.encode(payload)
+
+
 def _errors(message: str, code: str) -> dict[str, Any]:
     return {"errors": [{"message": message, "extensions": {"code": code}}], "data": None}
 
@@ -544,7 +551,7 @@ class _Handler(BaseHTTPRequestHandler):
             status, payload, headers = sim.handle_token(body, {k.lower(): v for k, v in self.headers.items()})
             sim._record(RequestRecord(arrived, "token", status, fault=fault.kind if fault else None))
             if fault is not None and fault.kind == "drip":
-                self._drip(status, json.dumps(payload).encode(), fault.delay_seconds)
+                self._drip(status, _encode(payload), fault.delay_seconds)
             else:
                 self._send(status, payload, headers)
             return
@@ -604,7 +611,7 @@ class _Handler(BaseHTTPRequestHandler):
             )
         )
         if drip is not None:
-            self._drip(status, json.dumps(payload).encode(), drip)
+            self._drip(status, _encode(payload), drip)
         else:
             self._send(status, payload)
 
@@ -716,7 +723,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
 
     def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        self._send_raw(status, json.dumps(payload).encode(), "application/json", headers)
+        self._send_raw(status, _encode(payload), "application/json", headers)
 
     def _send_raw(
         self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None

@@ -9,9 +9,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from wiz_pipeline.wiz.client import RequestStats, WizClient
+import msgspec
+import numpy as np
+
+from wiz_pipeline.wiz.client import Page, RequestStats, WizClient
 from wiz_pipeline.wiz.errors import WizPaginationError, WizResultCapError
-from wiz_pipeline.wiz.times import format_time, parse_time
+from wiz_pipeline.wiz.idset import IdSet, fingerprints
+from wiz_pipeline.wiz.times import format_time, from_micros, parse_times, to_micros
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +85,6 @@ class DataType:
     # (see WindowFetch) when they took more than one page.
     records_can_leave: bool = False
 
-    def node_time(self, node: dict[str, Any]) -> datetime | None:
-        return parse_time(node.get(self.time_field))
-
     def variables(self, start: datetime, end: datetime) -> dict[str, Any]:
         bounds = {"after": format_time(start - FILTER_PADDING), "before": format_time(end + FILTER_PADDING)}
         return {"filterBy": {self.time_field: bounds}}
@@ -111,6 +112,29 @@ ISSUES = DataType(
 )
 
 DATA_TYPES = {dt.name: dt for dt in (AUDIT_LOGS, ISSUES)}
+
+
+@dataclass(frozen=True)
+class Nodes:
+    """Some nodes of one window, each as the bytes the API sent, with its time parsed once.
+
+    ``micros`` is each node's time field in microseconds since the epoch, ``readable`` whether it
+    had one. Iterating decodes the nodes into Python objects (for tests and debugging; the
+    pipeline reads ``raw`` in bulk).
+    """
+
+    raw: list[msgspec.Raw]
+    micros: np.ndarray
+    readable: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return (msgspec.json.decode(node) for node in self.raw)
+
+    def take(self, indices: np.ndarray) -> Nodes:
+        return Nodes([self.raw[i] for i in indices.tolist()], self.micros[indices], self.readable[indices])
 
 
 @dataclass
@@ -176,13 +200,13 @@ class WindowFetch:
         self.client = client
         self.data_type = data_type
         self.stats = WindowStats(start=start, end=end)
-        self._seen_ids: set[str] = set()
+        self._seen_ids = IdSet()
 
-    def __iter__(self) -> Iterator[list[dict[str, Any]]]:
+    def __iter__(self) -> Iterator[Nodes]:
         # Each iteration starts afresh (figures and ids), so a window that failed can be fetched
         # again with the same object without its first try's nodes counting as seen.
         self.stats = stats = WindowStats(start=self.stats.start, end=self.stats.end)
-        self._seen_ids = set()
+        self._seen_ids = IdSet()
         dt = self.data_type
         if stats.end > datetime.now(UTC):
             log.warning(
@@ -193,11 +217,12 @@ class WindowFetch:
                 format_time(stats.end),
             )
         started = time.monotonic()
-        previous: set[str] | None = None
+        previous: IdSet | None = None
         try:
             while True:
                 stats.passes += 1
-                pass_ids: set[str] = set()
+                # The first pass has seen exactly what the window has: one set serves for both.
+                pass_ids = self._seen_ids if stats.passes == 1 else IdSet()
                 pages = yield from self._one_pass(pass_ids)
                 if not dt.records_can_leave or pages <= 1 or pass_ids == previous:
                     break
@@ -211,7 +236,7 @@ class WindowFetch:
                         stats.passes,
                     )
                     break
-                previous = pass_ids
+                previous = pass_ids.copy()
         finally:
             stats.duration_seconds = time.monotonic() - started
         if stats.nodes_without_time:
@@ -223,7 +248,7 @@ class WindowFetch:
                 format_time(stats.start),
             )
 
-    def _one_pass(self, pass_ids: set[str]) -> Generator[list[dict[str, Any]], None, int]:
+    def _one_pass(self, pass_ids: IdSet) -> Generator[Nodes, None, int]:
         """Page through the window once; return the number of pages."""
         dt, stats = self.data_type, self.stats
         received = pages = stalled = 0
@@ -232,13 +257,14 @@ class WindowFetch:
             dt.variables(stats.start, stats.end),
             operation=dt.operation,
             connection=dt.connection,
+            time_field=dt.time_field,
             permission=dt.permission,
             stats=stats.requests,
         ):
             pages += 1
             received += len(page.nodes)
             stats.nodes_received += len(page.nodes)
-            kept, fresh = self._sort_page(page.nodes, pass_ids)
+            kept, fresh = self._sort_page(page, pass_ids)
             stats.nodes_in_window += len(kept)
             # Checked before anything else: a capped query may go on saying hasNextPage with empty
             # pages or a repeated cursor, and the operator must hear "shorter windows", not "retry".
@@ -260,47 +286,57 @@ class WindowFetch:
                 yield kept
         return pages
 
-    def _sort_page(self, nodes: list[dict[str, Any]], pass_ids: set[str]) -> tuple[list[dict[str, Any]], int]:
+    def _sort_page(self, page: Page, pass_ids: IdSet) -> tuple[Nodes, int]:
         """The page's nodes to pass on, and how many of all its nodes this pass had not seen yet."""
         stats = self.stats
-        kept = []
+        ids = page.ids
+        if set(map(type, ids)) <= {str} and "" not in ids:
+            fps = fingerprints(ids)
+            if len(set(fps)) == len(fps) and self._seen_ids.isdisjoint(fps):  # which holds this pass's too
+                # The usual page: every id one this window has not seen; no per-node bookkeeping.
+                self._seen_ids.update(fps)
+                if pass_ids is not self._seen_ids:
+                    pass_ids.update(fps)
+                return self._by_time(page, np.arange(len(ids)), len(ids))
+        candidates = []
         fresh = 0
-        for node in nodes:
-            node_id = node.get("id")
+        for i, node_id in enumerate(ids):
             if isinstance(node_id, str) and node_id:
-                new_in_pass = node_id not in pass_ids
-                new = node_id not in self._seen_ids
-                pass_ids.add(node_id)
-                self._seen_ids.add(node_id)
+                (fp,) = fingerprints([node_id])
+                new_in_pass = fp not in pass_ids
+                new = fp not in self._seen_ids
+                self._seen_ids.add(fp)
+                pass_ids.add(fp)
             else:
                 # Can't tell; passed on, as everything the API sends is, but in the first pass only.
                 new_in_pass = True
                 new = stats.passes == 1
             fresh += new_in_pass
-            if not new:
-                if not new_in_pass:
-                    stats.duplicates_dropped += 1
-                continue  # seen before: on an earlier page (a shift) or in an earlier pass
-            if self._keep(node):
-                kept.append(node)
-                if stats.passes > 1:
-                    stats.found_on_reread += 1
-        return kept, fresh
+            if new:
+                candidates.append(i)
+            elif not new_in_pass:
+                stats.duplicates_dropped += 1
+            # else: seen in an earlier pass
+        return self._by_time(page, np.array(candidates, dtype=np.intp), fresh)
 
-    def _keep(self, node: dict[str, Any]) -> bool:
+    def _by_time(self, page: Page, index: np.ndarray, fresh: int) -> tuple[Nodes, int]:
+        """Of the nodes at ``index``, those in the window or without a readable time; and ``fresh``."""
         stats = self.stats
-        when = self.data_type.node_time(node)
-        if when is not None and not stats.start <= when < stats.end:
-            stats.nodes_outside_window += 1
-            return False
-        if when is None:
-            stats.nodes_without_time += 1
-            return True
-        if stats.min_time is None or when < stats.min_time:
-            stats.min_time = when
-        if stats.max_time is None or when > stats.max_time:
-            stats.max_time = when
-        return True
+        micros, readable = parse_times(page.times)
+        when, known = micros[index], readable[index]
+        inside = known & (when >= to_micros(stats.start)) & (when < to_micros(stats.end))
+        stats.nodes_outside_window += int(np.count_nonzero(known & ~inside))
+        stats.nodes_without_time += int(np.count_nonzero(~known))
+        if inside.any():
+            low, high = from_micros(when[inside].min()), from_micros(when[inside].max())
+            stats.min_time = low if stats.min_time is None else min(stats.min_time, low)
+            stats.max_time = high if stats.max_time is None else max(stats.max_time, high)
+        keep = index[inside | ~known]
+        if stats.passes > 1:
+            stats.found_on_reread += len(keep)
+        if len(keep) == len(page.nodes):
+            return Nodes(page.nodes, micros, readable), fresh
+        return Nodes([page.nodes[i] for i in keep.tolist()], micros[keep], readable[keep]), fresh
 
 
 def fetch_window(client: WizClient, data_type: DataType, start: datetime, end: datetime) -> WindowFetch:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+import msgspec
 import pyarrow.parquet as pq
 
 from wiz_pipeline import collect
 from wiz_pipeline.simulator import IssueRecord
 from wiz_pipeline.tables import TABLES
+from wiz_pipeline.wiz.times import parse_time
 from wiz_pipeline_tests.conftest import audit_entry
 
 
@@ -23,14 +25,15 @@ def test_an_audit_entry_gets_typed_columns_and_its_raw_node():
         "user": {"id": "123abc", "name": "admin11"},
         "newField": {"added": "later"},
     }
-    row = TABLES["audit_logs"].rows_to_batch([node]).to_pylist()[0]
+    sent = json.dumps(node, indent=1).encode()  # spacing, key order and escapes as the API chose
+    row = TABLES["audit_logs"].rows_to_batch([sent]).to_pylist()[0]
     assert row["timestamp"] == datetime(2023, 8, 24, 8, 54, 21, 442030, tzinfo=UTC)
     assert row["action"] == "user Login"
     assert (row["user_id"], row["user_name"]) == ("123abc", "admin11")
     assert (row["service_account_id"], row["service_account_name"]) == ("sa1", "op-us")
     assert row["source_ip"] is None
     assert json.loads(row["action_parameters"]) == {"scopes": ["read:issues"], "groups": None}
-    assert json.loads(row["raw"]) == node  # the field nobody knew about is kept
+    assert row["raw"].encode() == sent  # byte for byte, with the field nobody knew about
 
 
 def test_odd_values_never_fail_a_window():
@@ -42,7 +45,7 @@ def test_odd_values_never_fail_a_window():
         "serviceAccount": None,
         "actionParameters": None,
     }
-    row = TABLES["audit_logs"].rows_to_batch([node]).to_pylist()[0]
+    row = TABLES["audit_logs"].rows_to_batch([json.dumps(node).encode()]).to_pylist()[0]
     assert row["timestamp"] is None and row["action"] == "42" and row["user_id"] is None
     assert row["action_parameters"] is None and json.loads(row["raw"]) == node
 
@@ -50,7 +53,7 @@ def test_odd_values_never_fail_a_window():
 def test_an_issue_is_flattened_by_its_kind_of_source_rule(sim):
     now = sim.now()
     nodes = sim.tenant.issues_as_of(now)
-    rows = TABLES["issues"].rows_to_batch(nodes).to_pylist()
+    rows = TABLES["issues"].rows_to_batch([json.dumps(n).encode() for n in nodes]).to_pylist()
     by_kind = {r["source_rule_type"]: r for r in rows}
     assert {"Control", "CloudEventRule", "CloudConfigurationRule"} <= set(by_kind)
     for row, node in zip(rows, nodes, strict=True):
@@ -102,3 +105,65 @@ def test_an_issue_lands_again_in_the_window_of_its_status_change(pipeline, sim):
     table = pipeline.table("issues").to_pylist()
     rows = sorted((r["status_changed_at"], r["status"]) for r in table if r["id"] == "moving-issue")
     assert rows == [(changed, "OPEN"), (resolved, "RESOLVED")]
+
+
+def test_raw_holds_the_bytes_the_api_sent_end_to_end(pipeline, sim):
+    # The simulator serves stored encoded nodes as they are: spacing, key order and escapes of its
+    # choosing, which a decode-and-encode of the node would all change.
+    sim.tenant.encode_audit_nodes()
+    seed = datetime(2025, 9, 12, 21, 0, 9, tzinfo=UTC)
+    index = next(i for i, t in enumerate(sim.tenant.audit_times) if t >= seed)
+    node = json.loads(bytes(sim.tenant.audit_nodes[index]))
+    node["user"] = {"name": "Zoë", "id": "u-9"}  # key order reversed on purpose
+    sent = json.dumps(node, indent=2, ensure_ascii=True).encode()
+    sim.tenant.audit_nodes[index] = msgspec.Raw(sent)
+    keys = pipeline.keys()
+    assert pipeline.run(keys[0], keys[-1]).success
+    rows = {r["id"]: r for r in pipeline.table().to_pylist()}
+    row = rows[node["id"]]
+    assert row["raw"].encode() == sent
+    assert (row["user_id"], row["user_name"]) == ("u-9", "Zoë")
+    assert len(rows) == sum(1 for t in sim.tenant.audit_times if t >= seed)
+    assert all(r["raw"].encode() == bytes(sim.tenant.audit_nodes[i]) for i, r in _by_index(sim, rows))
+
+
+def _by_index(sim, rows):
+    for i, raw in enumerate(sim.tenant.audit_nodes):
+        row = rows.get(json.loads(bytes(raw))["id"])
+        if row is not None:
+            yield i, row
+
+
+def test_json_text_columns_keep_the_value_as_received():
+    sent = (
+        b'{"id": "e3", "timestamp": "2025-09-12T21:00:00Z", "action": "  Login ",'
+        b' "actionParameters": {"z": 1, "a": [true, null]}, "user": ["not", "an", "object"],'
+        b' "serviceAccount": {"id": 7, "name": {"first": "x"}}}'
+    )
+    row = TABLES["audit_logs"].rows_to_batch([sent]).to_pylist()[0]
+    assert row["action_parameters"] == '{"z": 1, "a": [true, null]}'  # key order and spacing kept
+    assert row["action"] == "Login"
+    assert row["user_id"] is None and row["user_name"] is None  # a list where an object should be
+    assert row["service_account_id"] == "7" and row["service_account_name"] == '{"first":"x"}'
+    nothing = TABLES["audit_logs"].rows_to_batch([b'{"id": "e4", "actionParameters": null}']).to_pylist()[0]
+    assert nothing["action_parameters"] is None and nothing["timestamp"] is None
+
+
+def test_times_of_every_form_in_one_batch_are_read_as_parse_time_reads_them():
+    stamps = [
+        "2023-08-24T08:54:21.44203Z",
+        "2025-09-12T21:29:59.9999999Z",
+        "2025-09-12T23:30:00+02:00",
+        "2025-09-12T21:00:00",  # no offset: UTC
+        " 2025-09-12T21:00:00Z ",
+        "not a time",
+        "",
+        None,
+        42,
+    ]
+    nodes = [json.dumps({"id": str(i), "createdAt": s}).encode() for i, s in enumerate(stamps)]
+    rows = TABLES["issues"].rows_to_batch(nodes).to_pylist()
+    assert [r["created_at"] for r in rows] == [parse_time(s) for s in stamps]
+    good = [json.dumps({"id": "g", "createdAt": s}).encode() for s in stamps[:3]]
+    rows = TABLES["issues"].rows_to_batch(good).to_pylist()  # a batch Arrow reads alone
+    assert [r["created_at"] for r in rows] == [parse_time(s) for s in stamps[:3]]
