@@ -143,7 +143,19 @@ class S3Output(Output):
             fs.call_s3("list_multipart_uploads", Bucket=self.bucket, Prefix=self._key(""), MaxUploads=1)
             probe = self._key(f".wiz-pipeline-check-{uuid.uuid4().hex[:12]}")
             started = fs.call_s3("create_multipart_upload", Bucket=self.bucket, Key=probe)
-            fs.call_s3("abort_multipart_upload", Bucket=self.bucket, Key=probe, UploadId=started["UploadId"])
+            try:
+                fs.call_s3(
+                    "abort_multipart_upload", Bucket=self.bucket, Key=probe, UploadId=started["UploadId"]
+                )
+            except Exception as exc:
+                # Outside every dataset, no sweep would find it: say so rather than leave it quietly.
+                raise OutputError(
+                    f"WIZ_OUTPUT_URI={self.uri}: could not abort the check upload {probe} "
+                    f"({type(exc).__name__}); grant s3:AbortMultipartUpload and abort it, or add an "
+                    "AbortIncompleteMultipartUpload lifecycle rule."
+                ) from None
+        except OutputError:
+            raise
         except Exception as exc:
             raise OutputError(_explain(exc, self.uri, self.bucket)) from None
 

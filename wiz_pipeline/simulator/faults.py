@@ -79,6 +79,12 @@ class Fault:
         return cls("malformed_json")
 
     @classmethod
+    def invalid_utf8(cls) -> Fault:
+        """200 with a well-formed audit page whose node carries bytes that are not UTF-8 in a field no
+        column reads (a proxy that re-encoded the body, a server bug)."""
+        return cls("invalid_utf8")
+
+    @classmethod
     def html_error(cls, status: int = 502, message: str = "Bad Gateway") -> Fault:
         """``status`` with an HTML page, as a load balancer in front of an API answers."""
         return cls("html_error", status=status, message=message)

@@ -670,6 +670,16 @@ class _Handler(BaseHTTPRequestHandler):
             record(200)
             self._send_raw(200, b'{"data": {"auditLogEntries": {"nodes": [{"id": "8f7f', "application/json")
             return True
+        if fault.kind == "invalid_utf8":
+            record(200)
+            node = b'{"id":"bad-1","timestamp":"2025-09-12T21:00:01Z","userAgent":"\xc3("}'
+            page = (
+                b'{"data":{"auditLogEntries":{"nodes":['
+                + node
+                + b'],"pageInfo":{"hasNextPage":false,"endCursor":null}}}}'
+            )
+            self._send_raw(200, page, "application/json")
+            return True
         if fault.kind == "graphql_error":
             record(200)
             error: dict[str, Any] = {"message": fault.message}

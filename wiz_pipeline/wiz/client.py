@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import functools
 import json
@@ -423,10 +424,20 @@ class WizClient:
 def _read_page(data: msgspec.Raw, connection: str, time_field: str | None, operation: str) -> Page:
     nodes_decoder, keys_decoder = _page_decoders(connection, time_field)
     try:
+        # msgspec skips the fields no column reads without checking them, and `raw` keeps every
+        # node's bytes: a body that isn't UTF-8 would land as a file no reader can decode.
+        codecs.utf_8_decode(data, "strict", True)
+    except UnicodeDecodeError as exc:
+        raise WizResponseError(f"{operation}: the response is not valid UTF-8 ({exc.reason}).") from None
+    try:
         conn = getattr(nodes_decoder.decode(data), "conn")  # noqa: B009 - a renamed field
         keys = getattr(keys_decoder.decode(data), "conn")  # noqa: B009
     except msgspec.DecodeError as exc:
-        _explain_bad_page(msgspec.json.decode(data), connection, operation)
+        try:
+            whole = msgspec.json.decode(data)
+        except msgspec.DecodeError:
+            raise WizResponseError(f"{operation}: `{connection}` could not be read: {exc}") from None
+        _explain_bad_page(whole, connection, operation)
         raise WizResponseError(f"{operation}: `{connection}` could not be read: {exc}") from None
     if conn is None or keys is None:
         raise WizResponseError(f"{operation}: the response has no `{connection}` object.")

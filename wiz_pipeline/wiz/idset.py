@@ -49,11 +49,14 @@ class IdSet:
         return not any(self._in_arrays(fps[i]) for i in hits.tolist())
 
     def add(self, fp: Fingerprint) -> None:
+        if self._in_arrays(fp):  # held once, so that len() and == stay true
+            return
         self._recent.add(fp)
         if len(self._recent) >= self.MERGE_AT:
             self._merge()
 
     def update(self, fps: Iterable[Fingerprint]) -> None:
+        """Add fingerprints known not to be in the arrays yet (``isdisjoint`` said so)."""
         self._recent.update(fps)
         if len(self._recent) >= self.MERGE_AT:
             self._merge()

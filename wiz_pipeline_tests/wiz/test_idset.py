@@ -31,3 +31,13 @@ def test_equality_and_copies_are_by_content(monkeypatch):
     c = a.copy()
     a.add(fingerprints(["20"])[0])
     assert a != c and c == b
+
+
+def test_an_id_added_again_after_a_merge_is_held_once(monkeypatch):
+    monkeypatch.setattr(IdSet, "MERGE_AT", 4)
+    a, b = IdSet(), IdSet()
+    fps = fingerprints(str(i) for i in range(8))
+    a.update(fps)
+    b.update(fps)
+    b.add(fps[0])  # already merged into the arrays: the issue re-read's slow path does this
+    assert len(b) == 8 and a == b

@@ -308,3 +308,17 @@ def test_audit_windows_are_read_once_however_many_pages(sim, make_client):
     nodes = [node for page in fetch for node in page]
     assert fetch.stats.passes == 1
     assert fetch.stats.requests.pages == -(-len(nodes) // 10)
+
+
+def test_a_page_that_is_not_utf8_is_retried_and_never_reaches_raw(sim, make_client):
+    """msgspec skips unread fields unchecked and ``raw`` keeps the bytes: without the check, a
+    window file no reader can decode would be committed."""
+    from wiz_pipeline.simulator import Fault
+
+    start, end = T0, T0 + W
+    clean, _ = collect(make_client(), AUDIT_LOGS, start, end)
+    sim.inject(Fault.invalid_utf8())
+    nodes, stats = collect(make_client(), AUDIT_LOGS, start, end)
+    assert stats.requests.retries == 1
+    assert [n["id"] for n in nodes] == [n["id"] for n in clean]
+    assert "bad-1" not in {n["id"] for n in nodes}
