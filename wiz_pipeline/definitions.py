@@ -29,7 +29,8 @@ def build_definitions(
     settings = load_settings(env)
     assets, jobs, schedules = [], [], []
     for collection in collections_for(settings):
-        assets.append(ASSET_FACTORIES[collection.data_type](collection, settings.max_windows_per_run))
+        factory = ASSET_FACTORIES[collection.data_type]
+        assets.append(factory(collection, settings.max_windows_per_backfill_run))
         job = dg.define_asset_job(
             collection.job_name,
             selection=[collection.asset_key],
@@ -48,6 +49,9 @@ def build_definitions(
         )
     return dg.Definitions(
         assets=assets,
+        # Every run is one step (one asset), so the default multiprocess executor would only start a
+        # second process per run, loading the definitions again.
+        executor=dg.in_process_executor,
         jobs=jobs,
         schedules=schedules,
         resources={
