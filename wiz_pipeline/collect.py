@@ -5,9 +5,10 @@ each node routed by its time into its window's file as pages arrive. A span is t
 many windows as the caller expects to fit under the API's result cap. If a span reaches the cap, what
 was written for it is dropped and it is fetched again in smaller spans, cut at window boundaries and
 sized from how much time the capped answer covered (so a dense day costs one wasted query, not a
-cascade of halvings; the run's later spans are cut to that size too), down to single windows; a single window that still reaches the cap
-fails (splitting inside a window comes in a later change). A span is all or nothing: when its fetch fails,
-none of its windows is written; windows of spans that finished before stay written.
+cascade of halvings; the run's later spans are cut to that size too), down to single windows; a
+single window that still reaches the cap fails (splitting inside a window comes in a later change).
+A span is all or nothing: when its fetch fails, none of its windows is written; windows of spans that
+finished before stay written.
 
 Dagster-free, like ``wiz/``: the asset turns each ``WindowResult`` into a materialization.
 """
