@@ -122,6 +122,19 @@ def _latest_metadata(
     return getattr(materialization.metadata.get(name), "value", None) if materialization else None
 
 
+def recent_max_rows(instance: dg.DagsterInstance, collection: Collection, limit: int = 200) -> int:
+    """The most rows any of the asset's latest ``limit`` materializations held (0 if none)."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=collection.asset_key), limit=limit
+    ).records
+    counts = [
+        getattr(r.asset_materialization.metadata.get("dagster/row_count"), "value", None)
+        for r in records
+        if r.asset_materialization
+    ]
+    return max((c for c in counts if isinstance(c, int)), default=0)
+
+
 def _materialized(instance: dg.DagsterInstance, collection: Collection) -> set[str]:
     """Materialized windows of today's partitions (not those before a seed that has moved later)."""
     first = collection.partitions_def.start.astimezone(UTC).strftime(KEY_FORMAT)

@@ -1,12 +1,14 @@
 """Collecting a run of consecutive windows with as few queries as the API allows, one file per window.
 
-A run's windows are fetched as one span: one paginated query over ``[first start, last end)``, each
-node routed by its time into its window's file as pages arrive. If the span reaches the API's result
-cap, what was written for it is dropped and it is fetched again in smaller spans, cut at window
-boundaries and sized from how much time the capped answer covered (so a dense day costs one wasted
-query, not a cascade of halvings), down to single windows; a single window that still reaches the cap
-fails (splitting inside a window comes in a later change). A span is all or nothing: when its fetch fails,
-none of its windows is written; windows of spans that finished before stay written.
+A run's windows are fetched in spans: one paginated query over ``[first start, last end)`` of each,
+each node routed by its time into its window's file as pages arrive. A span is the whole run, or as
+many windows as the caller expects to fit under the API's result cap. If a span reaches the cap, what
+was written for it is dropped and it is fetched again in smaller spans, cut at window boundaries and
+sized from how much time the capped answer covered (so a dense day costs one wasted query, not a
+cascade of halvings; the run's later spans are cut to that size too), down to single windows; a
+single window that still reaches the cap fails (splitting inside a window comes in a later change).
+A span is all or nothing: when its fetch fails, none of its windows is written; windows of spans that
+finished before stay written.
 
 Dagster-free, like ``wiz/``: the asset turns each ``WindowResult`` into a materialization.
 """
@@ -70,8 +72,13 @@ def collect_windows(
     root: Output | Path | str,
     *,
     run_id: str,
+    windows_per_query: int | None = None,
 ) -> Iterator[WindowResult]:
     """Yield each window once its file is in place, oldest span first.
+
+    ``windows_per_query`` (from ``windows_per_query_for``) cuts the run into spans of that many
+    windows up front, so that a long run doesn't spend a whole capped query finding out it is too
+    long; without it, the first query covers every window.
 
     Raises after yielding every window it could write: at once when a span's fetch fails (the next
     span would most likely fail the same way), at the end when single windows reached the cap.
@@ -80,7 +87,7 @@ def collect_windows(
         return
     root = open_output(root)
     sweep_stale_temporaries(root, data_type.name)
-    spans: list[list[Window]] = [windows]
+    spans = _cut([windows], windows_per_query or len(windows))
     capped: list[WizResultCapError] = []
     while spans:
         span = spans.pop(0)
@@ -102,7 +109,9 @@ def collect_windows(
                 span[0].key,
                 size,
             )
-            spans[0:0] = [span[i : i + size] for i in range(0, len(span), size)]
+            # The run's later spans are most likely as dense: cut them too, rather than let each
+            # of them reach the cap (every capped query is up to 20 pages thrown away).
+            spans = _cut([span, *spans], size)
             continue
         committed = 0
         try:
@@ -185,6 +194,18 @@ def _windows_per_query(span: list[Window], seen_from: datetime | None, seen_to: 
     window_seconds = (span[-1].end - span[0].start).total_seconds() / len(span)
     covered_windows = max((seen_to - seen_from).total_seconds(), window_seconds) / window_seconds
     return max(1, min(largest, int(covered_windows * TARGET_SHARE_OF_CAP)))
+
+
+def _cut(spans: list[list[Window]], size: int) -> list[list[Window]]:
+    return [span[i : i + size] for span in spans for i in range(0, len(span), size)]
+
+
+def windows_per_query_for(data_type: DataType, max_rows_per_window: int) -> int | None:
+    """How many windows one query may cover without reaching the API's result cap, given the most
+    rows a window recently held (None: no cap, or nothing known)."""
+    if not data_type.result_cap or max_rows_per_window <= 0:
+        return None
+    return max(1, int(data_type.result_cap * TARGET_SHARE_OF_CAP / max_rows_per_window))
 
 
 def _bound_memory(writers: dict[str, WindowWriter]) -> None:

@@ -29,7 +29,8 @@ def build_definitions(
     settings = load_settings(env)
     assets, jobs, schedules = [], [], []
     for collection in collections_for(settings):
-        assets.append(ASSET_FACTORIES[collection.data_type](collection, settings.max_windows_per_run))
+        factory = ASSET_FACTORIES[collection.data_type]
+        assets.append(factory(collection, settings.max_windows_per_backfill_run))
         job = dg.define_asset_job(
             collection.job_name,
             selection=[collection.asset_key],

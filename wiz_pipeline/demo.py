@@ -35,6 +35,11 @@ concurrency:
     granularity: op
     default_limit: 1
     op_granularity_run_buffer: 0
+# The run queue is checked every second (Dagster's default is 5 s): with runs one at a time, each
+# run would otherwise wait up to 5 s for its turn after the previous one ended (a year's backfill
+# is dozens of runs, the schedule's catch-up after an outage up to 200).
+run_queue:
+  dequeue_interval_seconds: 1
 # A run that never starts, or goes on for more than 4 hours (a hung request, or a worker that died:
 # the default run launcher can't tell a dead worker from a busy one), is marked failed instead of
 # holding its windows for ever; a minute after a run ends, a slot it still holds (its worker was

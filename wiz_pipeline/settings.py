@@ -213,6 +213,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Catch-up runs cover at most this many windows each.",
         lambda name, text: _int(name, text, minimum=1, maximum=10_000),
     ),
+    Setting(
+        "WIZ_MAX_WINDOWS_PER_BACKFILL_RUN",
+        "336",
+        "UI backfills are cut into runs of at most this many windows (each run costs seconds of "
+        "Dagster's time; a run may hold a file open per window).",
+        lambda name, text: _int(name, text, minimum=1, maximum=1000),
+    ),
 )
 
 
@@ -284,6 +291,7 @@ class Settings:
     max_requests_per_second: float
     window_lag_seconds: int
     max_windows_per_run: int
+    max_windows_per_backfill_run: int
 
 
 def _field(setting: Setting) -> str:

@@ -109,6 +109,7 @@ def test_the_deployment_instance_yaml_is_valid_and_the_one_the_demo_writes(tmp_p
         assert instance.run_monitoring_settings["free_slots_after_run_end_seconds"] == 60
         assert instance.run_monitoring_enabled
         assert instance.run_monitoring_max_runtime_seconds == 4 * 3600
+        assert instance.run_coordinator.dequeue_interval_seconds == 1
 
 
 def test_the_dev_command_serves_the_pipeline_in_the_dagster_ui(tmp_path):

@@ -9,8 +9,8 @@ from typing import Any
 import dagster as dg
 from dagster._core.instance.config import PoolGranularity
 
-from wiz_pipeline.checkpoints import CheckpointTracker, Collection, interval_change
-from wiz_pipeline.collect import WindowResult, collect_windows
+from wiz_pipeline.checkpoints import CheckpointTracker, Collection, interval_change, recent_max_rows
+from wiz_pipeline.collect import WindowResult, collect_windows, windows_per_query_for
 from wiz_pipeline.partitions import windows_for
 from wiz_pipeline.resources import ParquetDatasets, WizResource
 from wiz_pipeline.tables import TABLES
@@ -25,20 +25,22 @@ def column_schema(data_type: str) -> dg.TableSchema:
     return dg.TableSchema(columns=[dg.TableColumn(field.name, str(field.type)) for field in table.schema])
 
 
-def window_asset(collection: Collection, description: str, max_windows_per_run: int) -> dg.AssetsDefinition:
+def window_asset(
+    collection: Collection, description: str, max_windows_per_backfill_run: int
+) -> dg.AssetsDefinition:
     data_type = DATA_TYPES[collection.data_type]
     schema = column_schema(collection.data_type)
 
     with warnings.catch_warnings():
         # BackfillPolicy is marked beta; we rely only on its documented multi_run behaviour.
         warnings.simplefilter("ignore", dg.BetaWarning)
-        return _define(collection, description, max_windows_per_run, data_type, schema)
+        return _define(collection, description, max_windows_per_backfill_run, data_type, schema)
 
 
 def _define(
     collection: Collection,
     description: str,
-    max_windows_per_run: int,
+    max_windows_per_backfill_run: int,
     data_type: DataType,
     schema: dg.TableSchema,
 ) -> dg.AssetsDefinition:
@@ -47,9 +49,11 @@ def _define(
         group_name="wiz",
         description=description,
         partitions_def=collection.partitions_def,
-        # Each run fetches its windows with as few queries as it can; UI backfills are cut into runs
-        # of at most this many windows, which bounds the files one run has open.
-        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=max_windows_per_run),
+        # Each run fetches its windows with as few queries as it can. UI backfills are cut into runs
+        # of at most this many windows: bigger than catch-up runs, since each run costs seconds of
+        # Dagster's own time (queue, process, definitions), yet bounded, since a run may hold a file
+        # open per window.
+        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=max_windows_per_backfill_run),
         # Windows are reported one by one (below), so a run that fails half-way keeps what it wrote.
         output_required=False,
         pool=POOL,
@@ -80,18 +84,35 @@ def _define(
         output = datasets.output()
         # A wrong bucket, credential or endpoint fails here, before any Wiz request is made.
         output.check()
-        with wiz.client() as client:
-            for result in collect_windows(client, data_type, windows, output, run_id=context.run.run_id):
-                # The materialization says what was written; no log line beside it, as each event
-                # costs Dagster ~15 ms of CPU to store (a tenth of a 4,000-record window's cost).
-                context.log_event(
-                    dg.AssetMaterialization(
-                        asset_key=collection.asset_key,
-                        partition=result.window.key,
-                        metadata=_metadata(result, schema, context, collection, tracker),
+        # Sized from the busiest recent window, so that a long run (a backfill) doesn't first
+        # send one query over all its windows only to reach the API's result cap.
+        per_query = windows_per_query_for(data_type, recent_max_rows(context.instance, collection))
+        written = rows = 0
+        try:
+            with wiz.client() as client:
+                for result in collect_windows(
+                    client,
+                    data_type,
+                    windows,
+                    output,
+                    run_id=context.run.run_id,
+                    windows_per_query=per_query,
+                ):
+                    # The materialization names the window's file and rows; no log line per window
+                    # besides it (each one is another write to the instance's storage).
+                    context.log_event(
+                        dg.AssetMaterialization(
+                            asset_key=collection.asset_key,
+                            partition=result.window.key,
+                            metadata=_metadata(result, schema, context, collection, tracker),
+                        )
                     )
-                )
-        context.log.info(f"{collection.checkpoint_name} is now {format_time(tracker.checkpoint)}")
+                    written, rows = written + 1, rows + result.file.rows
+        finally:
+            context.log.info(
+                f"{collection.data_type}: {written} of {len(windows)} window(s) written, {rows} rows; "
+                f"{collection.checkpoint_name} is now {format_time(tracker.checkpoint)}"
+            )
         yield from ()
 
     return _asset

@@ -10,9 +10,10 @@ import bisect
 import copy
 import random
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, overload
 
 import msgspec
 
@@ -483,4 +484,100 @@ def generate_tenant(
         if rng.random() < 0.2 and len(record.changes) > 1:
             record.changes[0] = (created - timedelta(days=rng.randrange(1, 30)), "OPEN")
         tenant.add_issue(record)
+    return tenant
+
+
+# -- a long history, made on demand ----------------------------------------------------------------
+# A year of a mid-size tenant is millions of entries: built eagerly it takes minutes and gigabytes.
+# Here each entry is made when the API reads it, from its index alone, so it is the same every time.
+
+# Weekday working hours (08:00-18:00 UTC) are busier than nights, weekends quieter still.
+_HOUR_WEIGHTS = [1.0] * 8 + [3.0] * 10 + [1.0] * 6
+_WEEKEND_WEIGHT = 0.4
+
+
+def _mix(value: int) -> int:
+    """splitmix64: a cheap, well-spread hash of an index."""
+    value = (value + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return value ^ (value >> 31)
+
+
+class _AuditTimes(Sequence[datetime]):
+    """Entry times in ascending order: a count per hour, spread evenly with jitter inside the hour."""
+
+    def __init__(self, start: datetime, per_hour: list[int], seed: int) -> None:
+        self.start, self.seed = start, seed
+        self.first = [0]  # index of each hour's first entry
+        for count in per_hour:
+            self.first.append(self.first[-1] + count)
+
+    def __len__(self) -> int:
+        return self.first[-1]
+
+    @overload
+    def __getitem__(self, index: int) -> datetime: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[datetime]: ...
+    def __getitem__(self, index: int | slice) -> datetime | list[datetime]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        hour = bisect.bisect_right(self.first, index) - 1
+        nth, count = index - self.first[hour], self.first[hour + 1] - self.first[hour]
+        jitter = _mix(self.seed ^ index) / 2.0**64  # in [0, 1): order within the hour is kept
+        micros = int((nth + jitter) / count * 3_600_000_000)
+        return self.start + timedelta(hours=hour, microseconds=micros)
+
+
+class _AuditNodes(Sequence[dict[str, Any]]):
+    def __init__(self, times: _AuditTimes, seed: int) -> None:
+        self.times, self.seed = times, seed
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        when = self.times[index]  # checks the index
+        return _audit_entry(random.Random(_mix(self.seed * 7919 + index % len(self))), when)
+
+
+def generate_long_tenant(start: datetime, end: datetime, *, audit_per_day: int, seed: int = 7) -> Tenant:
+    """Audit entries only, ``audit_per_day`` on average from ``start`` (an hour boundary) to ``end``,
+    busier on weekday working hours and quieter on weekends; each entry is made when it is read.
+
+    Entries can't be added to it (``add_audit_entry``), and none sits exactly on a window boundary.
+    """
+    if start.tzinfo is None or end.tzinfo is None or not start < end or start.minute or start.second:
+        raise ValueError("generate_long_tenant needs timezone-aware start < end, start on an hour")
+    rng = random.Random(seed)
+    hours = int((end - start).total_seconds() // 3600)
+    weights = []
+    for h in range(hours):
+        at = start + timedelta(hours=h)
+        if h % 24 == 0:
+            day_factor = rng.uniform(0.6, 1.4)  # busy days and quiet ones
+        base = _WEEKEND_WEIGHT if at.weekday() >= 5 else _HOUR_WEIGHTS[at.hour]
+        weights.append(base * day_factor)
+    total = audit_per_day * hours / 24
+    per_hour, placed, acc = [], 0, 0.0
+    scale = total / sum(weights)
+    for weight in weights:
+        acc += weight * scale
+        per_hour.append(round(acc) - placed)
+        placed += per_hour[-1]
+    times = _AuditTimes(start, per_hour, seed)
+    tenant = Tenant()
+    tenant.audit_times = times  # type: ignore[assignment]  # a read-only sequence serves the API
+    tenant.audit_nodes = _AuditNodes(times, seed)  # type: ignore[assignment]
     return tenant

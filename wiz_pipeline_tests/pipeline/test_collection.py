@@ -133,6 +133,24 @@ def test_a_range_over_the_result_cap_is_split_at_window_boundaries(pipeline):
     assert len(ids) == len(set(ids)) == sum(1 for t in tenant.audit_times if t >= T0 + timedelta(seconds=9))
 
 
+def test_a_run_is_cut_up_front_from_the_busiest_recent_window_so_no_capped_query_is_wasted(pipeline):
+    tenant = small_tenant(audit_entries=12_000, issues=5)  # about 1,000 entries per window
+    with WizSimulator(tenant, client_id="test-client", client_secret=CLIENT_SECRET) as big:
+        big.set_now(T0 + timedelta(days=2))
+        pipeline.sim = big
+        keys = pipeline.keys()
+        assert pipeline.run(keys[0], keys[-1]).success  # learns the density by reaching the cap once
+        before = len(big.graphql_records())
+        again = pipeline.run(keys[0], keys[-1])
+        requests = len(big.graphql_records()) - before
+    assert again.success
+    metadata = [e.materialization.metadata for e in again.get_asset_materialization_events()]
+    busiest = max(m["dagster/row_count"].value for m in metadata)
+    assert {m["query_windows"].value for m in metadata} == {int(10_000 * 0.7 / busiest)}
+    # Every request brought a page that was written: no query reached the cap and was thrown away.
+    assert requests == sum(m["pages"].value / m["query_windows"].value for m in metadata)
+
+
 def test_a_single_window_over_the_result_cap_fails_alone(pipeline):
     tenant = small_tenant(audit_entries=600)
     for i in range(10_000):

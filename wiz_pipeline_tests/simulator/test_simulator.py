@@ -10,7 +10,7 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from wiz_pipeline.simulator import Fault, WizSimulator, generate_tenant
+from wiz_pipeline.simulator import Fault, WizSimulator, generate_long_tenant, generate_tenant
 from wiz_pipeline.wiz.queries import AUDIT_LOG_QUERY, ISSUES_QUERY
 from wiz_pipeline.wiz.times import parse_time
 from wiz_pipeline_tests.conftest import CLIENT_SECRET, T0, small_tenant
@@ -311,3 +311,38 @@ def test_empty_and_tiny_tenants_page_correctly(count):
     assert page["pageInfo"] == {"hasNextPage": False, "endCursor": page["pageInfo"]["endCursor"]}
     assert (page["pageInfo"]["endCursor"] is None) == (count == 0)
     json.dumps(page)
+
+
+def test_a_long_tenant_is_made_on_demand_in_time_order_the_same_every_time():
+    start = T0.replace(minute=0)  # a Friday
+    tenant = generate_long_tenant(start, start + timedelta(days=14), audit_per_day=5000)
+    again = generate_long_tenant(start, start + timedelta(days=14), audit_per_day=5000)
+    times = list(tenant.audit_times)
+    assert len(times) == 70_000 and times == sorted(times)
+    assert start <= times[0] and times[-1] < start + timedelta(days=14)
+    assert tenant.audit_nodes[123] == again.audit_nodes[123]
+    assert abs(parse_time(tenant.audit_nodes[-1]["timestamp"]) - times[-1]) < timedelta(seconds=1)
+    # Weekday working hours are busier than weekday nights, and those than weekends.
+    counts = {"day": 0, "night": 0, "weekend": 0}
+    for when in times:
+        slot = "weekend" if when.weekday() >= 5 else ("day" if 8 <= when.hour < 18 else "night")
+        counts[slot] += 1
+    day, night, weekend = counts["day"] / 100, counts["night"] / 140, counts["weekend"] / 96  # per hour
+    assert day > 2 * night and night > 1.5 * weekend
+
+
+def test_a_long_tenant_pages_through_the_api_like_any_other():
+    start = T0.replace(minute=0)
+    tenant = generate_long_tenant(start, start + timedelta(days=2), audit_per_day=2000)
+    with WizSimulator(tenant, client_secret=CLIENT_SECRET) as sim:
+        after, before = start + timedelta(hours=30), start + timedelta(hours=31)
+        variables = {
+            "first": 500,
+            "filterBy": {"timestamp": {"after": after.isoformat(), "before": before.isoformat()}},
+        }
+        nodes = post(sim, AUDIT_LOG_QUERY, variables).json()["data"]["auditLogEntries"]["nodes"]
+    expected = [t for t in tenant.audit_times if after <= t <= before]
+    assert len(nodes) == len(expected) > 0
+    assert [parse_time(n["timestamp"]) for n in nodes] == sorted(
+        (parse_time(n["timestamp"]) for n in nodes), reverse=True
+    )
