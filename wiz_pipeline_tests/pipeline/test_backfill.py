@@ -97,7 +97,11 @@ def test_each_run_is_one_process_and_logs_one_line_not_one_per_window(pipeline):
     result = pipeline.run(keys[0], keys[3])
     assert result.success
     assert len(result.get_asset_materialization_events()) == 4
-    lines = [e.user_message for e in pipeline.instance.all_logs(result.run_id) if not e.is_dagster_event]
+    lines = [
+        e.user_message
+        for e in pipeline.instance.all_logs(result.run_id)
+        if not e.is_dagster_event and "wiz_api pool" not in e.user_message  # the test instance's pool
+    ]
     assert len(lines) == 2  # the run's windows when it starts, and what it wrote when it ends
     assert "4 of 4 window(s) written" in lines[-1]
     assert "AUDIT_SINCE_TIME is now 2025-09-12T23:00:00Z" in lines[-1]
