@@ -60,9 +60,13 @@ MARKER = ".wiz-pipeline-demo"
 def prepare_home(home: Path) -> None:
     """A DAGSTER_HOME with the instance settings above and the wiz_api pool's limit in place."""
     home.mkdir(parents=True, exist_ok=True)
+    # Dagster creates its storage under the umask; its events name windows, runs and log lines of
+    # security data, so the home itself is closed to other users (0750 hides everything below).
+    home.chmod(0o750)
     config = home / "dagster.yaml"
     if not config.exists():
         config.write_text(INSTANCE_YAML)
+        config.chmod(0o640)
     # Same as `dagster instance concurrency set wiz_api 1`. The budget doesn't need it (a step's claim
     # creates the pool with the default limit), but without it Dagster 1.13's run queue creates the
     # limit only after its first pass, which launches every queued run to wait for the slot in its run.
@@ -108,6 +112,7 @@ def run_demo(sim: WizSimulator, directory: Path, days: float) -> int:
     for sub in ("dagster_home", "data"):
         shutil.rmtree(directory / sub, ignore_errors=True)  # each demo starts from nothing
     directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o750)
     (directory / MARKER).touch()
     home, output = directory / "dagster_home", directory / "data"
     prepare_home(home)

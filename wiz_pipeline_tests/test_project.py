@@ -60,6 +60,9 @@ def test_demo_collects_through_dagster_and_reports(capsys, tmp_path):
     assert 23 <= len(files) <= 25
     home = tmp_path / "demo" / "dagster_home"
     assert (home / "dagster.yaml").read_text().count("granularity: op") == 1
+    # Dagster's storage follows the umask; the demo's directory and the home keep others out.
+    for private in (tmp_path / "demo", home):
+        assert private.stat().st_mode & 0o007 == 0, private
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert instance.event_log_storage.get_concurrency_info("wiz_api").slot_count == 1
 
