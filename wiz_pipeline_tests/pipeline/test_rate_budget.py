@@ -35,10 +35,10 @@ from dagster_graphql.client.query import LAUNCH_PARTITION_BACKFILL_MUTATION
 from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
 
 from wiz_pipeline.assets.window_asset import unshared_budget
+from wiz_pipeline.demo import simulator_env
 from wiz_pipeline.partitions import cron_for
 from wiz_pipeline.simulator import WizSimulator, generate_tenant
 from wiz_pipeline.simulator.tenant import wiz_time
-from wiz_pipeline.wiz.times import format_time
 from wiz_pipeline_tests.conftest import CLIENT_SECRET, audit_entry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -165,14 +165,7 @@ def test_schedules_a_backfill_and_a_terminal_run_share_one_rate_budget(tmp_path,
         tenant, client_id="budget-client", client_secret=CLIENT_SECRET, rate_limit_per_second=RATE
     ) as sim:
         env = {
-            "DAGSTER_HOME": str(home),
-            "WIZ_API_URL": sim.graphql_url,
-            "WIZ_TOKEN_URL": sim.token_url,
-            "WIZ_CLIENT_ID": sim.client_id,
-            "WIZ_CLIENT_SECRET": sim.client_secret,
-            "AUDIT_SINCE_TIME": format_time(seed),
-            "ISSUES_SINCE_TIME": format_time(seed),
-            "WIZ_OUTPUT_URI": str(tmp_path / "data"),
+            **simulator_env(sim, seed, tmp_path / "data", home),
             "WIZ_POLL_INTERVAL_SECONDS": str(INTERVAL),
             "WIZ_WINDOW_LAG_SECONDS": str(LAG),
             "WIZ_MAX_REQUESTS_PER_SECOND": str(RATE),
@@ -281,16 +274,8 @@ def test_two_runs_from_terminals_take_turns_at_the_slot(tmp_path, monkeypatch):
     home.mkdir()
     shutil.copy(ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
     with WizSimulator(tenant, client_id="c", client_secret=CLIENT_SECRET, rate_limit_per_second=RATE) as sim:
-        seed = format_time(end - timedelta(hours=1))
         env = {
-            "DAGSTER_HOME": str(home),
-            "WIZ_API_URL": sim.graphql_url,
-            "WIZ_TOKEN_URL": sim.token_url,
-            "WIZ_CLIENT_ID": sim.client_id,
-            "WIZ_CLIENT_SECRET": sim.client_secret,
-            "AUDIT_SINCE_TIME": seed,
-            "ISSUES_SINCE_TIME": seed,
-            "WIZ_OUTPUT_URI": str(tmp_path / "data"),
+            **simulator_env(sim, end - timedelta(hours=1), tmp_path / "data", home),
             "WIZ_MAX_REQUESTS_PER_SECOND": str(RATE),
             "WIZ_PAGE_SIZE": "2",
         }
