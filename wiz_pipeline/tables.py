@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from wiz_pipeline.wiz import Nodes
+from wiz_pipeline.wiz import AUDIT_LOGS, ISSUES, Nodes
 from wiz_pipeline.wiz.times import MICROS_UTC, parse_times
 
 TIMESTAMP = MICROS_UTC
@@ -282,6 +282,6 @@ def _decoder(table: Table) -> tuple[msgspec.json.Decoder, dict[str, list[Any]]]:
 
 
 TABLES = {
-    "audit_logs": Table("audit_logs", AUDIT_LOG_COLUMNS, time_field="timestamp"),
-    "issues": Table("issues", ISSUE_COLUMNS, time_field="statusChangedAt"),
+    AUDIT_LOGS.name: Table(AUDIT_LOGS.name, AUDIT_LOG_COLUMNS, time_field=AUDIT_LOGS.time_field),
+    ISSUES.name: Table(ISSUES.name, ISSUE_COLUMNS, time_field=ISSUES.time_field),
 }

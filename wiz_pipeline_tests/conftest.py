@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import signal
+import subprocess
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -95,3 +97,14 @@ def postgres_env(postgres_server: PostgresServer, request: pytest.FixtureRequest
     """The DAGSTER_PG_* variables for a fresh database of this test's own."""
     name = re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:50]
     return postgres_server.env(postgres_server.create_database(f"t{next(_databases)}_{name}"))
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """SIGTERM the group a test started (``start_new_session=True``), SIGKILL it after 30 s."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

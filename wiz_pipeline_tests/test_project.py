@@ -11,6 +11,7 @@ import sys
 import dagster as dg
 
 from wiz_pipeline.cli import main
+from wiz_pipeline_tests.conftest import stop_process_group
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -117,7 +118,6 @@ def test_the_deployment_instance_yaml_is_valid_and_the_one_the_demo_writes(tmp_p
 
 def test_the_dev_command_serves_the_pipeline_in_the_dagster_ui(tmp_path):
     import json
-    import signal
     import socket
     import time
     import urllib.request
@@ -152,11 +152,7 @@ def test_the_dev_command_serves_the_pipeline_in_the_dagster_ui(tmp_path):
                 pass
             time.sleep(1)
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        stop_process_group(process)
         log.close()
     output = (tmp_path / "dev.log").read_text()
     assert answer is not None, output[-3000:]

@@ -11,9 +11,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -39,7 +37,7 @@ from wiz_pipeline.demo import simulator_env
 from wiz_pipeline.partitions import cron_for
 from wiz_pipeline.simulator import WizSimulator, generate_tenant
 from wiz_pipeline.simulator.tenant import wiz_time
-from wiz_pipeline_tests.conftest import CLIENT_SECRET, audit_entry
+from wiz_pipeline_tests.conftest import CLIENT_SECRET, audit_entry, stop_process_group
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -64,16 +62,6 @@ def start(command: list[str], log: Path) -> subprocess.Popen:
         return subprocess.Popen(
             command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def schedule_catch_up_at(instance: dg.DagsterInstance, context, tick: datetime) -> None:
@@ -204,9 +192,9 @@ def test_schedules_a_backfill_and_a_terminal_run_share_one_rate_budget(tmp_path,
 
                 wait_for(all_done, 180, "every run to finish", logs)
             finally:
-                stop(daemon)
+                stop_process_group(daemon)
                 if terminal is not None:
-                    stop(terminal)
+                    stop_process_group(terminal)
 
             runs = instance.get_runs()
             assert terminal.returncode == 0, logs[1].read_text()[-3000:]
@@ -296,7 +284,7 @@ def test_two_runs_from_terminals_take_turns_at_the_slot(tmp_path, monkeypatch):
                 assert terminal.wait(timeout=180) == 0, log.read_text()[-3000:]
         finally:
             for terminal in terminals:
-                stop(terminal)
+                stop_process_group(terminal)
         with dg.DagsterInstance.get() as instance:
             runs = instance.get_runs()
             assert len(runs) == 2 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
