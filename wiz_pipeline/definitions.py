@@ -13,6 +13,7 @@ import dagster as dg
 
 from wiz_pipeline.assets.audit_logs import audit_logs_asset
 from wiz_pipeline.assets.issues import issues_asset
+from wiz_pipeline.assets.issues_current import issues_current_definitions
 from wiz_pipeline.checkpoints import collections_for
 from wiz_pipeline.resources import ParquetDatasets, WizResource
 from wiz_pipeline.schedules import RUN_TAGS, catch_up_schedule
@@ -47,6 +48,12 @@ def build_definitions(
                 settings.max_windows_per_run,
             )
         )
+    if settings.collect_issues:
+        # The current state of every issue: a full read on its own schedule (WIZ_ISSUES_CURRENT_CRON).
+        asset, job, schedule = issues_current_definitions(settings.issues_current_cron)
+        assets.append(asset)
+        jobs.append(job)
+        schedules.append(schedule)
     return dg.Definitions(
         assets=assets,
         # A run is one step (one asset, its windows): a step process of its own would add a process

@@ -106,6 +106,22 @@ def _json_object(name: str, text: str) -> dict[str, str]:
     return value
 
 
+def parse_cron(name: str, text: str) -> str:
+    """A cron expression as Dagster's schedules take it (checked with Dagster's own validator, so
+    that a value accepted here can't fail the definitions later)."""
+    # Private, but the very check ScheduleDefinition applies; imported late, as settings load
+    # without Dagster elsewhere (the CLI's settings table).
+    from dagster._utils.schedules import is_valid_cron_string
+
+    value = " ".join(text.split())
+    if not is_valid_cron_string(value):
+        raise SettingsError(
+            f"{name}={text!r} is not a cron expression: give five fields (minute hour day-of-month "
+            "month day-of-week, in UTC), such as '20 4 * * *' for daily at 04:20."
+        )
+    return value
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -168,6 +184,13 @@ SETTINGS: tuple[Setting, ...] = (
         "true",
         "Collect issues too (true/false); false drops the asset and its schedule.",
         _bool,
+    ),
+    Setting(
+        "WIZ_ISSUES_CURRENT_CRON",
+        "20 4 * * *",
+        "When the current state of every issue (issues_current) is rebuilt: a cron expression in UTC "
+        "(default daily at 04:20, between the window ticks).",
+        parse_cron,
     ),
     Setting(
         "WIZ_OUTPUT_URI",
@@ -284,6 +307,7 @@ class Settings:
     audit_since_time: datetime
     issues_since_time: datetime
     collect_issues: bool
+    issues_current_cron: str
     output_uri: str  # an absolute directory, or s3://bucket[/prefix]
     page_size: int
     max_retries: int
