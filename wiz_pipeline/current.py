@@ -234,15 +234,16 @@ class _Spool:
         self.close()
 
     def add(self, batch: pa.RecordBatch) -> None:
-        ids = batch.column("id")
-        has_id = pc.fill_null(pc.not_equal(ids, ""), False)
-        if not pc.all(has_id).as_py():
-            # One row per id can't hold these; never seen from Wiz, but not silently dropped.
-            self.without_id += len(batch) - pc.sum(has_id).as_py()
-            batch = batch.filter(has_id)
-            ids = batch.column("id")
         if not len(batch):
             return
+        has_id = pc.fill_null(pc.not_equal(batch.column("id"), ""), False).to_numpy(zero_copy_only=False)
+        if not has_id.all():
+            # One row per id can't hold these; never seen from Wiz, but not silently dropped.
+            self.without_id += int(np.count_nonzero(~has_id))
+            batch = batch.filter(pa.array(has_id))
+            if not len(batch):
+                return
+        ids = batch.column("id")
         self._fp.append(_fingerprints(ids.to_pylist()))
         self._changed.append(_micros(batch.column("status_changed_at")))
         self._updated.append(_micros(batch.column("updated_at")))
