@@ -145,6 +145,7 @@ def build_current(client: WizClient, output: Output, *, run_id: str) -> CurrentB
     started = datetime.now(UTC)
     clock = time.monotonic()
     stats = RequestStats()
+    output.sweep(DATASET)  # what a killed build left (a hidden file; an incomplete upload)
     previous = _previous(output)
     with _Spool(table) as spool:
         pages = _read_all(client, spool, stats)
@@ -357,9 +358,10 @@ def _pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _merge_windows(output: Output, spool: _Spool, since: datetime) -> list[str]:
     """Add the rows of every issue window file written since ``since`` to the spool; their keys."""
     merged = []
-    for key, written in sorted(output.listing(ISSUES.name)):
+    for key, written in sorted(output.listing(f"{ISSUES.name}/")):
         name = key.rpartition("/")[2]
-        if written < since or not name.endswith(".parquet") or name.startswith(("_", ".")):
+        window_file = key.startswith(f"{ISSUES.name}/date=") and name.endswith(".parquet")
+        if written < since or not window_file or name.startswith(("_", ".")):
             continue
         source = output.read(key)
         if source is None:  # replaced meanwhile: the new one is newer than `since` too, and listed
@@ -412,7 +414,8 @@ def _write(output: Output, table: Table, spool: _Spool, keep: np.ndarray) -> _Wr
                 closed.append(np.array([s in CLOSED for s in statuses], bool))
                 hashes.append(np.array([hash(r) for r in batch.column("raw").to_pylist()], np.int64))
             waiting = sum(len(b) for b in pending)
-            if waiting and (batch is None or waiting >= ROW_GROUP_ROWS):
+            full = waiting >= ROW_GROUP_ROWS or sum(b.nbytes for b in pending) >= ROW_GROUP_BYTES
+            if waiting and (batch is None or full):
                 writer.write_table(pa.Table.from_batches(pending, schema=table.schema))
                 rows, row_groups, pending = rows + waiting, row_groups + 1, []
         writer.close()

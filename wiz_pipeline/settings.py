@@ -182,7 +182,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "WIZ_COLLECT_ISSUES",
         "true",
-        "Collect issues too (true/false); false drops both issue assets (issues, issues_current) and their schedules.",
+        "Collect issues too (true/false); false drops both issue assets (issues, issues_current) "
+        "and their schedules.",
         _bool,
     ),
     Setting(

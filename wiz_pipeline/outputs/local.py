@@ -101,7 +101,7 @@ class LocalOutput(Output):
         if not folder.is_dir():
             return
         cutoff = time.time() - STALE_AFTER_SECONDS
-        for leftover in folder.glob("date=*/.*.tmp-*"):
+        for leftover in folder.glob("**/.*.tmp-*"):
             with contextlib.suppress(OSError):
                 if leftover.stat().st_mtime < cutoff:
                     leftover.unlink()

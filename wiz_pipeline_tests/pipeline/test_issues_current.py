@@ -273,7 +273,10 @@ def test_a_few_thousand_issues_stream_through_row_groups_with_a_small_buffer(pip
 
 
 def test_the_build_writes_one_object_to_s3_and_replaces_it(s3_pipeline, sim):
+    keys = s3_pipeline.keys("issues")
+    assert s3_pipeline.run(keys[0], keys[3], data_type="issues").success  # window objects to merge
     assert build(s3_pipeline).success
+    assert metadata(s3_pipeline)["windows_merged"] == 4
     sim.tenant.set_issue_status(_pick(expected(sim), closed=False, count=1)[0], NOW, "RESOLVED")
     assert build(s3_pipeline).success
     keys = [k for k in s3_pipeline.keys_in_bucket() if k.startswith("wiz/issues_current/")]
