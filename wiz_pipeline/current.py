@@ -286,7 +286,7 @@ class _Spool:
             self.writer = None
         self.file.seek(0)
         offset = 0
-        for batch in pq.ParquetFile(self.file).iter_batches(batch_size=ROW_GROUP_ROWS):
+        for batch in _row_groups(self.file):
             mask = keep[offset : offset + len(batch)]
             offset += len(batch)
             if mask.any():
@@ -299,6 +299,14 @@ class _Spool:
         finally:
             self.writer = None
             self.file.close()
+
+
+def _row_groups(source: Any, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+    """A Parquet file's rows, one row group in memory at a time (``iter_batches`` reads ahead by as
+    many row groups as it likes: memory that grew with the file)."""
+    file = pq.ParquetFile(source)
+    for index in range(file.num_row_groups):
+        yield from file.read_row_group(index, columns=columns).to_batches()
 
 
 def _micros(column: pa.Array) -> np.ndarray:
@@ -367,7 +375,7 @@ def _merge_windows(output: Output, spool: _Spool, since: datetime) -> list[str]:
         if source is None:  # replaced meanwhile: the new one is newer than `since` too, and listed
             continue
         with source:
-            for batch in pq.ParquetFile(source).iter_batches(batch_size=ROW_GROUP_ROWS):
+            for batch in _row_groups(source):
                 spool.add(_conform(batch, spool.table))
         merged.append(key)
     return merged
@@ -455,10 +463,7 @@ def _previous(output: Output) -> _Keys | None:
     fps, closed, hashes = [], [], []
     try:
         with source:
-            batches = pq.ParquetFile(source).iter_batches(
-                batch_size=ROW_GROUP_ROWS, columns=["id", "status", "raw"]
-            )
-            for batch in batches:
+            for batch in _row_groups(source, columns=["id", "status", "raw"]):
                 fps.append(_fingerprints(batch.column("id").to_pylist()))
                 closed.append(np.array([s in CLOSED for s in batch.column("status").to_pylist()], bool))
                 hashes.append(np.array([hash(r) for r in batch.column("raw").to_pylist()], np.int64))
