@@ -18,6 +18,8 @@ from wiz_pipeline.wiz import DATA_TYPES, DataType, WizConfigError
 from wiz_pipeline.wiz.times import format_time
 
 POOL = "wiz_api"
+# The latest windows written whose rows size a run's first window's sub-queries (see collect).
+RECENT_NEIGHBOURS = 3
 
 
 def column_schema(data_type: str) -> dg.TableSchema:
@@ -87,6 +89,9 @@ def _define(
         # Sized from the busiest recent window, so that a long run (a backfill) doesn't first
         # send one query over all its windows only to reach the API's result cap.
         per_query = windows_per_query_for(data_type, recent_max_rows(context.instance, collection))
+        # A window whose latest neighbours held more than one query returns is split up front, so
+        # that a busy tenant's catch-up run (often one window) doesn't waste a capped query on it.
+        neighbours = recent_max_rows(context.instance, collection, limit=RECENT_NEIGHBOURS)
         written = rows = 0
         try:
             with wiz.client() as client:
@@ -97,6 +102,7 @@ def _define(
                     output,
                     run_id=context.run.run_id,
                     windows_per_query=per_query,
+                    rows_per_window=neighbours,
                 ):
                     # The materialization names the window's file and rows; no log line per window
                     # besides it (each one is another write to the instance's storage).
@@ -162,6 +168,10 @@ def _metadata(
         "file_bytes": result.file.bytes,
         "row_groups": result.file.row_groups,
         "query_windows": q["windows"],
+        # Queries whose records are in the file (more than 1: split by time inside the window), and
+        # those covering the window thrown away for reaching the API's result cap.
+        "queries": m["queries"],
+        "capped_queries": m["capped_queries"],
         "pages": q["pages"],
         "requests": q["requests"],
         "retries": q["retries"],
