@@ -25,7 +25,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ import numpy as np
 from wiz_pipeline.outputs import Output, open_output
 from wiz_pipeline.partitions import Window
 from wiz_pipeline.prefetch import prefetched
-from wiz_pipeline.split import MIN_SPAN, TARGET_SHARE_OF_CAP, SplitFetch, density_of, step_for
+from wiz_pipeline.split import TARGET_SHARE_OF_CAP, SplitFetch, cut, plan, step_for
 from wiz_pipeline.storage import WindowWriter, WrittenFile, sweep_stale_temporaries
 from wiz_pipeline.tables import TABLES
 from wiz_pipeline.wiz import DataType, Nodes, WindowFetch, WindowStats, WizClient, WizResultCapError
@@ -174,7 +174,8 @@ def _fetch(
         window = span[0]
         step = step_for(density, cap)
         if step < window.end - window.start:
-            return [_fetch_split(client, data_type, window, root, step, capped[window.key], None)]
+            ranges = cut(window.start, window.end, step)
+            return [_fetch_split(client, data_type, window, root, ranges, capped[window.key], None)]
     try:
         return _fetch_span(client, data_type, span, root)
     except _SpanCapped as exc:
@@ -183,10 +184,8 @@ def _fetch(
         if len(span) > 1 or not cap:
             raise
         window = span[0]
-        # At most half the window, so that the split makes progress whatever the answer showed.
-        half = max(MIN_SPAN, timedelta(seconds=int((window.end - window.start).total_seconds() / 2)))
-        step = min(step_for(density_of(exc.micros, window.start, window.end, cap), cap), half)
-        return [_fetch_split(client, data_type, window, root, step, capped[window.key], exc.stats)]
+        ranges = plan(window.start, window.end, exc.micros, cap)
+        return [_fetch_split(client, data_type, window, root, ranges, capped[window.key], exc.stats)]
 
 
 def _fetch_split(
@@ -194,13 +193,13 @@ def _fetch_split(
     data_type: DataType,
     window: Window,
     root: Output,
-    step: timedelta,
+    ranges: list[tuple[datetime, datetime]],
     capped_before: int,
     thrown_away: WindowStats | None,
 ) -> _Collected:
     writer = WindowWriter(root, TABLES[data_type.name], window)
     figures = _WindowFigures()
-    split = SplitFetch(client, data_type, window.start, window.end, step, thrown_away)
+    split = SplitFetch(client, data_type, window.start, window.end, ranges, thrown_away)
     gc.freeze()  # as in _fetch_span
     try:
         for nodes in split:

@@ -27,7 +27,7 @@ from wiz_pipeline.prefetch import prefetched
 from wiz_pipeline.wiz import DataType, Nodes, WindowFetch, WindowStats, WizClient, WizResultCapError
 from wiz_pipeline.wiz.idset import IdSet, fingerprints
 from wiz_pipeline.wiz.queries import FILTER_PADDING
-from wiz_pipeline.wiz.times import format_time
+from wiz_pipeline.wiz.times import format_time, from_micros, to_micros
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +70,78 @@ def cut(start: datetime, end: datetime, step: timedelta) -> list[tuple[datetime,
     return ranges
 
 
+_SECOND = 1_000_000  # in microseconds
+
+
+def plan(start: datetime, end: datetime, micros: np.ndarray, cap: int) -> list[tuple[datetime, datetime]]:
+    """The sub-ranges to fetch ``[start, end)`` in after a query over it reached the cap, ``micros``
+    being the times of the nodes it returned inside the range.
+
+    Between the first and the last of those nodes, sub-ranges are cut so that each, padding
+    included, holds at most ``TARGET_SHARE_OF_CAP`` of the cap of them: exact when the API returned
+    that stretch whole (as a newest-first list does), too long otherwise (then they reach the cap
+    and are planned again). On either side the answer says nothing; there sub-ranges grow away from
+    it, from the length its density suggests, doubling after the second: a burst that goes on is
+    met with short ones, a quiet rest with a few long ones (not hundreds of empty ones).
+    Boundaries fall on whole seconds from ``start``; no sub-range is the whole range.
+    """
+    held = np.sort(micros)
+    first, last = to_micros(start), to_micros(end)
+    if not len(held):  # all of it was padding, or had no time: no clue but to halve
+        return _halves(start, end)
+    step = int(step_for(density_of(held, start, end, cap), cap).total_seconds()) * _SECOND
+    low = first + (int(held[0]) - first) // _SECOND * _SECOND
+    high = min(last, low + -(-(int(held[-1]) + 1 - low) // _SECOND) * _SECOND)
+    ranges = [
+        *reversed([(b, a) for a, b in _growing(low, first, -step)]),
+        *_by_count(held, low, high, int(TARGET_SHARE_OF_CAP * cap)),
+        *_growing(high, last, step),
+    ]
+    if len(ranges) == 1:
+        return _halves(start, end)
+    return [(from_micros(a), from_micros(b)) for a, b in ranges]
+
+
+def _growing(at: int, until: int, step: int) -> list[tuple[int, int]]:
+    """From ``at`` towards ``until`` (either way: ``step`` has its sign), ranges of ``step``, ``step``,
+    then twice as long each time."""
+    ranges = []
+    while (until - at) * step > 0:
+        end = at + step if abs(step) < abs(until - at) else until
+        ranges.append((at, end))
+        at = end
+        if len(ranges) >= 2:
+            step *= 2
+    return ranges
+
+
+def _by_count(held: np.ndarray, at: int, until: int, target: int) -> list[tuple[int, int]]:
+    """``[at, until)`` cut so that each range, with a second of padding on either side, holds at
+    most ``target`` of the ``held`` times (sorted); at least a second each."""
+    ranges = []
+    while at < until:
+        allowed = int(np.searchsorted(held, at - _SECOND)) + target
+        if allowed < len(held):  # the first time the padded range may not reach
+            end = at + max(_SECOND, (int(held[allowed]) - _SECOND - at) // _SECOND * _SECOND)
+        else:
+            end = until
+        ranges.append((at, min(end, until)))
+        at = min(end, until)
+    return ranges
+
+
+def _halves(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+    half = max(MIN_SPAN, timedelta(seconds=int((end - start).total_seconds() / 2)))
+    return cut(start, end, half)
+
+
 class SplitFetch:
     """Iterating yields the nodes of ``[start, end)``, one completed sub-query at a time, each id once.
 
-    ``step`` is the first sub-queries' length (from ``step_for``); ``thrown_away`` the figures of a
-    capped query over the whole window that led here, counted in ``figures``. Afterwards ``queries``
-    counts the sub-queries whose nodes were yielded, ``capped`` those thrown away. Raises
+    ``ranges`` are the first sub-queries (from ``plan``, or ``cut`` by ``step_for``); ``thrown_away``
+    the figures of a capped query over the whole window that led here, counted in ``figures``.
+    Afterwards ``queries`` counts the sub-queries whose nodes were yielded, ``capped`` those thrown
+    away. Raises
     ``WizResultCapError`` naming the second when a one-second sub-query reaches the cap; the consumer
     must then discard what it received (the window is all or nothing, as with ``WindowFetch``).
     """
@@ -86,12 +152,13 @@ class SplitFetch:
         data_type: DataType,
         start: datetime,
         end: datetime,
-        step: timedelta,
+        ranges: list[tuple[datetime, datetime]],
         thrown_away: WindowStats | None = None,
     ) -> None:
         if not data_type.result_cap:
             raise ValueError(f"{data_type.name} has no result cap to split for")
-        self.client, self.data_type, self.start, self.end, self.step = client, data_type, start, end, step
+        self.client, self.data_type, self.start, self.end = client, data_type, start, end
+        self.ranges = ranges
         self.queries = self.capped = 0
         self._before = [(thrown_away, False)] if thrown_away else []
         self._stats: list[tuple[WindowStats, bool]] = []  # each sub-query's, and whether it was kept
@@ -102,7 +169,7 @@ class SplitFetch:
         self.queries = self.capped = 0
         self._stats = list(self._before)
         timeless = IdSet()
-        todo = cut(self.start, self.end, self.step)
+        todo = list(self.ranges)
         while todo:
             start, end = todo.pop(0)
             fetch = WindowFetch(self.client, dt, start, end)
@@ -117,10 +184,7 @@ class SplitFetch:
                     raise WizResultCapError(self._second_capped(start, end)) from None
                 micros = np.concatenate([n.micros[n.readable] for n in held] or [np.empty(0, np.int64)])
                 del held
-                # At most half the range, so that every capped sub-query shrinks, whatever the order
-                # of the nodes the API chose to return.
-                half = max(MIN_SPAN, timedelta(seconds=int((end - start).total_seconds() / 2)))
-                todo[:0] = cut(start, end, min(step_for(density_of(micros, start, end, cap), cap), half))
+                todo[:0] = plan(start, end, micros, cap)
                 continue
             self.queries += 1
             self._stats.append((fetch.stats, True))
