@@ -210,15 +210,6 @@ def _fetch_split(
         raise
     finally:
         gc.unfreeze()
-    log.info(
-        "%s: window %s holds more than one query returns; fetched in %d sub-queries (%d capped queries "
-        "thrown away), %d rows.",
-        data_type.name,
-        window.key,
-        split.queries,
-        capped_before + split.capped,
-        figures.rows,
-    )
     return _Collected(
         window, writer, figures, split.figures(), 1, split.queries, capped_before + split.capped
     )

@@ -114,6 +114,13 @@ def _define(
                         )
                     )
                     written, rows = written + 1, rows + result.file.rows
+                    if result.manifest["queries"] > 1:  # one line per split window, not per sub-query
+                        context.log.info(
+                            f"{collection.data_type}: window {result.window.key} held more than one "
+                            f"query returns; fetched in {result.manifest['queries']} sub-queries "
+                            f"(capped queries thrown away: {result.manifest['capped_queries']}), "
+                            f"{result.file.rows} rows."
+                        )
         finally:
             context.log.info(
                 f"{collection.data_type}: {written} of {len(windows)} window(s) written, {rows} rows; "

@@ -88,6 +88,13 @@ def test_25000_entries_in_one_window_are_collected_exactly_once(pipeline, says_m
     assert len(sim.expected[DENSE_START]) > 25_000
     # One query over the window reached the cap; the rest was sized from what it showed.
     assert manifest["queries"] > 2 and manifest["capped_queries"] == 1
+    lines = [
+        e.user_message for e in pipeline.instance.all_logs(result.run_id) if "sub-queries" in e.user_message
+    ]
+    assert lines == [
+        f"audit_logs: window {DENSE} held more than one query returns; fetched in {manifest['queries']} "
+        f"sub-queries (capped queries thrown away: 1), {manifest['rows']} rows."
+    ]
 
 
 @CAP_ENDINGS
