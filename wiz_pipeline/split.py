@@ -3,9 +3,10 @@
 A capped query's answer is the API's first ``cap`` nodes in an order we can't rely on, so none of it
 may reach the window's file. Each sub-query's nodes are held here until it completes below the cap
 (so at most a cap's worth, ~10-20 MB, however big the window), then handed on; a capped sub-query's
-nodes are dropped and its range is fetched again in shorter sub-queries, sized from the density its
-answer showed (recursively, down to one second). Sub-ranges are half-open and disjoint, and each
-query is cut exactly to its range (``WindowFetch``), so a record with a time lands in exactly one.
+nodes are dropped and its range is fetched again in shorter sub-queries, planned from where that
+answer's nodes lie and how dense they are (``plan``; recursively, down to one second). Sub-ranges
+are half-open and disjoint, and each query is cut exactly to its range (``WindowFetch``), so a
+record with a time lands in exactly one.
 
 The alternative, streaming each sub-query into the file and restarting the whole window on a cap,
 would write no faster and throw away every finished sub-query's pages with the capped one.
@@ -15,7 +16,6 @@ Dagster-free, like ``wiz/``.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,8 +28,6 @@ from wiz_pipeline.wiz import DataType, Nodes, WindowFetch, WindowStats, WizClien
 from wiz_pipeline.wiz.idset import IdSet, fingerprints
 from wiz_pipeline.wiz.queries import FILTER_PADDING
 from wiz_pipeline.wiz.times import format_time, from_micros, to_micros
-
-log = logging.getLogger(__name__)
 
 # A query is sized to be expected to return this share of the cap, so that one estimate usually
 # suffices and a denser stretch still fits.
@@ -141,9 +139,9 @@ class SplitFetch:
     ``ranges`` are the first sub-queries (from ``plan``, or ``cut`` by ``step_for``); ``thrown_away``
     the figures of a capped query over the whole window that led here, counted in ``figures``.
     Afterwards ``queries`` counts the sub-queries whose nodes were yielded, ``capped`` those thrown
-    away. Raises
-    ``WizResultCapError`` naming the second when a one-second sub-query reaches the cap; the consumer
-    must then discard what it received (the window is all or nothing, as with ``WindowFetch``).
+    away. Raises ``WizResultCapError`` naming the second when a one-second sub-query reaches the cap;
+    the consumer must then discard what it received (the window is all or nothing, as with
+    ``WindowFetch``).
     """
 
     def __init__(
