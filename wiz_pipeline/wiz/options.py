@@ -1,9 +1,10 @@
 """Everything the client needs to know, in one frozen object made once and passed down.
 
-The pipeline's settings (``settings.py``) check every value that comes from a setting, when the
-definitions load, and build this object (``Settings.wiz_options``) when a run starts, with the endpoint
-and credentials that Dagster reads then. What is checked here is only what no setting checks: the
-endpoint and credentials themselves, and the tuning that tests lower.
+The pipeline's settings (``settings.py``) check every value that comes from a setting once, when the
+definitions load (``Settings.client_options``); the resource adds the endpoint and credentials, which
+Dagster reads when a run starts, and makes this object then (``Settings.wiz_options`` does the same
+outside Dagster). What is checked here is only what no setting checks: the endpoint and credentials
+themselves, and the tuning that tests lower.
 """
 
 from __future__ import annotations
