@@ -21,9 +21,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from wiz_pipeline.collect import collect_windows
+from wiz_pipeline.data_types.audit_logs import AUDIT_LOGS
 from wiz_pipeline.partitions import Window
+from wiz_pipeline.settings import load_settings
 from wiz_pipeline.simulator import WizSimulator, generate_tenant
-from wiz_pipeline.wiz import AUDIT_LOGS, WizClient
+from wiz_pipeline.wiz import WizClient
 
 START = datetime(2025, 9, 12, 22, tzinfo=UTC)
 SECRET = "bench-secret-000000"
@@ -48,11 +50,13 @@ def main() -> None:
     with (
         WizSimulator(tenant, client_secret=SECRET) as sim,
         WizClient(
-            api_url=sim.graphql_url,
-            token_url=sim.token_url,
-            client_id=sim.client_id,
-            client_secret=SECRET,
-            max_requests_per_second=args.rate,
+            load_settings({}).wiz_options(
+                api_url=sim.graphql_url,
+                token_url=sim.token_url,
+                client_id=sim.client_id,
+                client_secret=SECRET,
+                max_requests_per_second=args.rate,
+            )
         ) as client,
         tempfile.TemporaryDirectory() as root,
     ):

@@ -31,14 +31,14 @@ from typing import Any
 
 import numpy as np
 
+from wiz_pipeline.data_types import DataType
 from wiz_pipeline.outputs import Output, open_output
 from wiz_pipeline.partitions import Window
 from wiz_pipeline.prefetch import prefetched
 from wiz_pipeline.split import TARGET_SHARE_OF_CAP, SplitFetch, cut, plan, step_for
 from wiz_pipeline.storage import WindowWriter, WrittenFile, sweep_stale_temporaries
-from wiz_pipeline.tables import TABLES
-from wiz_pipeline.wiz import DataType, Nodes, WindowFetch, WindowStats, WizClient, WizResultCapError
-from wiz_pipeline.wiz.times import format_time, from_micros, to_micros
+from wiz_pipeline.times import format_time, from_micros, to_micros
+from wiz_pipeline.wiz import Nodes, WindowFetch, WindowStats, WizClient, WizResultCapError
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +197,7 @@ def _fetch_split(
     capped_before: int,
     thrown_away: WindowStats | None,
 ) -> _Collected:
-    writer = WindowWriter(root, TABLES[data_type.name], window)
+    writer = WindowWriter(root, data_type.table, window)
     figures = _WindowFigures()
     split = SplitFetch(client, data_type, window.start, window.end, ranges, thrown_away)
     gc.freeze()  # as in _fetch_span
@@ -221,7 +221,7 @@ def _fetch_span(
     span: list[Window],
     root: Output,
 ) -> list[_Collected]:
-    table = TABLES[data_type.name]
+    table = data_type.table
     writers = {w.key: WindowWriter(root, table, w) for w in span}
     figures = {w.key: _WindowFigures() for w in span}
     starts = np.array([to_micros(w.start) for w in span], dtype=np.int64)

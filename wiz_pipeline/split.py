@@ -23,11 +23,11 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from wiz_pipeline.data_types import FILTER_PADDING, DataType
 from wiz_pipeline.prefetch import prefetched
-from wiz_pipeline.wiz import DataType, Nodes, WindowFetch, WindowStats, WizClient, WizResultCapError
+from wiz_pipeline.times import format_time, from_micros, to_micros
+from wiz_pipeline.wiz import Nodes, WindowFetch, WindowStats, WizClient, WizResultCapError
 from wiz_pipeline.wiz.idset import IdSet, fingerprints
-from wiz_pipeline.wiz.queries import FILTER_PADDING
-from wiz_pipeline.wiz.times import format_time, from_micros, to_micros
 
 # A query is sized to be expected to return this share of the cap, so that one estimate usually
 # suffices and a denser stretch still fits.
