@@ -46,20 +46,19 @@ def serve(issues: int) -> None:
 def build(port: int, page_size: int) -> None:
     from wiz_pipeline.current import build_current
     from wiz_pipeline.outputs import open_output
+    from wiz_pipeline.settings import load_settings
     from wiz_pipeline.wiz import WizClient
 
     base = f"http://127.0.0.1:{port}"
-    with (
-        tempfile.TemporaryDirectory() as root,
-        WizClient(
-            api_url=f"{base}/graphql",
-            token_url=f"{base}/oauth/token",
-            client_id=CLIENT_ID,
-            client_secret=CLIENT_SECRET,
-            max_requests_per_second=10_000,
-            page_size=page_size,
-        ) as client,
-    ):
+    options = load_settings({}).wiz_options(
+        api_url=f"{base}/graphql",
+        token_url=f"{base}/oauth/token",
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        max_requests_per_second=10_000,
+        page_size=page_size,
+    )
+    with tempfile.TemporaryDirectory() as root, WizClient(options) as client:
         output = open_output(root)
         output.check()
         build_current(client, output, run_id="first")

@@ -54,12 +54,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from wiz_pipeline.data_types.issues import ISSUES
 from wiz_pipeline.outputs import Output, Upload
 from wiz_pipeline.storage import writer_options
-from wiz_pipeline.tables import TABLES, Table
-from wiz_pipeline.wiz import ISSUES, RequestStats, WizClient
+from wiz_pipeline.tables import Table
+from wiz_pipeline.times import format_time
+from wiz_pipeline.wiz import RequestStats, WizClient
 from wiz_pipeline.wiz.idset import fingerprints
-from wiz_pipeline.wiz.times import format_time
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ def build_current(client: WizClient, output: Output, *, run_id: str) -> CurrentB
     """Read every issue, merge newer window versions, replace the file; see the module's docstring.
 
     ``output.check()`` must have passed (the caller does it before any Wiz request)."""
-    table = TABLES[ISSUES.name]
+    table = ISSUES.table
     started = datetime.now(UTC)
     clock = time.monotonic()
     stats = RequestStats()

@@ -8,9 +8,9 @@ import dagster as dg
 
 from wiz_pipeline.assets.window_asset import POOL, column_schema, unshared_budget
 from wiz_pipeline.current import DATASET, CurrentBuild, build_current
+from wiz_pipeline.data_types.issues import ISSUES
 from wiz_pipeline.resources import ParquetDatasets, WizResource
 from wiz_pipeline.schedules import RUN_TAGS
-from wiz_pipeline.wiz import ISSUES
 
 ASSET_KEY = dg.AssetKey(["wiz", DATASET])
 JOB_NAME = f"collect_{DATASET}"

@@ -17,12 +17,13 @@ import pytest
 from wiz_pipeline import current
 from wiz_pipeline.assets.issues_current import ASSET_KEY, JOB_NAME, SCHEDULE_NAME
 from wiz_pipeline.collect import collect_windows
+from wiz_pipeline.data_types.issues import ISSUES
 from wiz_pipeline.partitions import windows_for
 from wiz_pipeline.settings import SettingsError, load_settings
 from wiz_pipeline.simulator import Fault, generate_tenant
-from wiz_pipeline.wiz import ISSUES, WizClient
-from wiz_pipeline.wiz.times import parse_time
-from wiz_pipeline_tests.conftest import T0
+from wiz_pipeline.times import parse_time
+from wiz_pipeline.wiz import WizClient
+from wiz_pipeline_tests.conftest import T0, client_options
 
 NOW = T0 + timedelta(hours=6, days=1)  # the `sim` fixture's clock
 DATA = "issues_current/issues_current.parquet"
@@ -182,13 +183,14 @@ def test_a_newer_version_from_an_issue_window_written_during_the_read_wins(pipel
         if not state["written"]:
             state["writing"] = True
             try:
-                with WizClient(
+                options = client_options(
                     api_url=sim.graphql_url,
                     token_url=sim.token_url,
                     client_id=sim.client_id,
                     client_secret=sim.client_secret,
                     max_requests_per_second=1000,
-                ) as client:
+                )
+                with WizClient(options) as client:
                     list(collect_windows(client, ISSUES, window, str(pipeline.root), run_id="another-run"))
             finally:
                 state["writing"], state["written"] = False, True
