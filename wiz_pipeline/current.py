@@ -24,9 +24,9 @@ Why the result holds each id once, in its latest version:
   is higher, and for windows written just before the read that the API's own view hadn't caught up
   with; a change still not in any window is in the next build's read.
 - **Which version is later:** the one with the later ``statusChangedAt``; on a tie, the later
-  ``updatedAt`` (an edit moves only that); on a tie of both, the one read last (a window's over the
-  read's). A missing time counts as earliest. ``updatedAt`` alone can't order versions: the API
-  shows it earlier than ``statusChangedAt`` now and then.
+  ``updatedAt`` (an edit moves only that); on a tie of both, the read's (the same version), and
+  within the read the one read last. A missing time counts as earliest. ``updatedAt`` alone can't
+  order versions: the API shows it earlier than ``statusChangedAt`` now and then.
 
 Memory stays bounded however many issues there are: pages go to a spool (an unlinked temporary
 Parquet file under ``TMPDIR``) as they arrive; in memory are only each row's id fingerprint and
@@ -163,7 +163,7 @@ def build_current(client: WizClient, output: Output, *, run_id: str) -> CurrentB
             recovered = spool.rows - read_rows
         first_window_row = spool.rows
         merged = _merge_windows(output, spool, started - CLOCK_SKEW)
-        latest = spool.latest()
+        latest = spool.latest(first_window_row)
         duplicates = read_rows - len(np.unique(_as_keys(spool.fingerprints()[:read_rows])))
         from_windows = int(np.count_nonzero(latest[first_window_row:]))
         written = _write(output, table, spool, latest)
@@ -266,12 +266,14 @@ class _Spool:
             self._fp = [np.concatenate(self._fp)]
         return self._fp[0] if self._fp else np.empty((0, 2), np.int64)
 
-    def latest(self) -> np.ndarray:
-        """Per row, whether it is its id's latest version (see the module's docstring)."""
+    def latest(self, read_rows: int) -> np.ndarray:
+        """Per row, whether it is its id's latest version (see the module's docstring); the first
+        ``read_rows`` rows are the read's, which win a tie with a window's."""
         fp = self.fingerprints()
         changed = np.concatenate(self._changed) if self._changed else np.empty(0, np.int64)
         updated = np.concatenate(self._updated) if self._updated else np.empty(0, np.int64)
-        order = np.lexsort((np.arange(self.rows), updated, changed, fp[:, 1], fp[:, 0]))
+        seq = np.arange(self.rows)
+        order = np.lexsort((seq, seq < read_rows, updated, changed, fp[:, 1], fp[:, 0]))
         ordered = fp[order]
         last = np.ones(self.rows, bool)
         last[:-1] = (ordered[1:] != ordered[:-1]).any(axis=1)
