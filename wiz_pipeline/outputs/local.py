@@ -7,6 +7,7 @@ import os
 import time
 import uuid
 from pathlib import Path
+from typing import BinaryIO
 
 from wiz_pipeline.outputs.base import STALE_AFTER_SECONDS, Output, OutputError, Upload
 
@@ -56,6 +57,12 @@ class LocalOutput(Output):
         path = self.root / key
         _make_dirs(path.parent)
         return _LocalUpload(path)
+
+    def read(self, key: str) -> BinaryIO | None:
+        try:
+            return (self.root / key).open("rb")
+        except FileNotFoundError:
+            return None
 
     def publish(self, uploads: list[Upload]) -> None:
         directories: dict[Path, None] = {}
