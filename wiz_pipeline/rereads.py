@@ -34,10 +34,11 @@ REQUESTED_AT_TAG = "wiz/requested_at"
 # How far back a tick looks for windows due for a re-read: a re-read missed while the daemon was down
 # is made when it comes back, if the window fell due no more than this long before (and among the
 # last LOOKBACK_WINDOWS windows). Each tick reads the latest materialization of every written window
-# in that stretch, so it is bounded: a week, or 2,016 windows (a week of 5-minute windows; 33 hours of
+# in that stretch (about half a millisecond each on SQLite, see benchmarks/reread_tick.py), so it is
+# bounded: a week, or 1,440 windows (a week of 30-minute windows, five days of 5-minute ones, a day of
 # one-minute ones). A window missed for longer keeps reads=1 in the ledger; rerun it from the UI.
 LOOKBACK_SECONDS = 7 * 86400
-LOOKBACK_WINDOWS = 2016
+LOOKBACK_WINDOWS = 1440
 # Partitions per query (SQLite allows a few hundred parameters in older builds).
 _CHUNK = 400
 
@@ -65,25 +66,26 @@ def latest_read_at(
     instance: dg.DagsterInstance, collection: Collection, keys: list[str]
 ) -> dict[str, datetime]:
     """When each window's latest materialization read it: its ``read_at`` metadata, or for one
-    written before re-reads existed, when it was recorded."""
+    written before re-reads existed, when it was recorded. Only the latest materialization of each
+    is read (one query for their storage ids, then the records themselves by id)."""
+    storage = instance.event_log_storage
     found: dict[str, datetime] = {}
     for i in range(0, len(keys), _CHUNK):
-        records_filter = dg.AssetRecordsFilter(
-            asset_key=collection.asset_key, asset_partitions=keys[i : i + _CHUNK]
+        latest = storage.get_latest_storage_id_by_partition(
+            collection.asset_key, dg.DagsterEventType.ASSET_MATERIALIZATION, set(keys[i : i + _CHUNK])
         )
-        cursor = None
-        while True:
-            result = instance.fetch_materializations(records_filter, limit=1000, cursor=cursor)
-            for record in result.records:  # newest first
-                key = record.partition_key
-                if key is None or key in found:
-                    continue
-                value = record.asset_materialization.metadata.get("read_at")  # type: ignore[union-attr]
-                when = parse_time(getattr(value, "value", None))
-                found[key] = when or datetime.fromtimestamp(record.timestamp, tz=UTC)
-            if not result.has_more:
-                break
-            cursor = result.cursor
+        if not latest:
+            continue
+        records_filter = dg.AssetRecordsFilter(
+            asset_key=collection.asset_key, storage_ids=sorted(latest.values())
+        )
+        for record in instance.fetch_materializations(records_filter, limit=len(latest)).records:
+            key = record.partition_key
+            if key is None:
+                continue
+            value = record.asset_materialization.metadata.get("read_at")  # type: ignore[union-attr]
+            when = parse_time(getattr(value, "value", None))
+            found[key] = when or datetime.fromtimestamp(record.timestamp, tz=UTC)
     return found
 
 
