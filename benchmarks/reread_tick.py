@@ -7,8 +7,8 @@ For a 30-minute and a one-minute interval, the windows of the whole look-back be
 1,440 of them, and the windows since) are recorded as materialized, ``--reads`` times each, with the
 metadata a run gives a window (about 35 entries), in a throwaway SQLite instance; half of the
 look-back's windows were read late enough to be done, half are due. Then the schedule is evaluated
-through Dagster's own API with WIZ_REREAD_AFTER_SECONDS=3600 and with 0 (re-reads off), and the time
-``rereads.due`` alone takes is printed.
+through Dagster's own API, twice, with WIZ_REREAD_AFTER_SECONDS=3600 and with 0 (re-reads off), and
+the time ``rereads.due`` alone takes is printed.
 """
 
 from __future__ import annotations
@@ -101,19 +101,22 @@ def main() -> None:
                 for reread in ("3600", "0"):
                     defs = build_definitions({**env, "WIZ_REREAD_AFTER_SECONDS": reread})
                     schedule = defs.resolve_schedule_def("collect_audit_logs_schedule")
-                    began = time.perf_counter()
-                    data = schedule.evaluate_tick(
-                        dg.build_schedule_context(
-                            instance=instance,
-                            scheduled_execution_time=NOW,
-                            repository_def=defs.get_repository_def(),
+                    # The first tick with re-reads on also brings Dagster's status cache up to date
+                    # over every materialization recorded above; the second is the steady state.
+                    for attempt in ("first", "second"):
+                        began = time.perf_counter()
+                        data = schedule.evaluate_tick(
+                            dg.build_schedule_context(
+                                instance=instance,
+                                scheduled_execution_time=NOW,
+                                repository_def=defs.get_repository_def(),
+                            )
                         )
-                    )
-                    seconds = time.perf_counter() - began
-                    print(
-                        f"  tick with WIZ_REREAD_AFTER_SECONDS={reread:>4}: {seconds:.3f} s, "
-                        f"{len(data.run_requests or [])} run(s) requested"
-                    )
+                        seconds = time.perf_counter() - began
+                        print(
+                            f"  {attempt} tick with WIZ_REREAD_AFTER_SECONDS={reread:>4}: {seconds:.3f} s, "
+                            f"{len(data.run_requests or [])} run(s) requested"
+                        )
 
 
 if __name__ == "__main__":
