@@ -169,7 +169,7 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
 
     from wiz_pipeline.checkpoints import collections_for, interval_change, progress
     from wiz_pipeline.settings import load_settings
-    from wiz_pipeline.wiz.times import format_time
+    from wiz_pipeline.times import format_time
 
     if not os.environ.get("DAGSTER_HOME"):
         print(

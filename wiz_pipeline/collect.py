@@ -25,13 +25,13 @@ from typing import Any
 
 import numpy as np
 
+from wiz_pipeline.data_types import DataType
 from wiz_pipeline.outputs import Output, open_output
 from wiz_pipeline.partitions import Window
 from wiz_pipeline.prefetch import prefetched
 from wiz_pipeline.storage import WindowWriter, WrittenFile, sweep_stale_temporaries
-from wiz_pipeline.tables import TABLES
-from wiz_pipeline.wiz import DataType, Nodes, WindowFetch, WizClient, WizResultCapError
-from wiz_pipeline.wiz.times import format_time, from_micros, to_micros
+from wiz_pipeline.times import format_time, from_micros, to_micros
+from wiz_pipeline.wiz import Nodes, WindowFetch, WizClient, WizResultCapError
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ def _fetch_span(
     span: list[Window],
     root: Output,
 ) -> tuple[dict[str, WindowWriter], dict[str, _WindowFigures], dict[str, Any]]:
-    table = TABLES[data_type.name]
+    table = data_type.table
     writers = {w.key: WindowWriter(root, table, w) for w in span}
     figures = {w.key: _WindowFigures() for w in span}
     starts = np.array([to_micros(w.start) for w in span], dtype=np.int64)

@@ -25,7 +25,7 @@ import dagster as dg
 
 from wiz_pipeline.checkpoints import Collection
 from wiz_pipeline.partitions import KEY_FORMAT
-from wiz_pipeline.wiz.times import format_time, parse_time
+from wiz_pipeline.times import format_time, parse_time
 
 WINDOWS_TAG = "wiz/windows"
 REREADS_TAG = "wiz/rereads"

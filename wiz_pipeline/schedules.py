@@ -26,7 +26,7 @@ from wiz_pipeline.partitions import cron_for
 from wiz_pipeline.rereads import due as due_rereads
 from wiz_pipeline.rereads import requested_at_tag
 from wiz_pipeline.rereads import run_tags as reread_tags
-from wiz_pipeline.wiz.times import format_time
+from wiz_pipeline.times import format_time
 
 # With run monitoring on (deploy/dagster.yaml), a run still going after this long is failed: a hung or
 # orphaned run must not hold its windows, and the wiz_api pool's only slot, for ever.

@@ -11,36 +11,34 @@ from dagster._core.instance.config import PoolGranularity
 
 from wiz_pipeline.checkpoints import CheckpointTracker, Collection, interval_change, recent_max_rows
 from wiz_pipeline.collect import WindowResult, collect_windows, windows_per_query_for
+from wiz_pipeline.data_types import DATA_TYPES, DataType
 from wiz_pipeline.partitions import windows_for
 from wiz_pipeline.rereads import requested_at, windows_to_write
 from wiz_pipeline.resources import ParquetDatasets, WizResource
-from wiz_pipeline.tables import TABLES
-from wiz_pipeline.wiz import DATA_TYPES, DataType, WizConfigError
-from wiz_pipeline.wiz.times import format_time
+from wiz_pipeline.times import format_time
+from wiz_pipeline.wiz import WizConfigError
 
 POOL = "wiz_api"
 
 
 def column_schema(data_type: str) -> dg.TableSchema:
-    table = TABLES[data_type]
+    table = DATA_TYPES[data_type].table
     return dg.TableSchema(columns=[dg.TableColumn(field.name, str(field.type)) for field in table.schema])
 
 
-def window_asset(
-    collection: Collection, description: str, max_windows_per_backfill_run: int
-) -> dg.AssetsDefinition:
+def window_asset(collection: Collection, max_windows_per_backfill_run: int) -> dg.AssetsDefinition:
+    """The asset of ``collection``'s data type, described and shaped by its definition."""
     data_type = DATA_TYPES[collection.data_type]
     schema = column_schema(collection.data_type)
 
     with warnings.catch_warnings():
         # BackfillPolicy is marked beta; we rely only on its documented multi_run behaviour.
         warnings.simplefilter("ignore", dg.BetaWarning)
-        return _define(collection, description, max_windows_per_backfill_run, data_type, schema)
+        return _define(collection, max_windows_per_backfill_run, data_type, schema)
 
 
 def _define(
     collection: Collection,
-    description: str,
     max_windows_per_backfill_run: int,
     data_type: DataType,
     schema: dg.TableSchema,
@@ -48,7 +46,7 @@ def _define(
     @dg.asset(
         key=collection.asset_key,
         group_name="wiz",
-        description=description,
+        description=data_type.description,
         partitions_def=collection.partitions_def,
         # Each run fetches its windows with as few queries as it can. UI backfills are cut into runs
         # of at most this many windows: bigger than catch-up runs, since each run costs seconds of

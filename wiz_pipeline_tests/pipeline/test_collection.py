@@ -237,8 +237,8 @@ def test_no_secret_reaches_dagster_events_or_files(pipeline, sim):
 def test_no_temporary_file_outlives_a_run_that_stops_between_windows(pipeline, sim, monkeypatch):
     from wiz_pipeline import collect
     from wiz_pipeline.collect import collect_windows
+    from wiz_pipeline.data_types.audit_logs import AUDIT_LOGS
     from wiz_pipeline.partitions import windows_for
-    from wiz_pipeline.wiz import AUDIT_LOGS
 
     collection = pipeline.collection()
     keys = pipeline.keys()[:4]
