@@ -231,7 +231,7 @@ def test_rereads_are_off_with_zero(pipeline, sim):
     assert latest(pipeline, "2025-09-12-21:00")["reads"] == 1
 
 
-def test_a_reread_is_not_joined_across_a_window_another_run_is_writing(pipeline, sim):
+def test_a_reread_is_not_joined_across_nor_asked_for_in_a_window_another_run_is_writing(pipeline, sim):
     for when in (at(21, 35), at(22, 5)):
         tick_and_run(pipeline, sim, when)
     pipeline.instance.create_run_for_job(
@@ -242,6 +242,16 @@ def test_a_reread_is_not_joined_across_a_window_another_run_is_writing(pipeline,
     )
     data = tick(pipeline, at(22, 35))
     assert requested(data) == [("2025-09-12-21:00",) * 2, ("2025-09-12-22:00",) * 2]
+    # And a window due for a re-read that a run is already writing is left to that run.
+    pipeline.instance.create_run_for_job(
+        pipeline.defs.resolve_job_def("collect_audit_logs"),
+        tags={"dagster/partition": "2025-09-12-21:00"},
+        status=DagsterRunStatus.STARTED,
+        asset_selection=frozenset({dg.AssetKey(["wiz", "audit_logs"])}),
+    )
+    data = tick(pipeline, at(22, 35))
+    assert requested(data) == [("2025-09-12-22:00",) * 2]
+    assert REREADS_TAG not in data.run_requests[0].tags
 
 
 def test_an_operators_rerun_rewrites_every_window_and_counts_what_changed(pipeline, sim):
