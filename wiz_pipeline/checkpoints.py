@@ -337,5 +337,13 @@ def _collection(data_type: DataType, settings: Settings) -> Collection:
         job_name=data_type.job_name,
         schedule_name=data_type.schedule_name,
         interval_seconds=settings.poll_interval_seconds,
-        reread_after_seconds=settings.reread_after_seconds if data_type.published_late else 0,
+        reread_after_seconds=_reread_after(data_type, settings),
     )
+
+
+def _reread_after(data_type: DataType, settings: Settings) -> int:
+    """WIZ_REREAD_AFTER_SECONDS for a data type published late; 0 (off) for the others, and when it
+    doesn't exceed the lag (the first read already comes after it; settings reject that when the
+    variable is set, and let a default under a longer lag mean off)."""
+    after = settings.reread_after_seconds
+    return after if data_type.published_late and after > settings.window_lag_seconds else 0

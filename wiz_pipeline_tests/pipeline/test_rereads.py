@@ -13,6 +13,7 @@ import pytest
 from dagster._core.storage.dagster_run import DagsterRunStatus
 
 from wiz_pipeline import checkpoints
+from wiz_pipeline.checkpoints import collections_for
 from wiz_pipeline.rereads import REREADS_TAG, WINDOWS_TAG, decode, encode, windows_to_write
 from wiz_pipeline.schedules import runs_of_missing_windows
 from wiz_pipeline.settings import SettingsError, load_settings
@@ -317,4 +318,6 @@ def test_the_reread_delay_is_checked():
         with pytest.raises(SettingsError, match=message):
             load_settings({"WIZ_REREAD_AFTER_SECONDS": bad})
     # Left to its default under a lag of over an hour, re-reads are off rather than a failed load.
-    assert load_settings({"WIZ_WINDOW_LAG_SECONDS": "3630"}).reread_after_seconds == 3600
+    settings = load_settings({"WIZ_WINDOW_LAG_SECONDS": "3630"})
+    assert settings.reread_after_seconds == 3600
+    assert collections_for(settings)[0].reread_after_seconds == 0
