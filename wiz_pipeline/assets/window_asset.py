@@ -19,6 +19,8 @@ from wiz_pipeline.times import format_time
 from wiz_pipeline.wiz import WizConfigError
 
 POOL = "wiz_api"
+# The latest windows written whose rows size a run's first window's sub-queries (see collect).
+RECENT_NEIGHBOURS = 3
 
 
 def column_schema(data_type: str) -> dg.TableSchema:
@@ -95,6 +97,9 @@ def _define(
         # Sized from the busiest recent window, so that a long run (a backfill) doesn't first
         # send one query over all its windows only to reach the API's result cap.
         per_query = windows_per_query_for(data_type, recent_max_rows(context.instance, collection))
+        # A window whose latest neighbours held more than one query returns is split up front, so
+        # that a busy tenant's catch-up run (often one window) doesn't waste a capped query on it.
+        neighbours = recent_max_rows(context.instance, collection, limit=RECENT_NEIGHBOURS)
         written = rows = late = gone = reread = 0
         try:
             with wiz.client() as client:
@@ -105,6 +110,7 @@ def _define(
                     output,
                     run_id=context.run.run_id,
                     windows_per_query=per_query,
+                    rows_per_window=neighbours,
                     replacing=replacing,
                     rereads=rereads,
                     requested_at=requested_at(context.run.tags),
@@ -119,6 +125,13 @@ def _define(
                         )
                     )
                     written, rows = written + 1, rows + result.file.rows
+                    if result.manifest["queries"] > 1:  # one line per split window, not per sub-query
+                        context.log.info(
+                            f"{collection.data_type}: window {result.window.key} held more than one "
+                            f"query returns; fetched in {result.manifest['queries']} sub-queries "
+                            f"(capped queries thrown away: {result.manifest['capped_queries']}), "
+                            f"{result.file.rows} rows."
+                        )
                     if result.manifest["reread"]:
                         reread += 1
                         late += result.manifest["late_records"] or 0
@@ -178,6 +191,10 @@ def _metadata(
         "file_bytes": result.file.bytes,
         "row_groups": result.file.row_groups,
         "query_windows": q["windows"],
+        # Queries whose records are in the file (more than 1: split by time inside the window), and
+        # those covering the window thrown away for reaching the API's result cap.
+        "queries": m["queries"],
+        "capped_queries": m["capped_queries"],
         "pages": q["pages"],
         "requests": q["requests"],
         "retries": q["retries"],
