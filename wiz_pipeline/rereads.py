@@ -34,7 +34,7 @@ REQUESTED_AT_TAG = "wiz/requested_at"
 # How far back a tick looks for windows due for a re-read: a re-read missed while the daemon was down
 # is made when it comes back, if the window fell due no more than this long before (and among the
 # last LOOKBACK_WINDOWS windows). Each tick reads the latest materialization of every written window
-# in that stretch (about half a millisecond each on SQLite, see benchmarks/reread_tick.py), so it is
+# in that stretch (about a millisecond each on SQLite, see benchmarks/reread_tick.py), so it is
 # bounded: a week, or 1,440 windows (a week of 30-minute windows, five days of 5-minute ones, a day of
 # one-minute ones). A window missed for longer keeps reads=1 in the ledger; rerun it from the UI.
 LOOKBACK_SECONDS = 7 * 86400
