@@ -41,6 +41,10 @@ class Output(ABC):
     def open(self, key: str) -> Upload: ...
 
     @abstractmethod
+    def read(self, key: str) -> BinaryIO | None:
+        """The file now at ``key``, open for reading (seekable), or None if there is none."""
+
+    @abstractmethod
     def publish(self, uploads: list[Upload]) -> None:
         """Make finished uploads visible, in order, each in one step."""
 

@@ -59,6 +59,12 @@ class LocalOutput(Output):
         _make_dirs(path.parent)
         return _LocalUpload(path)
 
+    def read(self, key: str) -> BinaryIO | None:
+        try:
+            return (self.root / key).open("rb")
+        except FileNotFoundError:
+            return None
+
     def publish(self, uploads: list[Upload]) -> None:
         directories: dict[Path, None] = {}
         for upload in uploads:
