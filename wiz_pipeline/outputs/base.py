@@ -56,10 +56,6 @@ class Output(ABC):
     def uri_of(self, key: str) -> str: ...
 
     @abstractmethod
-    def read(self, key: str) -> BinaryIO | None:
-        """The file at ``key`` opened for reading (seekable, for Parquet), or None if there is none."""
-
-    @abstractmethod
     def listing(self, folder: str) -> list[tuple[str, datetime]]:
         """Every visible file under ``folder`` (keys, as ``open`` takes them) and when it was last
         written (UTC). Temporary files and incomplete uploads are not listed."""

@@ -84,12 +84,6 @@ class LocalOutput(Output):
     def uri_of(self, key: str) -> str:
         return (self.root / key).as_uri()
 
-    def read(self, key: str) -> BinaryIO | None:
-        try:
-            return (self.root / key).open("rb")
-        except FileNotFoundError:
-            return None
-
     def listing(self, folder: str) -> list[tuple[str, datetime]]:
         base = self.root / folder
         if not base.is_dir():

@@ -182,12 +182,6 @@ class S3Output(Output):
     def uri_of(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._key(key)}"
 
-    def read(self, key: str) -> BinaryIO | None:
-        try:
-            return self.fs.open(f"{self.bucket}/{self._key(key)}", "rb")
-        except FileNotFoundError:
-            return None
-
     def listing(self, folder: str) -> list[tuple[str, datetime]]:
         root = f"{self.bucket}/{self._key('')}"
         found = self.fs.find(f"{self.bucket}/{self._key(folder)}", detail=True)
