@@ -35,6 +35,7 @@ from wiz_pipeline.data_types import DataType
 from wiz_pipeline.outputs import Output, open_output
 from wiz_pipeline.partitions import Window
 from wiz_pipeline.prefetch import prefetched
+from wiz_pipeline.quality import Outcome, WindowQuality
 from wiz_pipeline.split import TARGET_SHARE_OF_CAP, SplitFetch, cut, plan, step_for
 from wiz_pipeline.storage import WindowWriter, WrittenFile, sweep_stale_temporaries
 from wiz_pipeline.times import format_time, from_micros, to_micros
@@ -53,6 +54,8 @@ class WindowResult:
     window: Window
     file: WrittenFile
     manifest: dict[str, Any]
+    checks: list[Outcome]  # what the window's rows say about themselves (see quality)
+    summary: str  # a Markdown table of the window's most frequent values
 
 
 # The manifest's re-read fields for a window nobody had written before.
@@ -66,6 +69,7 @@ class _Collected:
     window: Window
     writer: WindowWriter
     figures: _WindowFigures
+    quality: WindowQuality
     query: dict[str, Any]  # the figures of the query (or sub-queries) it came from
     span_windows: int  # how many windows that query covered
     queries: int  # queries whose records are in the file: more than 1 when split
@@ -101,6 +105,7 @@ def collect_windows(
     replacing: Collection[str] = (),
     rereads: Collection[str] = (),
     requested_at: datetime | None = None,
+    seed: datetime | None = None,
 ) -> Iterator[WindowResult]:
     """Yield each window once its file is in place, oldest span first.
 
@@ -117,6 +122,8 @@ def collect_windows(
     manifest is when the window's query began, or ``requested_at`` (the schedule tick that asked for
     the run) if earlier: never later than the read, so that a re-read is never skipped because a run
     waited in the queue.
+
+    Each result carries the window's checks (``quality``), against ``seed`` among others.
 
     Raises after yielding every window it could write: at once when a span's fetch fails (the next
     span would most likely fail the same way), at the end when a window held more than the cap
@@ -138,7 +145,7 @@ def collect_windows(
         if requested_at is not None:
             read_at = min(read_at, requested_at)
         try:
-            collected = _fetch(client, data_type, span, root, density, capped)
+            collected = _fetch(client, data_type, span, root, density, capped, seed)
         except _SpanCapped as exc:
             size = _windows_per_query(span, exc.seen_from, exc.seen_to)
             log.info(
@@ -171,9 +178,10 @@ def collect_windows(
                     "reread": c.window.key in rereads,
                     **(c.writer.replaced() if c.window.key in replacing else FIRST_READ),
                 }
+                checks = c.quality.outcomes(c.writer.file_schema)
                 written = c.writer.commit(manifest)
                 committed += 1
-                yield WindowResult(c.window, written, manifest)
+                yield WindowResult(c.window, written, manifest, checks, c.quality.markdown())
         finally:
             # A failed commit (disk full) or a consumer that stops early (the run is terminated) must
             # not leave the remaining windows' temporary files behind.
@@ -190,6 +198,7 @@ def _fetch(
     root: Output,
     density: float,
     capped: Counter[str],
+    seed: datetime | None,
 ) -> list[_Collected]:
     """Fetch a span whole; a single window that reaches the cap (or that ``density`` says would)
     in sub-queries. Raises ``_SpanCapped`` for a span of several windows that reached the cap."""
@@ -199,9 +208,9 @@ def _fetch(
         step = step_for(density, cap)
         if step < window.end - window.start:
             ranges = cut(window.start, window.end, step)
-            return [_fetch_split(client, data_type, window, root, ranges, capped[window.key], None)]
+            return [_fetch_split(client, data_type, window, root, ranges, capped[window.key], None, seed)]
     try:
-        return _fetch_span(client, data_type, span, root)
+        return _fetch_span(client, data_type, span, root, seed)
     except _SpanCapped as exc:
         for window in span:
             capped[window.key] += 1
@@ -209,7 +218,7 @@ def _fetch(
             raise
         window = span[0]
         ranges = plan(window.start, window.end, exc.micros, cap)
-        return [_fetch_split(client, data_type, window, root, ranges, capped[window.key], exc.stats)]
+        return [_fetch_split(client, data_type, window, root, ranges, capped[window.key], exc.stats, seed)]
 
 
 def _fetch_split(
@@ -220,22 +229,24 @@ def _fetch_split(
     ranges: list[tuple[datetime, datetime]],
     capped_before: int,
     thrown_away: WindowStats | None,
+    seed: datetime | None,
 ) -> _Collected:
     writer = WindowWriter(root, data_type.table, window)
     figures = _WindowFigures()
+    quality = _quality(data_type, window, seed)
     split = SplitFetch(client, data_type, window.start, window.end, ranges, thrown_away)
     gc.freeze()  # as in _fetch_span
     try:
         for nodes in split:
             figures.note(nodes)
-            writer.add(nodes)
+            _add(writer, quality, nodes)
     except BaseException:
         writer.abort()
         raise
     finally:
         gc.unfreeze()
     return _Collected(
-        window, writer, figures, split.figures(), 1, split.queries, capped_before + split.capped
+        window, writer, figures, quality, split.figures(), 1, split.queries, capped_before + split.capped
     )
 
 
@@ -244,10 +255,12 @@ def _fetch_span(
     data_type: DataType,
     span: list[Window],
     root: Output,
+    seed: datetime | None,
 ) -> list[_Collected]:
     table = data_type.table
     writers = {w.key: WindowWriter(root, table, w) for w in span}
     figures = {w.key: _WindowFigures() for w in span}
+    quality = {w.key: _quality(data_type, w, seed) for w in span}
     starts = np.array([to_micros(w.start) for w in span], dtype=np.int64)
     fetch = WindowFetch(client, data_type, span[0].start, span[-1].end)
     seen: list[np.ndarray] = []  # the times of what came, to size a split if the query is capped
@@ -268,7 +281,7 @@ def _fetch_span(
                 part = nodes if len(present) == 1 else nodes.take(np.flatnonzero(index == i))
                 key = span[i].key
                 figures[key].note(part)
-                writers[key].add(part)
+                _add(writers[key], quality[key], part)
             _bound_memory(writers)
     except BaseException as exc:
         for writer in writers.values():
@@ -282,7 +295,19 @@ def _fetch_span(
     finally:
         gc.unfreeze()
     query = fetch.stats.as_dict()
-    return [_Collected(w, writers[w.key], figures[w.key], query, len(span), 1, 0) for w in span]
+    return [
+        _Collected(w, writers[w.key], figures[w.key], quality[w.key], query, len(span), 1, 0) for w in span
+    ]
+
+
+def _quality(data_type: DataType, window: Window, seed: datetime | None) -> WindowQuality:
+    return WindowQuality(data_type.table, window.start, window.end, seed, data_type.summary_columns)
+
+
+def _add(writer: WindowWriter, quality: WindowQuality, nodes: Nodes) -> None:
+    batch = writer.add(nodes)
+    if batch is not None:
+        quality.note(nodes, batch)
 
 
 class _SpanCapped(Exception):

@@ -108,9 +108,10 @@ class WindowWriter:
         # the file this one replaces, if any (``replaced``).
         self._ids: list[pa.Array] = []
 
-    def add(self, nodes: Nodes) -> None:
+    def add(self, nodes: Nodes) -> pa.RecordBatch | None:
+        """Buffer ``nodes`` as rows; the batch they became (None if there were none)."""
         if not len(nodes):
-            return
+            return None
         batch = self.table.to_batch(nodes)
         self._ids.append(batch.column("id"))
         self._pending.append(batch)
@@ -118,6 +119,12 @@ class WindowWriter:
         self.pending_bytes += batch.nbytes
         if self.pending_rows >= ROW_GROUP_ROWS or self.pending_bytes >= ROW_GROUP_BYTES:
             self.flush()
+        return batch
+
+    @property
+    def file_schema(self) -> pa.Schema:
+        """The Arrow schema of the file being written (the one it will have once committed)."""
+        return self._open().schema
 
     def flush(self) -> None:
         if not self._pending:

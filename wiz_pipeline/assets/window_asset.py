@@ -13,6 +13,7 @@ from wiz_pipeline.checkpoints import CheckpointTracker, Collection, interval_cha
 from wiz_pipeline.collect import WindowResult, collect_windows, windows_per_query_for
 from wiz_pipeline.data_types import DATA_TYPES, DataType
 from wiz_pipeline.partitions import windows_for
+from wiz_pipeline.quality import CHECKS, Outcome
 from wiz_pipeline.rereads import requested_at, windows_to_write
 from wiz_pipeline.resources import ParquetDatasets, WizResource
 from wiz_pipeline.times import format_time
@@ -36,7 +37,27 @@ def window_asset(collection: Collection, max_windows_per_backfill_run: int) -> d
     with warnings.catch_warnings():
         # BackfillPolicy is marked beta; we rely only on its documented multi_run behaviour.
         warnings.simplefilter("ignore", dg.BetaWarning)
+        # Partitioned check specs are a preview: without them, a run of many windows would have one
+        # result per check, not one per window.
+        warnings.simplefilter("ignore", dg.PreviewWarning)
         return _define(collection, max_windows_per_backfill_run, data_type, schema)
+
+
+def check_specs(collection: Collection) -> list[dg.AssetCheckSpec]:
+    """One per check of ``quality``, evaluated per window as it is written."""
+    return [
+        dg.AssetCheckSpec(
+            name,
+            asset=collection.asset_key,
+            description=description,
+            partitions_def=collection.partitions_def,
+        )
+        for name, (description, _) in CHECKS.items()
+    ]
+
+
+class WindowCheckError(Exception):
+    """Windows were written whose rows failed a check that only a bug can fail."""
 
 
 def _define(
@@ -45,29 +66,43 @@ def _define(
     data_type: DataType,
     schema: dg.TableSchema,
 ) -> dg.AssetsDefinition:
-    @dg.asset(
-        key=collection.asset_key,
-        group_name="wiz",
-        description=data_type.description,
+    @dg.multi_asset(
+        name=collection.asset_key.to_python_identifier(),
+        specs=[
+            dg.AssetSpec(
+                collection.asset_key,
+                group_name="wiz",
+                description=data_type.description,
+                kinds={"parquet"},
+                metadata={
+                    "dagster/column_schema": schema,
+                    "seed": format_time(collection.seed),
+                    "time_field": data_type.time_field,
+                },
+            )
+        ],
         partitions_def=collection.partitions_def,
         # Each run fetches its windows with as few queries as it can. UI backfills are cut into runs
         # of at most this many windows: bigger than catch-up runs, since each run costs seconds of
         # Dagster's own time (queue, process, definitions), yet bounded, since a run may hold a file
         # open per window.
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=max_windows_per_backfill_run),
-        # Windows are reported one by one (below), so a run that fails half-way keeps what it wrote.
-        output_required=False,
         pool=POOL,
-        kinds={"parquet"},
-        metadata={
-            "dagster/column_schema": schema,
-            "seed": format_time(collection.seed),
-            "time_field": data_type.time_field,
-        },
+        check_specs=check_specs(collection),
+        # Windows and their checks are reported one by one (below), not as outputs, so that a run
+        # that fails half-way keeps what it wrote: neither the asset's output nor the checks' are
+        # required (this is what can_subset does; the step still collects only whole).
+        can_subset=True,
     )
     def _asset(
         context: dg.AssetExecutionContext, wiz: WizResource, datasets: ParquetDatasets
     ) -> Iterator[dg.Output[None]]:
+        if collection.asset_key not in context.selected_asset_keys:
+            # "Execute" on a check alone: the checks are computed while the window's data streams.
+            raise WizConfigError(
+                f"{collection.data_type}'s checks run with its windows: materialize the windows "
+                "(their checks are recorded with each materialization)."
+            )
         run_keys = list(context.partition_keys)
         # A schedule run may be asked to write only some of its range (a re-read joined with the
         # window that just closed, skipping written windows between); any other run writes them all.
@@ -101,6 +136,7 @@ def _define(
         # that a busy tenant's catch-up run (often one window) doesn't waste a capped query on it.
         neighbours = recent_max_rows(context.instance, collection, limit=RECENT_NEIGHBOURS)
         written = rows = late = gone = reread = 0
+        failed: list[str] = []  # "window: check" for each check failed with severity ERROR
         try:
             with wiz.client() as client:
                 for result in collect_windows(
@@ -114,6 +150,7 @@ def _define(
                     replacing=replacing,
                     rereads=rereads,
                     requested_at=requested_at(context.run.tags),
+                    seed=collection.seed,
                 ):
                     # The materialization names the window's file and rows; no log line per window
                     # besides it (each one is another write to the instance's storage).
@@ -124,6 +161,10 @@ def _define(
                             metadata=_metadata(result, schema, context, collection, tracker),
                         )
                     )
+                    for outcome in result.checks:
+                        context.log_event(_evaluation(collection.asset_key, result.window.key, outcome))
+                        if outcome.error and not outcome.passed:
+                            failed.append(f"{result.window.key}: {outcome.name} ({outcome.description})")
                     written, rows = written + 1, rows + result.file.rows
                     if result.manifest["queries"] > 1:  # one line per split window, not per sub-query
                         context.log.info(
@@ -141,6 +182,13 @@ def _define(
                 f"{collection.data_type}: {written} of {len(windows)} window(s) written, {rows} rows; "
                 + (f"{reread} re-read(s) found {late} late record(s), {gone} gone; " if rereads else "")
                 + f"{collection.checkpoint_name} is now {format_time(tracker.checkpoint)}"
+            )
+        if failed:
+            # The files are whole and their materializations stand (the data is as Wiz sent it), but a
+            # bug wrote them: the run fails so that nobody mistakes them for good ones.
+            raise WindowCheckError(
+                f"{collection.data_type}: {len(failed)} check(s) failed on written windows, which "
+                "only a bug can cause; see the asset's checks. " + "; ".join(failed[:5])
             )
         yield from ()
 
@@ -169,6 +217,18 @@ def unshared_budget(instance: dg.DagsterInstance) -> str | None:
     return None
 
 
+def _evaluation(asset_key: dg.AssetKey, partition: str, outcome: Outcome) -> dg.AssetCheckEvaluation:
+    return dg.AssetCheckEvaluation(
+        asset_key=asset_key,
+        check_name=outcome.name,
+        passed=outcome.passed,
+        severity=dg.AssetCheckSeverity.ERROR if outcome.error else dg.AssetCheckSeverity.WARN,
+        description=outcome.description,
+        metadata=outcome.metadata,
+        partition=partition,
+    )
+
+
 def _metadata(
     result: WindowResult,
     schema: dg.TableSchema,
@@ -190,21 +250,26 @@ def _metadata(
         "max_record_time": m["max_time"] or "",
         "file_bytes": result.file.bytes,
         "row_groups": result.file.row_groups,
-        "query_windows": q["windows"],
+        # The window's most frequent values (audit actions and statuses; issue severities and statuses).
+        "summary": dg.MetadataValue.md(result.summary),
         # Queries whose records are in the file (more than 1: split by time inside the window), and
         # those covering the window thrown away for reaching the API's result cap.
         "queries": m["queries"],
         "capped_queries": m["capped_queries"],
-        "pages": q["pages"],
-        "requests": q["requests"],
-        "retries": q["retries"],
-        "rate_limited": q["rate_limited"],
-        "bytes_received": q["bytes_received"],
-        "duplicates_dropped": q["duplicates_dropped"],
-        "duration_seconds": q["duration_seconds"],
+        # The figures of the query the window was fetched with, which covered query_windows windows
+        # (the sum of its sub-queries when split): shared by those windows, so never sum them over
+        # partitions. With query_windows 1 they are the window's own.
+        "query_windows": q["windows"],
+        "query_pages": q["pages"],
+        "query_requests": q["requests"],
+        "query_retries": q["retries"],
+        "query_rate_limited": q["rate_limited"],
+        "query_bytes_received": q["bytes_received"],
+        "query_duplicates_dropped": q["duplicates_dropped"],
+        "query_duration_seconds": q["duration_seconds"],
+        "query_passes": q["passes"],
         "run_id": context.run.run_id,
         "rows_without_time": m["rows_without_time"],
-        "passes": q["passes"],
         # Re-reads (see rereads.py): when this read began, how many reads this file is, whether the
         # schedule asked for it as a re-read, and what it found that the file it replaced had not
         # (late_records) or had (gone_records); None when it replaced no file.

@@ -50,6 +50,8 @@ class DataType:
     # WIZ_REREAD_AFTER_SECONDS (see rereads.py). Issues are a change log: an issue whose status changes
     # again belongs to the later window, so theirs are never re-read.
     published_late: bool = False
+    # Columns whose most frequent values each window's metadata shows (a Markdown table).
+    summary_columns: tuple[str, ...] = ()
 
     @property
     def asset_key_path(self) -> tuple[str, ...]:

@@ -51,6 +51,7 @@ AUDIT_LOGS = DataType(
     time_field="timestamp",
     permission="admin:audit (a service account scoped to projects cannot read audit logs)",
     columns=COLUMNS,
+    summary_columns=("action", "status"),
     checkpoint_variable="AUDIT_SINCE_TIME",
     seed_help=(
         "Where audit log collection starts (ISO 8601 with Z or an offset); nothing before it is collected."

@@ -105,6 +105,7 @@ ISSUES = DataType(
     time_field="statusChangedAt",
     permission="read:issues",
     columns=COLUMNS,
+    summary_columns=("severity", "status"),
     checkpoint_variable="ISSUES_SINCE_TIME",
     seed_help="Where issue collection starts (by statusChangedAt); nothing before it is collected.",
     enabled_by="WIZ_COLLECT_ISSUES",

@@ -136,9 +136,29 @@ class Fault:
         """200 whose ``pageInfo`` says ``hasNextPage: true`` but has no ``endCursor``."""
         return cls("missing_cursor")
 
+    @classmethod
+    def extra_field(cls, name: str = "riskScore") -> Fault:
+        """200 with every node of the page carrying a field ``name`` the query didn't ask for, as
+        after an API change."""
+        return cls("extra_field", message=name)
+
+    @classmethod
+    def numeric_ids(cls) -> Fault:
+        """200 with every node of the page having the number 1 as its id (an API that changed the
+        id's type, a server bug)."""
+        return cls("numeric_ids")
+
     @property
     def spoils_answer(self) -> bool:
-        return self.kind in ("partial_data", "null_connection", "missing_cursor", "empty_page", "drip")
+        return self.kind in (
+            "partial_data",
+            "null_connection",
+            "missing_cursor",
+            "empty_page",
+            "drip",
+            "extra_field",
+            "numeric_ids",
+        )
 
 
 def _header(value: str | float | None) -> str | None:

@@ -467,6 +467,17 @@ def _spoil(fault: Fault, payload: dict[str, Any]) -> None:
         data[connection]["nodes"] = []
     elif fault.kind == "missing_cursor" and isinstance(data[connection], dict):
         data[connection]["pageInfo"] = {"hasNextPage": True, "endCursor": None}
+    elif fault.kind in ("extra_field", "numeric_ids") and isinstance(data[connection], dict):
+        nodes = [
+            msgspec.json.decode(n) if isinstance(n, msgspec.Raw) else dict(n)
+            for n in data[connection]["nodes"]
+        ]
+        for node in nodes:
+            if fault.kind == "extra_field":
+                node[fault.message] = 42
+            else:
+                node["id"] = 1
+        data[connection]["nodes"] = nodes
     elif fault.kind == "partial_data":
         error: dict[str, Any] = {"message": fault.message, "path": [connection, "nodes", 0]}
         if fault.code:

@@ -1,0 +1,139 @@
+"""Asset checks per window, recorded with its materialization, and the metadata a person reads."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+
+import dagster as dg
+import msgspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+from wiz_pipeline import quality
+from wiz_pipeline.data_types import DATA_TYPES
+from wiz_pipeline.simulator import Fault
+from wiz_pipeline.wiz.queries import Nodes
+
+WINDOW_CHECKS = list(quality.CHECKS)
+
+
+def check_records(pipeline, data_type: str = "audit_logs") -> dict[tuple[str, str], object]:
+    """The latest evaluation of each (check, window) the instance holds."""
+    key = pipeline.collection(data_type).asset_key
+    found = {}
+    for name in WINDOW_CHECKS:
+        history = pipeline.instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(key, name), limit=1000
+        )
+        for record in reversed(history):  # oldest first: the latest wins
+            found[name, record.partition] = record
+    return found
+
+
+def evaluation(record) -> dg.AssetCheckEvaluation:
+    return record.event.dagster_event.event_specific_data
+
+
+def test_every_window_records_each_check_with_its_materialization(pipeline):
+    keys = pipeline.keys()[:3]
+    result = pipeline.run(keys[0], keys[-1])
+    assert result.success
+    records = check_records(pipeline)
+    assert set(records) == {(name, k) for name in WINDOW_CHECKS for k in keys}
+    for (name, key), record in records.items():
+        assert record.status == AssetCheckExecutionRecordStatus.SUCCEEDED, (name, key)
+        assert record.run_id == result.run_id
+        assert evaluation(record).passed
+    # Each window's checks tell its own rows, as its materialization does.
+    for event in result.get_asset_materialization_events():
+        row_count = event.materialization.metadata["dagster/row_count"].value
+        assert evaluation(records["ids_unique", event.partition]).metadata["rows"].value == row_count
+
+
+def test_a_field_no_column_reads_gives_a_warning_and_stays_in_raw(pipeline, sim):
+    keys = pipeline.keys()
+    pipeline.overrides["page_size"] = 20
+    sim.inject(Fault.extra_field("riskScore"), times=1)  # one page of the first window
+    assert pipeline.run(keys[0]).success  # a warning, never a failure
+    assert pipeline.run(keys[1]).success
+    records = check_records(pipeline)
+    first = evaluation(records["no_unknown_fields", keys[0]])
+    assert not first.passed
+    assert first.severity == dg.AssetCheckSeverity.WARN
+    assert first.metadata["unknown_fields"].value == "riskScore"
+    assert "riskScore" in first.description
+    assert evaluation(records["no_unknown_fields", keys[1]]).passed
+    assert all(
+        evaluation(records[name, keys[0]]).passed for name in WINDOW_CHECKS if name != "no_unknown_fields"
+    )
+    raw = [msgspec.json.decode(r) for r in pipeline.table()["raw"].to_pylist()]
+    assert any(node.get("riskScore") == 42 for node in raw)
+
+
+def test_repeated_ids_fail_the_check_with_error_and_the_run_but_the_window_is_written(pipeline, sim):
+    keys = pipeline.keys()
+    sim.inject(Fault.numeric_ids(), times=1)  # every node of the page gets the id 1
+    result = pipeline.run(keys[0])
+    assert not result.success
+    failure = result.get_step_failure_events()[0].step_failure_data.error.cause
+    assert failure.cls_name == "WindowCheckError"
+    assert "ids_unique" in failure.message and keys[0] in failure.message
+    # Materialized (the file is whole, as received), with the failed check next to it.
+    assert pipeline.instance.get_materialized_partitions(pipeline.collection().asset_key) == {keys[0]}
+    record = check_records(pipeline)["ids_unique", keys[0]]
+    assert record.status == AssetCheckExecutionRecordStatus.FAILED
+    check = evaluation(record)
+    assert check.severity == dg.AssetCheckSeverity.ERROR
+    assert check.metadata["repeated_ids"].value > 0
+    ids = pipeline.table()["id"].to_pylist()
+    assert ids.count("1") > 1
+
+
+def test_records_outside_the_window_or_before_the_seed_fail_their_checks():
+    # The client cuts windows exactly, so no simulator answer can route a record into the wrong
+    # window: the check's own arithmetic is tested on batches made by hand.
+    data_type = DATA_TYPES["audit_logs"]
+    start, end = datetime(2025, 9, 12, 21, tzinfo=UTC), datetime(2025, 9, 12, 21, 30, tzinfo=UTC)
+    seed = datetime(2025, 9, 12, 21, 0, 9, tzinfo=UTC)
+    q = quality.WindowQuality(data_type.table, start, end, seed, data_type.summary_columns)
+    times = ["2025-09-12T21:00:00Z", "2025-09-12T21:10:00Z", "2025-09-12T21:30:00Z", "2025-09-12T21:29:59Z"]
+    nodes = [
+        {"id": f"e{i}", "timestamp": t, "action": "Login", "status": "SUCCESS"} for i, t in enumerate(times)
+    ]
+    raw = [msgspec.Raw(msgspec.json.encode(n)) for n in nodes]
+    micros = np.array([int(datetime.fromisoformat(t).timestamp() * 1e6) for t in times], np.int64)
+    batch_nodes = Nodes(raw, micros, np.ones(len(raw), bool))
+    q.note(batch_nodes, data_type.table.to_batch(batch_nodes))
+    outcomes = {o.name: o for o in q.outcomes(data_type.table.schema)}
+    assert outcomes["records_in_window"].metadata["records_outside"] == 1
+    assert not outcomes["records_in_window"].passed and outcomes["records_in_window"].error
+    assert outcomes["none_before_seed"].metadata["records_before_seed"] == 1
+    assert not outcomes["none_before_seed"].passed
+    assert outcomes["ids_unique"].passed and outcomes["columns_as_declared"].passed
+    other = pa.schema([*data_type.table.schema][:-1])
+    assert not {o.name: o for o in q.outcomes(other)}["columns_as_declared"].passed
+
+
+def test_the_window_metadata_has_a_markdown_table_of_its_top_values(pipeline):
+    keys = pipeline.keys()
+    assert pipeline.run(keys[0], keys[1]).success
+    assert pipeline.run(keys[0], keys[1], data_type="issues").success
+    for data_type, columns in (("audit_logs", ("action", "status")), ("issues", ("severity", "status"))):
+        records = pipeline.instance.fetch_materializations(
+            pipeline.collection(data_type).asset_key, limit=10
+        ).records
+        record = next(r for r in records if r.partition_key == keys[1])
+        table = record.asset_materialization.metadata["summary"]
+        assert isinstance(table, dg.MarkdownMetadataValue)
+        path = record.asset_materialization.metadata["path"].value
+        rows = pq.read_table(path)
+        lines = [line.strip("| ").split(" | ") for line in table.value.splitlines()[2:]]
+        for column in columns:
+            counts = Counter(v or "(none)" for v in rows[column].to_pylist())
+            shown = {value: int(n) for name, value, n in lines if name == column and value != "(others)"}
+            assert len(shown) == min(quality.TOP_VALUES, len(counts)) > 0
+            assert all(counts[value] == n for value, n in shown.items()), (column, table.value)
+            assert min(shown.values()) >= max((n for v, n in counts.items() if v not in shown), default=0)
