@@ -56,6 +56,7 @@ import pyarrow.parquet as pq
 
 from wiz_pipeline.data_types.issues import ISSUES
 from wiz_pipeline.outputs import Output, Upload
+from wiz_pipeline.quality import Outcome
 from wiz_pipeline.storage import writer_options
 from wiz_pipeline.tables import Table
 from wiz_pipeline.times import format_time
@@ -126,6 +127,23 @@ class CurrentBuild:
     by_severity: dict[str, int]
     changes: Changes
     manifest: dict[str, Any]
+    checks: list[Outcome]
+
+
+# Per check of the built file: its description in the UI, and whether a failure is an error (a bug).
+CHECKS: dict[str, tuple[str, bool]] = {
+    "one_row_per_id": (
+        "Every issue id is in the file once. A failure is a bug in the merge: counts of issues are "
+        "inflated. Deduplicate on `id` (latest `status_changed_at`) when reading, and report it.",
+        True,
+    ),
+    "not_older_than_read": (
+        "No issue is in the file in a version older than the one the build's read of the API saw "
+        "(by `status_changed_at`, then `updated_at`). A failure is a bug in the merge: some rows "
+        "show a stale status. Report it; the next build reads everything again.",
+        True,
+    ),
+}
 
 
 @dataclass
@@ -166,6 +184,7 @@ def build_current(client: WizClient, output: Output, *, run_id: str) -> CurrentB
         latest = spool.latest(first_window_row)
         duplicates = read_rows - len(np.unique(_as_keys(spool.fingerprints()[:read_rows])))
         from_windows = int(np.count_nonzero(latest[first_window_row:]))
+        stale = spool.older_than_read(latest, read_rows)
         written = _write(output, table, spool, latest)
         without_id = spool.without_id
     try:
@@ -209,7 +228,29 @@ def build_current(client: WizClient, output: Output, *, run_id: str) -> CurrentB
         by_severity=written.by_severity,
         changes=changes,
         manifest=manifest,
+        checks=_checks(written, without_id, stale),
     )
+
+
+def _checks(written: _Written, without_id: int, stale: int) -> list[Outcome]:
+    repeated = written.rows - len(np.unique(_as_keys(written.keys.fp)))
+    return [
+        Outcome(
+            "one_row_per_id",
+            repeated == 0,
+            CHECKS["one_row_per_id"][1],
+            f"{repeated} id(s) repeated in {written.rows} rows "
+            f"({without_id} node(s) read without an id left out)",
+            {"rows": written.rows, "repeated_ids": repeated, "nodes_without_id": without_id},
+        ),
+        Outcome(
+            "not_older_than_read",
+            stale == 0,
+            CHECKS["not_older_than_read"][1],
+            f"{stale} issue(s) in a version older than the read's",
+            {"older_than_read": stale},
+        ),
+    ]
 
 
 class _Spool:
@@ -280,6 +321,28 @@ class _Spool:
         keep = np.zeros(self.rows, bool)
         keep[order[last]] = True
         return keep
+
+    def older_than_read(self, keep: np.ndarray, read_rows: int) -> int:
+        """How many kept rows are older (``statusChangedAt``, then ``updatedAt``) than the latest
+        version of their id among the read's rows (the first ``read_rows``); 0 unless ``latest`` is
+        wrong. Computed apart from ``latest``, by another route, so that it can catch it."""
+        fp = self.fingerprints()
+        if not self.rows:
+            return 0
+        changed = np.concatenate(self._changed)
+        updated = np.concatenate(self._updated)
+        _, group = np.unique(_as_keys(fp), return_inverse=True)
+        group = group.ravel()
+        read_changed = np.full(group.max() + 1, _EARLIEST, np.int64)
+        read_updated = read_changed.copy()
+        r = np.arange(read_rows)
+        np.maximum.at(read_changed, group[r], changed[r])
+        at_latest = r[changed[r] == read_changed[group[r]]]
+        np.maximum.at(read_updated, group[at_latest], updated[at_latest])
+        kept = np.flatnonzero(keep)
+        c, u, g = changed[kept], updated[kept], group[kept]
+        older = (c < read_changed[g]) | ((c == read_changed[g]) & (u < read_updated[g]))
+        return int(np.count_nonzero(older))
 
     def batches(self, keep: np.ndarray) -> Iterator[pa.RecordBatch]:
         """The rows where ``keep`` is true, in spool order, a row group at a time."""

@@ -6,9 +6,10 @@ from typing import Any
 
 import dagster as dg
 
-from wiz_pipeline.assets.window_asset import POOL, column_schema, unshared_budget
-from wiz_pipeline.current import DATASET, CurrentBuild, build_current
+from wiz_pipeline.assets.window_asset import POOL, CheckFailedError, column_schema, unshared_budget
+from wiz_pipeline.current import CHECKS, DATASET, CurrentBuild, build_current
 from wiz_pipeline.data_types.issues import ISSUES
+from wiz_pipeline.quality import Outcome
 from wiz_pipeline.resources import ParquetDatasets, WizResource
 from wiz_pipeline.schedules import RUN_TAGS
 
@@ -34,6 +35,10 @@ def issues_current_definitions(
         pool=POOL,
         kinds={"parquet"},
         metadata={"dagster/column_schema": schema},
+        check_specs=[
+            dg.AssetCheckSpec(name, asset=ASSET_KEY, description=description)
+            for name, (description, _) in CHECKS.items()
+        ],
     )
     def _asset(
         context: dg.AssetExecutionContext, wiz: WizResource, datasets: ParquetDatasets
@@ -51,7 +56,29 @@ def issues_current_definitions(
             f"{DATASET}: {built.rows} issues written; {c.new} new, {c.resolved} resolved, "
             f"{c.reopened} reopened, {c.edited} otherwise edited, {c.gone} gone"
         )
-        return dg.MaterializeResult(metadata=_metadata(built, schema, context.run.run_id))
+        metadata = _metadata(built, schema, context.run.run_id)
+        evaluations = [_evaluation(outcome) for outcome in built.checks]
+        failed = [o for o in built.checks if o.error and not o.passed]
+        if not failed:
+            return dg.MaterializeResult(metadata=metadata, check_results=evaluations)
+        # The file is in place (it replaced the previous one whole) and is recorded as such, but a
+        # bug wrote it: the run fails, as a window's does (see window_asset).
+        context.log_event(dg.AssetMaterialization(asset_key=ASSET_KEY, metadata=metadata))
+        for result in evaluations:
+            context.log_event(
+                dg.AssetCheckEvaluation(
+                    asset_key=ASSET_KEY,
+                    check_name=result.check_name or "",
+                    passed=result.passed,
+                    severity=result.severity,
+                    description=result.description,
+                    metadata=result.metadata,
+                )
+            )
+        raise CheckFailedError(
+            f"{DATASET}: check(s) failed on the file just written, which only a bug can cause: "
+            + "; ".join(f"{o.name} ({o.description})" for o in failed)
+        )
 
     job = dg.define_asset_job(
         JOB_NAME,
@@ -68,6 +95,16 @@ def issues_current_definitions(
         description=f"Rebuilds {DATASET} at `{cron}` UTC (WIZ_ISSUES_CURRENT_CRON).",
     )
     return _asset, job, schedule
+
+
+def _evaluation(outcome: Outcome) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name=outcome.name,
+        passed=outcome.passed,
+        severity=dg.AssetCheckSeverity.ERROR if outcome.error else dg.AssetCheckSeverity.WARN,
+        description=outcome.description,
+        metadata=outcome.metadata,
+    )
 
 
 def _metadata(built: CurrentBuild, schema: dg.TableSchema, run_id: str) -> dict[str, Any]:

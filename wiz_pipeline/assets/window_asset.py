@@ -56,8 +56,8 @@ def check_specs(collection: Collection) -> list[dg.AssetCheckSpec]:
     ]
 
 
-class WindowCheckError(Exception):
-    """Windows were written whose rows failed a check that only a bug can fail."""
+class CheckFailedError(Exception):
+    """Rows were written that failed a check only a bug can fail (the run fails; see the checks)."""
 
 
 def _define(
@@ -186,7 +186,7 @@ def _define(
         if failed:
             # The files are whole and their materializations stand (the data is as Wiz sent it), but a
             # bug wrote them: the run fails so that nobody mistakes them for good ones.
-            raise WindowCheckError(
+            raise CheckFailedError(
                 f"{collection.data_type}: {len(failed)} check(s) failed on written windows, which "
                 "only a bug can cause; see the asset's checks. " + "; ".join(failed[:5])
             )
