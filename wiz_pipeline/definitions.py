@@ -32,7 +32,12 @@ def build_definitions(
         job = dg.define_asset_job(
             collection.job_name,
             selection=[collection.asset_key],
-            description=f"Collects {collection.data_type} windows from Wiz into Parquet.",
+            description=(
+                f"Collects {collection.data_type} windows from Wiz into Parquet, one file per window, "
+                f"and checks each. Launched by {collection.schedule_name}; run it by hand to "
+                "backfill or redo windows (select them under the asset's Partitions). A failed run "
+                "keeps the windows it wrote; its log says why the others failed."
+            ),
             tags=RUN_TAGS,
         )
         jobs.append(job)

@@ -172,6 +172,8 @@ def catch_up_schedule(
     description = (
         f"Every {interval_seconds} s, {lag_seconds} s after a window closes: collects every closed "
         f"{collection.data_type} window not yet written, in runs of at most {max_windows_per_run}."
+        " Turning it off stops collection; turned on again, it catches up from the checkpoint. A "
+        "tick that skips with an error needs an operator (the log says what changed)."
     )
     if rereading:
         description += (

@@ -29,8 +29,11 @@ def issues_current_definitions(
         group_name="wiz",
         description=(
             "The current state of every Wiz issue, one row per issue id in its latest version (the "
-            "columns of `issues`): a full read of the API merged with newer versions from issue "
-            "windows, replacing {WIZ_OUTPUT_URI}/issues_current/issues_current.parquet whole."
+            "columns of `issues`): what is open, how severe, on which resource, right now. A full "
+            "read of the API merged with newer versions from issue windows, replacing "
+            "{WIZ_OUTPUT_URI}/issues_current/issues_current.parquet whole at each build. A failed "
+            "build leaves the previous file as it was: the data is as old as the last materialization "
+            "until the next build succeeds."
         ),
         pool=POOL,
         kinds={"parquet"},
@@ -83,7 +86,10 @@ def issues_current_definitions(
     job = dg.define_asset_job(
         JOB_NAME,
         selection=[ASSET_KEY],
-        description="Rebuilds the current state of every issue from a full read of the Wiz API.",
+        description=(
+            "Rebuilds the current state of every issue from a full read of the Wiz API. Launched by "
+            f"{SCHEDULE_NAME}; run it by hand for an up-to-date view. A failed run changes nothing."
+        ),
         tags=RUN_TAGS,
     )
     schedule = dg.ScheduleDefinition(
@@ -92,7 +98,10 @@ def issues_current_definitions(
         cron_schedule=cron,
         execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        description=f"Rebuilds {DATASET} at `{cron}` UTC (WIZ_ISSUES_CURRENT_CRON).",
+        description=(
+            f"Rebuilds {DATASET} at `{cron}` UTC (WIZ_ISSUES_CURRENT_CRON), so the current state of "
+            "issues is at most that old. A failed tick's run is not retried until the next tick."
+        ),
     )
     return _asset, job, schedule
 

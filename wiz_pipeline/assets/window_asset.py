@@ -20,6 +20,14 @@ from wiz_pipeline.times import format_time
 from wiz_pipeline.wiz import WizConfigError
 
 POOL = "wiz_api"
+# Appended to each window asset's description: when it runs, what a failure means, what to do.
+WINDOW_NOTE = (
+    " Each partition is a time window, written whole or not at all by {schedule} once it has "
+    "closed. A failed window is collected again by the next tick, and {checkpoint} (where the next "
+    "collection starts) stays before it until then: a red partition is data not yet collected, "
+    "not data lost. If a window keeps failing, the run's log names the cause (credentials, "
+    "permissions, the output location). Each window's checks say whether its rows are sound."
+)
 # The latest windows written whose rows size a run's first window's sub-queries (see collect).
 RECENT_NEIGHBOURS = 3
 
@@ -72,7 +80,10 @@ def _define(
             dg.AssetSpec(
                 collection.asset_key,
                 group_name="wiz",
-                description=data_type.description,
+                description=data_type.description
+                + WINDOW_NOTE.format(
+                    schedule=collection.schedule_name, checkpoint=collection.checkpoint_name
+                ),
                 kinds={"parquet"},
                 metadata={
                     "dagster/column_schema": schema,

@@ -42,8 +42,10 @@ COLUMNS = (
 AUDIT_LOGS = DataType(
     name="audit_logs",
     description=(
-        "Wiz audit log entries (logins, configuration changes, API calls), one Parquet file per "
-        "window by `timestamp`, under {WIZ_OUTPUT_URI}/audit_logs/."
+        "Who did what in the Wiz tenant: every audit log entry (user and service-account logins, "
+        "configuration changes, API calls, with source IP, user agent and status), one Parquet file "
+        "per window by `timestamp`, under {WIZ_OUTPUT_URI}/audit_logs/. Use it to investigate an "
+        "account's actions, failed logins or unexpected API use."
     ),
     operation="AuditLogTable",
     query=QUERY,

@@ -95,9 +95,10 @@ COLUMNS = (
 ISSUES = DataType(
     name="issues",
     description=(
-        "Wiz issues (severity, status, type, affected resource, source rule, remediation), one "
-        "Parquet file per window by `statusChangedAt`: an issue lands again in a later window each "
-        "time its status changes. Under {WIZ_OUTPUT_URI}/issues/."
+        "The history of Wiz issues (severity, status, type, affected resource, source rule, "
+        "remediation), one Parquet file per window by `statusChangedAt`: an issue lands again in a "
+        "later window each time its status changes, so the windows are a change log (for the "
+        "current state of each issue, see issues_current). Under {WIZ_OUTPUT_URI}/issues/."
     ),
     operation="IssuesTable",
     query=QUERY,

@@ -181,3 +181,28 @@ def test_issues_current_counts_a_row_older_than_the_read_and_a_repeated_id():
     outcomes = {o.name: o for o in current._checks(both, 0, 1)}
     assert not outcomes["one_row_per_id"].passed and outcomes["one_row_per_id"].metadata["repeated_ids"] == 1
     assert not outcomes["not_older_than_read"].passed and outcomes["not_older_than_read"].error
+
+
+def test_every_asset_check_job_schedule_and_sensor_is_described(pipeline):
+    defs = pipeline.defs
+    described: dict[str, str | None] = {}
+    for assets_def in defs.resolve_all_asset_specs():
+        described[f"asset {assets_def.key.to_user_string()}"] = assets_def.description
+    for key in defs.resolve_asset_graph().asset_check_keys:
+        spec = defs.resolve_assets_def(key.asset_key).get_spec_for_check_key(key)
+        described[f"check {key.to_user_string()}"] = spec.description
+    for job in defs.resolve_all_job_defs():
+        if not job.name.startswith("__"):  # Dagster's own implicit asset job
+            described[f"job {job.name}"] = job.description
+    for schedule in defs.schedules or []:
+        described[f"schedule {schedule.name}"] = schedule.description
+    for sensor in defs.sensors or []:
+        described[f"sensor {sensor.name}"] = sensor.description
+    assert len([k for k in described if k.startswith("check ")]) == 2 * len(WINDOW_CHECKS) + 2
+    assert len([k for k in described if k.startswith("schedule ")]) == 3
+    # A sentence or more each, saying more than the name does.
+    short = {k: v for k, v in described.items() if not v or len(v.split()) < 12}
+    assert not short
+    for name, text in described.items():
+        if name.startswith("asset "):
+            assert "fail" in text, name  # what a failure means
