@@ -217,7 +217,7 @@ def cmd_settings(args: argparse.Namespace) -> int:
 
     print(settings_table())
     print()
-    print("Read by Dagster and the AWS SDK, not by wiz-pipeline itself:")
+    print("Read by Dagster, httpx and the AWS SDK, not by wiz-pipeline itself:")
     print()
     print(environment_table())
     return 0
