@@ -275,7 +275,8 @@ ENVIRONMENT: tuple[EnvironmentVariable, ...] = (
     EnvironmentVariable(
         "NO_PROXY",
         "httpx, AWS SDK",
-        "Comma-separated hosts (and .domain suffixes) reached directly, not through HTTPS_PROXY.",
+        "Comma-separated hosts, domains (a.com covers www.a.com) and IPs reached directly, not "
+        "through HTTPS_PROXY.",
     ),
 )
 
