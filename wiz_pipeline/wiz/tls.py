@@ -50,7 +50,14 @@ def ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
     and ``SSL_CERT_DIR``, because a context passed to httpx replaces its own), plus ``ca_bundle``."""
     context = httpx.create_ssl_context(trust_env=True)
     if ca_bundle:
-        context.load_verify_locations(cafile=ca_bundle)
+        try:
+            context.load_verify_locations(cafile=ca_bundle)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            # Checked when the settings loaded, but a run may start on another machine or pod.
+            raise WizConfigError(
+                f"{CA_BUNDLE_VARIABLE}={ca_bundle}: can't be loaded where this run runs "
+                f"({getattr(exc, 'strerror', None) or exc}); make the file available there too."
+            ) from None
     return context
 
 

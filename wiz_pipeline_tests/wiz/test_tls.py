@@ -180,6 +180,18 @@ def test_a_good_ca_bundle_travels_to_the_client_as_an_absolute_path(certs, monke
     assert load_settings({}).ca_bundle == ""
 
 
+def test_a_ca_bundle_gone_by_the_time_a_run_starts_is_one_line_naming_it(https_sim, tmp_path):
+    from wiz_pipeline.wiz import WizConfigError
+
+    gone = tmp_path / "gone.pem"
+    with pytest.raises(WizConfigError) as caught:
+        client_for(https_sim, ca_bundle=str(gone))
+    assert str(caught.value) == (
+        f"WIZ_CA_BUNDLE={gone}: can't be loaded where this run runs (No such file or directory); "
+        "make the file available there too."
+    )
+
+
 def test_the_command_line_simulator_serves_https(certs, tmp_path):
     command = [
         sys.executable,
