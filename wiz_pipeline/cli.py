@@ -88,6 +88,8 @@ def cmd_simulator(args: argparse.Namespace) -> int:
     try:
         sim = _simulator(args, args.host, args.port)
     except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        if args.tls_cert is None and args.tls_key is None:
+            raise
         print(f"--tls-cert/--tls-key: cannot load the certificate and key: {exc}.", file=sys.stderr)
         return 2
     try:

@@ -46,8 +46,9 @@ def check_ca_bundle(name: str, text: str) -> str:
 
 
 def ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
-    """The context for the API and token hosts: httpx's default trust (which honours ``SSL_CERT_FILE``
-    and ``SSL_CERT_DIR``, because a context passed to httpx replaces its own), plus ``ca_bundle``."""
+    """The context for the API and token hosts: httpx's default trust plus ``ca_bundle``. Made by
+    httpx's own function, because a context handed to httpx replaces all of its trust handling,
+    ``SSL_CERT_FILE`` and ``SSL_CERT_DIR`` included."""
     context = httpx.create_ssl_context(trust_env=True)
     if ca_bundle:
         try:
