@@ -9,10 +9,20 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trustme
 
 from wiz_pipeline.simulator import WizSimulator
 from wiz_pipeline_tests.conftest import CLIENT_SECRET, HISTORY, T0, small_tenant
+
+# What the machine running the tests may have set, and would change what a test proves.
+HOST_VARIABLES = ("SSL_CERT_FILE", "SSL_CERT_DIR", "HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+def forget_host_trust_and_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in HOST_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,13 @@ import pytest
 from wiz_pipeline.checkpoints import checkpoint
 from wiz_pipeline_tests.connect_proxy import ConnectProxy
 from wiz_pipeline_tests.pipeline.conftest import SEED, Pipeline
-from wiz_pipeline_tests.tls_helpers import Certificates, https_simulator, issue, wait_until
+from wiz_pipeline_tests.tls_helpers import (
+    Certificates,
+    forget_host_trust_and_proxies,
+    https_simulator,
+    issue,
+    wait_until,
+)
 
 
 @dataclass
@@ -29,10 +35,7 @@ class TLSPipeline(Pipeline):
 
 @pytest.fixture(autouse=True)
 def _no_proxy_or_trust_from_the_host(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("SSL_CERT_FILE", "SSL_CERT_DIR", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    for name in ("NO_PROXY", "no_proxy"):
-        monkeypatch.delenv(name, raising=False)
+    forget_host_trust_and_proxies(monkeypatch)
 
 
 def tls_pipeline(tmp_path: Path, *hosts: str) -> Iterator[TLSPipeline]:

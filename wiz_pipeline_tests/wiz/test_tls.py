@@ -18,17 +18,20 @@ from wiz_pipeline.wiz import WizClient, WizTLSError
 from wiz_pipeline.wiz.tls import ssl_context
 from wiz_pipeline_tests.conftest import client_options
 from wiz_pipeline_tests.connect_proxy import ConnectProxy
-from wiz_pipeline_tests.tls_helpers import Certificates, https_simulator, issue, wait_until
+from wiz_pipeline_tests.tls_helpers import (
+    Certificates,
+    forget_host_trust_and_proxies,
+    https_simulator,
+    issue,
+    wait_until,
+)
 
 QUERY = "{ auditLogEntries(first: 2) { nodes { id } pageInfo { hasNextPage endCursor } } }"
 
 
 @pytest.fixture(autouse=True)
 def _no_proxy_or_trust_from_the_host(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("SSL_CERT_FILE", "SSL_CERT_DIR", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    for name in ("NO_PROXY", "no_proxy"):
-        monkeypatch.delenv(name, raising=False)
+    forget_host_trust_and_proxies(monkeypatch)
 
 
 @pytest.fixture
