@@ -54,6 +54,7 @@ __all__ = [
 ]
 
 WINDOW_DATASETS = ("audit_logs", "issues")
+DATASETS = (*WINDOW_DATASETS, CURRENT)
 OPEN_STATUSES = ("OPEN", "IN_PROGRESS")
 SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL")  # most severe first
 _OUTPUT_SETTING = next(s for s in SETTINGS if s.name == "WIZ_OUTPUT_URI")
@@ -70,17 +71,18 @@ def output_uri(uri: str | Path | None = None) -> str:
     return parse_output_uri("uri", str(uri))
 
 
-def connect(uri: str | Path | None = None) -> duckdb.DuckDBPyConnection:
+def connect(uri: str | Path | None = None, datasets: Sequence[str] = DATASETS) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with a view per dataset found under ``uri`` (default
     ``WIZ_OUTPUT_URI``): ``audit_logs``, ``issues`` (with the hive ``date`` column) and
-    ``issues_current``. A dataset with no file yet has no view. The session's time zone is UTC."""
+    ``issues_current``, or only ``datasets``. A dataset with no file yet has no view. The
+    session's time zone is UTC."""
     root = output_uri(uri)
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     if root.startswith("s3://"):
-        _register_s3(con, root)
+        _register_s3(con, root, datasets)
     else:
-        _register_local(con, Path(root))
+        _register_local(con, Path(root), datasets)
     return con
 
 
@@ -88,9 +90,9 @@ def _quote(path: str) -> str:
     return "'" + path.replace("'", "''") + "'"
 
 
-def _register_local(con: duckdb.DuckDBPyConnection, root: Path) -> None:
+def _register_local(con: duckdb.DuckDBPyConnection, root: Path, datasets: Sequence[str]) -> None:
     for name in WINDOW_DATASETS:
-        if next((root / name).glob("date=*/*.parquet"), None) is None:
+        if name not in datasets or next((root / name).glob("date=*/*.parquet"), None) is None:
             continue
         # union_by_name: files written by a later release with more columns read alongside older ones.
         files = _quote(str(root / name / "date=*/*.parquet"))
@@ -99,11 +101,11 @@ def _register_local(con: duckdb.DuckDBPyConnection, root: Path) -> None:
             "hive_types = {'date': 'DATE'}, union_by_name = true)"
         )
     current = root / CURRENT / f"{CURRENT}.parquet"
-    if current.is_file():
+    if CURRENT in datasets and current.is_file():
         con.execute(f"CREATE VIEW {CURRENT} AS SELECT * FROM read_parquet({_quote(str(current))})")
 
 
-def _register_s3(con: duckdb.DuckDBPyConnection, root: str) -> None:
+def _register_s3(con: duckdb.DuckDBPyConnection, root: str, datasets: Sequence[str]) -> None:
     import pyarrow as pa
     import pyarrow.dataset as ds
     from pyarrow.fs import FSSpecHandler, PyFileSystem
@@ -113,7 +115,7 @@ def _register_s3(con: duckdb.DuckDBPyConnection, root: str) -> None:
     fs = PyFileSystem(FSSpecHandler(S3Output(root).fs))
     base = root.removeprefix("s3://")
     hive = ds.partitioning(pa.schema([("date", pa.date32())]), flavor="hive")
-    for name in WINDOW_DATASETS:
+    for name in (n for n in WINDOW_DATASETS if n in datasets):
         # Manifests (_*.json) are skipped by pyarrow's default ignore_prefixes, like hidden files.
         try:
             dataset = ds.dataset(f"{base}/{name}", filesystem=fs, format="parquet", partitioning=hive)
@@ -121,6 +123,8 @@ def _register_s3(con: duckdb.DuckDBPyConnection, root: str) -> None:
             continue
         if dataset.files:
             con.register(name, dataset)
+    if CURRENT not in datasets:
+        return
     try:
         current = ds.dataset(f"{base}/{CURRENT}/{CURRENT}.parquet", filesystem=fs, format="parquet")
     except FileNotFoundError:
@@ -204,7 +208,10 @@ def audit_activity(
     where, params = _range("timestamp", start, end, by_date=True)
     keep = ""
     if _limit(top):  # checks top
-        keep = f"QUALIFY row_number() OVER (PARTITION BY day ORDER BY entries DESC) <= {top}"
+        keep = (
+            "QUALIFY row_number() OVER (PARTITION BY day ORDER BY entries DESC, user, service_account, "
+            f"action, source_ip) <= {top}"
+        )
     sql = f"""
         SELECT CAST(timestamp AS DATE) AS day, user_name AS user, service_account_name AS service_account,
                action, source_ip, count(*) AS entries, count(*) FILTER (status = 'FAILED') AS failed,
@@ -213,7 +220,7 @@ def audit_activity(
         GROUP BY 1, 2, 3, 4, 5 {keep}
         ORDER BY day, entries DESC, user, service_account, action, source_ip
     """
-    con = connect(root)
+    con = connect(root, ["audit_logs"])
     _require(con, "audit_logs", root)
     return _frame(con, sql, params)
 
@@ -242,10 +249,10 @@ def failed_logins(
         FROM audit_logs
         WHERE {where} AND status = 'FAILED' AND regexp_matches(action, '{LOGIN_ACTION}')
         GROUP BY ALL
-        ORDER BY failures DESC, last_at DESC, user, source_ip
+        ORDER BY failures DESC, last_at DESC, user, user_id, source_ip
         {_limit(top)}
     """
-    con = connect(root)
+    con = connect(root, ["audit_logs"])
     _require(con, "audit_logs", root)
     return _frame(con, sql, params)
 
@@ -264,17 +271,21 @@ def api_calls_by_service_account(
     root = output_uri(uri)
     where, params = _range("timestamp", start, end, by_date=True)
     sql = f"""
+        WITH calls AS (
+            SELECT *, count(*) OVER (PARTITION BY service_account_id, service_account_name, action) AS n
+            FROM audit_logs
+            WHERE {where} AND service_account_id IS NOT NULL
+        )
         SELECT service_account_name AS service_account, service_account_id, count(*) AS calls,
                count(*) FILTER (status = 'FAILED') AS failed, count(DISTINCT action) AS actions,
-               count(DISTINCT source_ip) AS source_ips, mode(action ORDER BY action) AS top_action,
+               count(DISTINCT source_ip) AS source_ips, first(action ORDER BY n DESC, action) AS top_action,
                min(timestamp) AS first_at, max(timestamp) AS last_at
-        FROM audit_logs
-        WHERE {where} AND service_account_id IS NOT NULL
+        FROM calls
         GROUP BY ALL
         ORDER BY calls DESC, service_account, service_account_id
         {_limit(top)}
     """
-    con = connect(root)
+    con = connect(root, ["audit_logs"])
     _require(con, "audit_logs", root)
     return _frame(con, sql, params)
 
@@ -321,7 +332,7 @@ def open_issues(
     ``from_windows``)."""
     root = output_uri(uri)
     chosen = _severities(severities)
-    con = connect(root)
+    con = connect(root, [CURRENT, "issues"] if from_windows else [CURRENT])
     current = _current(con, root, from_windows)
     counts = ", ".join(f"count(*) FILTER (severity = '{s}') AS {s.lower()}" for s in chosen)
     order = ", ".join(f"{s.lower()} DESC" for s in chosen)
@@ -360,7 +371,7 @@ def mean_time_to_resolve(
     median_hours, max_hours. From ``issues_current`` (see the module's notes on ``from_windows``)."""
     root = output_uri(uri)
     where, params = _range("resolved_at", start, end, by_date=False)
-    con = connect(root)
+    con = connect(root, [CURRENT, "issues"] if from_windows else [CURRENT])
     current = _current(con, root, from_windows)
     ranks = ", ".join(f"'{s}': {i}" for i, s in enumerate(SEVERITIES))
     sql = f"""
@@ -395,7 +406,7 @@ def status_changes(
     if statuses is not None:
         params["statuses"] = [statuses] if isinstance(statuses, str) else [s.upper() for s in statuses]
         where += " AND status IN (SELECT unnest($statuses))"
-    con = connect(root)
+    con = connect(root, ["issues"])
     _require(con, "issues", root)
     # The previous status needs the versions before the range too, so the range applies after lag().
     sql = f"""
