@@ -52,9 +52,12 @@ def test_demo_collects_through_dagster_and_reports(capsys, tmp_path):
     args = ["demo", "--dir", str(tmp_path / "demo"), "--days", "0.5", "--audit-entries", "1500"]
     assert main([*args, "--issues", "150", "--rate-limit", "20"]) == 0
     out = capsys.readouterr().out
-    # Half a day back from a seed off the boundary: 24 or 25 windows, written in one run per data type.
+    # Half a day back from a seed off the boundary: 24 or 25 windows, written in one run per data type;
+    # then issues_current (which wiz_pipeline.analytics reads for the current state of issues).
     runs = [line for line in out.splitlines() if " run " in line]
-    assert len(runs) == 2 and all(line.endswith(", ok") for line in runs)
+    assert len(runs) == 3 and all(line.endswith(", ok") for line in runs)
+    assert runs[-1].startswith("issues_current run ")
+    assert (tmp_path / "demo" / "data" / "issues_current" / "issues_current.parquet").is_file()
     assert "AUDIT_SINCE_TIME=" in out and "ISSUES_SINCE_TIME=" in out
     assert "Top audit actions:" in out and "Open issues by severity" in out
     files = list((tmp_path / "demo" / "data" / "audit_logs").rglob("*.parquet"))
