@@ -28,7 +28,11 @@ column selection and filters into their scan.
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -79,11 +83,21 @@ def connect(uri: str | Path | None = None, datasets: Sequence[str] = DATASETS) -
     root = output_uri(uri)
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
+    # A query larger than memory spills to temp_directory, by default `.tmp` in the working directory,
+    # created under the umask: rows of security data would land where others may read them.
+    con.execute(f"SET temp_directory = {_quote(_spill_directory())}")
     if root.startswith("s3://"):
         _register_s3(con, root, datasets)
     else:
         _register_local(con, Path(root), datasets)
     return con
+
+
+@functools.cache
+def _spill_directory() -> str:
+    path = tempfile.mkdtemp(prefix="wiz-analytics-")  # 0700, whatever the umask
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def _quote(path: str) -> str:
