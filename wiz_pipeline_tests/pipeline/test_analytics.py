@@ -311,3 +311,12 @@ def test_each_readme_analytics_example_runs_against_the_demo_output(demo, index)
         exec(compile(code, f"README.md Analytics block {index}", "exec"), names)  # noqa: S102
         frames = [v for v in names.values() if isinstance(v, pd.DataFrame)]
         assert frames and all(len(f) for f in frames)
+
+
+def test_a_dataset_missing_from_an_s3_output_is_named(s3_demo, s3_server, tmp_path, monkeypatch):
+    s3_environment(monkeypatch, tmp_path, s3_server)
+    empty = s3_demo.replace("/wiz", "/nothing-here")
+    with pytest.raises(analytics.AnalyticsError, match=rf"No audit_logs data under {re.escape(empty)}"):
+        analytics.failed_logins(uri=empty)
+    with pytest.raises(analytics.AnalyticsError, match="collect_issues_current"):
+        analytics.open_issues(uri=empty)
