@@ -412,13 +412,14 @@ def status_changes(
     """Which issues changed status in the range, and from what: the issue windows' versions whose
     ``status_changed_at`` is in ``[start, end)`` (only ``statuses``, e.g. ``["RESOLVED"]``, if
     given), oldest first. ``previous_status`` is the status of the issue's version before it in the
-    windows: empty for a new issue, or when the earlier change was before ``ISSUES_SINCE_TIME`` or
-    superseded before its window was collected. Columns: status_changed_at, id, previous_status,
-    status, severity, type, rule, resource, cloud, created_at."""
+    windows, which hold the changes the pipeline saw (a change superseded before its window was
+    collected is in none): empty for a new issue, or one whose earlier changes weren't collected
+    (before ``ISSUES_SINCE_TIME``). Columns: status_changed_at, id, previous_status, status,
+    severity, type, rule, resource, cloud, created_at."""
     root = output_uri(uri)
     where, params = _range("status_changed_at", start, end, by_date=False)
     if statuses is not None:
-        params["statuses"] = [statuses] if isinstance(statuses, str) else [s.upper() for s in statuses]
+        params["statuses"] = [s.upper() for s in ([statuses] if isinstance(statuses, str) else statuses)]
         where += " AND status IN (SELECT unnest($statuses))"
     con = connect(root, ["issues"])
     _require(con, "issues", root)
