@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 import os
 import re
@@ -167,6 +168,7 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
     settings = load_settings()
     now = datetime.now(UTC)
     lag = timedelta(seconds=settings.window_lag_seconds)
+    stuck = False
     with _open_instance() as instance:
         for collection in collections_for(settings):
             state = progress(instance, collection, now, lag)
@@ -178,8 +180,10 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
             print(f"{collection.checkpoint_name}={format_time(state.checkpoint)}  # {detail}")
             changed = interval_change(instance, collection)
             if changed:
-                print(f"# WARNING: {changed}")
-    return 0
+                print(f"# STOPPED: {changed}")
+                stuck = True
+    # A script must be able to tell: the schedule requests nothing until an operator acts.
+    return 1 if stuck else 0
 
 
 def _open_instance() -> dg.DagsterInstance:
@@ -229,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Collect Wiz audit logs and issues into Parquet, orchestrated by Dagster.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO (secrets are never logged)")
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {importlib.metadata.version('wiz-pipeline')}"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     sim = sub.add_parser(
@@ -288,11 +295,18 @@ def build_parser() -> argparse.ArgumentParser:
         "checkpoints",
         help="print AUDIT_SINCE_TIME and ISSUES_SINCE_TIME as derived from the Dagster instance",
         description="Read $DAGSTER_HOME's instance and print each data type's checkpoint: the end of the "
-        "longest run of written windows from its seed. Uses the same WIZ_* settings as the pipeline.",
+        "longest run of written windows from its seed. Uses the same WIZ_* settings as the pipeline. "
+        "Exits 1 when a checkpoint can't advance without an operator (the interval changed under written "
+        "windows: the schedule and runs refuse until it is set back or the asset wiped), 2 on a bad setting.",
     )
     checkpoints.set_defaults(func=cmd_checkpoints)
 
-    settings = sub.add_parser("settings", help="print every setting, its default and meaning")
+    settings = sub.add_parser(
+        "settings",
+        help="print every setting, its default and meaning",
+        description="Print every environment variable wiz-pipeline reads (name, default, meaning), then "
+        "those read by Dagster and the AWS SDK: the tables of the README's Settings section.",
+    )
     settings.set_defaults(func=cmd_settings)
     return parser
 

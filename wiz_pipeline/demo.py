@@ -53,6 +53,9 @@ run_monitoring:
   free_slots_after_run_end_seconds: 60
 telemetry:
   enabled: false
+# The \"Join the Dagster community\" pop-up would cover the first page a user sees.
+nux:
+  enabled: false
 """
 MARKER = ".wiz-pipeline-demo"
 

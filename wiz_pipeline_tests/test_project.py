@@ -114,6 +114,8 @@ def test_the_deployment_instance_yaml_is_valid_and_the_one_the_demo_writes(tmp_p
         assert instance.run_monitoring_enabled
         assert instance.run_monitoring_max_runtime_seconds == 4 * 3600
         assert instance.run_coordinator.dequeue_interval_seconds == 1
+        # No "Join the Dagster community" pop-up over the first page (the UI asks the instance).
+        assert not instance.nux_enabled
 
 
 def test_the_dev_command_serves_the_pipeline_in_the_dagster_ui(tmp_path):
