@@ -58,6 +58,8 @@ nux:
   enabled: false
 """
 MARKER = ".wiz-pipeline-demo"
+# An issue being worked on is still open: only RESOLVED and REJECTED close it.
+OPEN_STATUSES = ("OPEN", "IN_PROGRESS")
 
 
 def prepare_home(home: Path) -> None:
@@ -91,6 +93,31 @@ def simulator_env(sim: WizSimulator, seed: datetime, output: Path, home: Path) -
     }
 
 
+# The variables the demo and the sandbox set to the simulator, whatever the environment says.
+SIMULATOR_VARIABLES = (
+    "WIZ_API_URL",
+    "WIZ_TOKEN_URL",
+    "WIZ_CLIENT_ID",
+    "WIZ_CLIENT_SECRET",
+    "AUDIT_SINCE_TIME",
+    "ISSUES_SINCE_TIME",
+    "WIZ_OUTPUT_URI",
+)
+
+
+def ignored_variables_notice(command: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """One line when the environment sets what the demo or sandbox replaces (a user pointing
+    ``scripts/demo`` at a real tenant): said, not refused, since the demo exists to need no tenant."""
+    environ = os.environ if environ is None else environ
+    names = [name for name in SIMULATOR_VARIABLES if environ.get(name)]
+    if not names:
+        return None
+    return (
+        f"{command}: ignoring {', '.join(names)} from the environment: it always uses its own simulator "
+        "(to collect from a Wiz tenant, see README, \"Running it against a Wiz tenant\")."
+    )
+
+
 @contextmanager
 def patched_environ(values: Mapping[str, str]) -> Iterator[None]:
     """Dagster reads the credentials (EnvVar) from the process environment when a run starts."""
@@ -108,6 +135,9 @@ def patched_environ(values: Mapping[str, str]) -> Iterator[None]:
 
 def run_demo(sim: WizSimulator, directory: Path, days: float) -> int:
     """Collect every closed window since a seed ``days`` back, as the schedule would, and report."""
+    notice = ignored_variables_notice("wiz-pipeline demo")
+    if notice:
+        print(notice, file=sys.stderr)
     directory = directory.absolute()
     if directory.exists() and any(directory.iterdir()) and not (directory / MARKER).exists():
         print(f"{directory} exists and was not made by the demo; pass another --dir.", file=sys.stderr)
@@ -194,8 +224,8 @@ def _report(output: Path) -> None:
         columns=["id", "status", "severity", "status_changed_at"]
     )
     frame = issues.to_pandas().sort_values("status_changed_at").drop_duplicates("id", keep="last")
-    open_issues = frame[frame["status"] == "OPEN"]["severity"].value_counts()
-    print("Open issues by severity (latest state of each issue):")
+    open_issues = frame[frame["status"].isin(OPEN_STATUSES)]["severity"].value_counts()
+    print(f"Open issues by severity ({' or '.join(OPEN_STATUSES)}; latest state of each issue):")
     for severity in ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL"):
         print(f"  {int(open_issues.get(severity, 0)):>6}  {severity}")
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import dagster as dg
+import pyarrow.parquet as pq
 
 from wiz_pipeline.cli import main
 from wiz_pipeline_tests.conftest import stop_process_group
@@ -48,10 +49,19 @@ def test_the_wiz_package_imports_nothing_from_dagster():
             assert not any(n.split(".")[0] == "dagster" for n in names), f"{path.name} imports dagster"
 
 
-def test_demo_collects_through_dagster_and_reports(capsys, tmp_path):
+def test_demo_collects_through_dagster_and_reports(capsys, tmp_path, monkeypatch):
+    # A user pointing the demo at a tenant is told, in one line, that the simulator is used instead.
+    monkeypatch.setenv("WIZ_API_URL", "https://api.us1.app.wiz.io/graphql")
+    monkeypatch.setenv("WIZ_CLIENT_ID", "someone")
     args = ["demo", "--dir", str(tmp_path / "demo"), "--days", "0.5", "--audit-entries", "1500"]
     assert main([*args, "--issues", "150", "--rate-limit", "20"]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
+    notice = [line for line in captured.err.splitlines() if "WIZ_API_URL" in line]
+    assert notice == [
+        "wiz-pipeline demo: ignoring WIZ_API_URL, WIZ_CLIENT_ID from the environment: it always uses its own "
+        'simulator (to collect from a Wiz tenant, see README, "Running it against a Wiz tenant").'
+    ]
     # Half a day back from a seed off the boundary: 24 or 25 windows, written in one run per data type.
     runs = [line for line in out.splitlines() if " run " in line]
     assert len(runs) == 2 and all(line.endswith(", ok") for line in runs)
@@ -59,6 +69,14 @@ def test_demo_collects_through_dagster_and_reports(capsys, tmp_path):
     assert "Top audit actions:" in out and "Open issues by severity" in out
     files = list((tmp_path / "demo" / "data" / "audit_logs").rglob("*.parquet"))
     assert 23 <= len(files) <= 25
+    # Open issues are those whose latest state is OPEN or IN_PROGRESS (being worked on is still open).
+    issues = pq.read_table(tmp_path / "demo" / "data" / "issues", partitioning="hive").to_pandas()
+    latest = issues.sort_values("status_changed_at").drop_duplicates("id", keep="last")
+    assert "IN_PROGRESS" in set(latest["status"])
+    counts = latest[latest["status"].isin(["OPEN", "IN_PROGRESS"])]["severity"].value_counts()
+    report = out[out.index("Open issues by severity (OPEN or IN_PROGRESS") :]
+    for severity in ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL"):
+        assert f"{int(counts.get(severity, 0)):>6}  {severity}\n" in report, severity
     home = tmp_path / "demo" / "dagster_home"
     assert (home / "dagster.yaml").read_text().count("granularity: op") == 1
     # Dagster's storage follows the umask; the demo's directory and the home keep others out.
