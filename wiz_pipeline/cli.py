@@ -133,10 +133,34 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    from wiz_pipeline.demo import run_dev
+    from wiz_pipeline.demo import ignored_variables_notice, prepare_home
+    from wiz_pipeline.dev import STATE_FILE, Sandbox, run_dev
 
-    args.days_ahead = 7.0
-    sim = _simulator(args, port=args.simulator_port)
+    notice = ignored_variables_notice("wiz-pipeline dev")
+    if notice:
+        print(notice, file=sys.stderr)
+    home = Path(args.home).absolute()
+    sandbox = Sandbox.load(home)
+    if sandbox is None:
+        prepare_home(home)
+        sandbox = Sandbox.new(args.days, args.audit_entries, args.issues, args.seed, Path(args.output))
+        sandbox.save(home)
+        print(f"New sandbox: its tenant, seeds and output are kept in {home / STATE_FILE}.")
+    else:
+        if Path(args.output).absolute() != Path(sandbox.output):
+            print(
+                f"{home} is the sandbox of the output {sandbox.output} (its checkpoints describe those "
+                f"files): pass --output {sandbox.output}, or another --home for a new sandbox.",
+                file=sys.stderr,
+            )
+            return 2
+        prepare_home(home)
+        print(
+            f"Reusing the sandbox in {home}: tenant seed {sandbox.tenant_seed} from {sandbox.tenant_start}, "
+            f"collection seeds {sandbox.since_time} (--seed, --days, --audit-entries and --issues apply to "
+            f"a new sandbox: remove {home} and {sandbox.output}, or pass another --home and --output)."
+        )
+    sim = sandbox.simulator(args.simulator_port, args.rate_limit or None)
     try:
         sim.start()
     except OSError as exc:
@@ -146,7 +170,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         )
         return 1
     try:
-        return run_dev(sim, Path(args.home), Path(args.output), args.days, args.port)
+        return run_dev(sim, sandbox, home, args.port)
     finally:
         sim.stop()
 
@@ -276,7 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
         "dev",
         help="run the simulator and `dagster dev` together, to browse the UI and launch backfills",
         description="Start the simulator (a tenant --days back and 7 days ahead), set the settings to it "
-        "with seeds --days back, and run `dagster dev` on 127.0.0.1 with a persistent DAGSTER_HOME.",
+        "with seeds --days back, and run the Dagster webserver (on 127.0.0.1) and daemon with a persistent "
+        "DAGSTER_HOME. The tenant, the seeds and the output are kept with the home "
+        "(wiz-sandbox.json in it) and reused at each start, so the UI's windows and checkpoints stay "
+        "true; for a new tenant remove the home and the output, or pass another --home and --output. "
+        "SIGTERM, SIGINT (Ctrl-C) and SIGHUP stop everything it started.",
     )
     dev.add_argument("--port", type=int, default=3000, help="Dagster UI port (default 3000)")
     dev.add_argument(

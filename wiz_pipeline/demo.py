@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -114,7 +113,7 @@ def ignored_variables_notice(command: str, environ: Mapping[str, str] | None = N
         return None
     return (
         f"{command}: ignoring {', '.join(names)} from the environment: it always uses its own simulator "
-        "(to collect from a Wiz tenant, see README, \"Running it against a Wiz tenant\")."
+        '(to collect from a Wiz tenant, see README, "Running it against a Wiz tenant").'
     )
 
 
@@ -228,26 +227,3 @@ def _report(output: Path) -> None:
     print(f"Open issues by severity ({' or '.join(OPEN_STATUSES)}; latest state of each issue):")
     for severity in ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL"):
         print(f"  {int(open_issues.get(severity, 0)):>6}  {severity}")
-
-
-def run_dev(sim: WizSimulator, home: Path, output: Path, days: float, port: int) -> int:
-    """The simulator and `dagster dev` together, until Ctrl-C."""
-    home = home.absolute()
-    prepare_home(home)
-    seed = datetime.now(UTC).replace(microsecond=0) - timedelta(days=days) + timedelta(seconds=9)
-    env = {**os.environ, **simulator_env(sim, seed, output.absolute(), home)}
-    print(f"Simulated Wiz tenant at {sim.graphql_url}; seeds {format_time(seed)}; DAGSTER_HOME={home}")
-    print("Checkpoints, from another shell (the settings must match the pipeline's):")
-    print(
-        f"  DAGSTER_HOME={home} AUDIT_SINCE_TIME={format_time(seed)} ISSUES_SINCE_TIME={format_time(seed)} "
-        ".venv/bin/wiz-pipeline checkpoints"
-    )
-    print(f"Dagster UI: http://127.0.0.1:{port}  (Ctrl-C stops both)\n", flush=True)
-    command = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(port)]
-    command += ["-m", "wiz_pipeline.definitions"]
-    process = subprocess.Popen(command, env=env)  # noqa: S603 - our own interpreter and arguments
-    try:
-        return process.wait()
-    except KeyboardInterrupt:
-        process.terminate()
-        return process.wait()

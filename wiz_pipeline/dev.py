@@ -1,0 +1,163 @@
+"""`wiz-pipeline dev`: a sandbox that keeps its tenant with its Dagster home, and the Dagster services
+it starts, stopped as a whole."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from wiz_pipeline.simulator import WizSimulator, generate_tenant
+from wiz_pipeline.times import format_time, parse_time
+
+STATE_FILE = "wiz-sandbox.json"
+DAYS_AHEAD = 7.0
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """What a sandbox's checkpoints refer to: the simulated tenant (regenerated from these, the same
+    records each start), the collection seed and the output directory. Kept beside the Dagster home,
+    because the home's materializations describe exactly this tenant, seed and output."""
+
+    tenant_start: str
+    tenant_end: str
+    audit_entries: int
+    issues: int
+    tenant_seed: int
+    since_time: str
+    output: str
+
+    @classmethod
+    def new(cls, days: float, audit_entries: int, issues: int, tenant_seed: int, output: Path) -> Sandbox:
+        """A tenant ``days`` back and ``DAYS_AHEAD`` days ahead at the same density, the collection
+        seed ``days`` back, deliberately off a window boundary."""
+        now = datetime.now(UTC).replace(microsecond=0)
+        scale = (days + DAYS_AHEAD) / days
+        return cls(
+            tenant_start=format_time(now - timedelta(days=days)),
+            tenant_end=format_time(now + timedelta(days=DAYS_AHEAD)),
+            audit_entries=round(audit_entries * scale),
+            issues=round(issues * scale),
+            tenant_seed=tenant_seed,
+            since_time=format_time(now - timedelta(days=days) + timedelta(seconds=9)),
+            output=str(output.absolute()),
+        )
+
+    @classmethod
+    def load(cls, home: Path) -> Sandbox | None:
+        path = home / STATE_FILE
+        if not path.exists():
+            return None
+        return cls(**json.loads(path.read_text()))
+
+    def save(self, home: Path) -> None:
+        path = home / STATE_FILE
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        path.chmod(0o640)
+
+    def simulator(self, port: int, rate_limit: float | None) -> WizSimulator:
+        tenant = generate_tenant(
+            parse_time(self.tenant_start),
+            parse_time(self.tenant_end),
+            audit_entries=self.audit_entries,
+            issues=self.issues,
+            seed=self.tenant_seed,
+        )
+        return WizSimulator(tenant, port=port, rate_limit_per_second=rate_limit)
+
+
+def run_dev(sim: WizSimulator, sandbox: Sandbox, home: Path, port: int) -> int:
+    """The Dagster UI and daemon over ``sandbox`` (its simulator ``sim`` already started)."""
+    from wiz_pipeline.demo import simulator_env
+
+    since = parse_time(sandbox.since_time)
+    env = {**os.environ, **simulator_env(sim, since, Path(sandbox.output), home)}
+    print(f"Simulated Wiz tenant at {sim.graphql_url}; seeds {sandbox.since_time}; DAGSTER_HOME={home}")
+    print("Checkpoints, from another shell (the settings must match the pipeline's):")
+    print(
+        f"  DAGSTER_HOME={home} AUDIT_SINCE_TIME={sandbox.since_time} ISSUES_SINCE_TIME={sandbox.since_time} "
+        ".venv/bin/wiz-pipeline checkpoints"
+    )
+    print(f"Dagster UI: http://127.0.0.1:{port}  (Ctrl-C stops it all)\n", flush=True)
+    return serve(env, port)
+
+
+def serve(env: dict[str, str], port: int) -> int:
+    """The Dagster webserver (on 127.0.0.1) and daemon, until SIGTERM, SIGINT or SIGHUP, or until one
+    of them ends; then the whole process group they and their code servers and runs are in is stopped.
+
+    These two are what `dagster dev` starts; Dagster 1.13 marks `dagster dev` superseded (by `dg dev`,
+    from the separate dagster-dg-cli package and its project layout), while the webserver and daemon
+    commands are its supported way to serve a code location.
+    """
+    bindir = Path(sys.executable).parent
+    target = ["-m", "wiz_pipeline.definitions"]
+    webserver_command = [str(bindir / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), *target]
+    # A group of their own: a signal to this process alone (a service manager, `kill`) must not leave
+    # them running, and a terminal's Ctrl-C reaches them through us, once.
+    webserver = subprocess.Popen(webserver_command, env=env, process_group=0)  # noqa: S603
+    group = webserver.pid
+    try:
+        daemon = subprocess.Popen(  # noqa: S603 - our own interpreter's scripts and arguments
+            [str(bindir / "dagster-daemon"), "run", *target], env=env, process_group=group
+        )
+    except BaseException:
+        stop_group(group, (webserver,))
+        raise
+    stop = threading.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        received.append(signum)
+        stop.set()
+
+    handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    previous = {signum: signal.signal(signum, on_signal) for signum in handled}
+    try:
+        while not stop.wait(0.5):
+            if webserver.poll() is not None or daemon.poll() is not None:
+                print("The Dagster webserver or daemon ended; stopping the other.", file=sys.stderr)
+                break
+    finally:
+        stop_group(group, (webserver, daemon))
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return 0 if received else 1
+
+
+def stop_group(group: int, children: tuple[subprocess.Popen, ...] = (), grace_seconds: float = 20.0) -> None:
+    """SIGINT to every process of ``group`` (Dagster's processes shut down cleanly on it, as on a
+    terminal's Ctrl-C), SIGKILL to what is left after ``grace_seconds``; returns when the group is
+    empty. Code servers and run workers are in the group too, so none outlives the sandbox. Our own
+    ``children`` are polled so that, once ended, they don't stay in the group as zombies."""
+    if not _signal_group(group, signal.SIGINT):
+        return
+    deadline = time.monotonic() + grace_seconds
+    while time.monotonic() < deadline:
+        for child in children:
+            child.poll()
+        if not _signal_group(group, 0):
+            return
+        time.sleep(0.2)
+    _signal_group(group, signal.SIGKILL)
+    while _signal_group(group, 0):
+        for child in children:
+            child.poll()
+        time.sleep(0.1)
+
+
+def _signal_group(group: int, signum: int) -> bool:
+    """Whether the group still had a process (a zombie child of ours counts until reaped)."""
+    try:
+        os.killpg(group, signum)
+    except ProcessLookupError:
+        return False
+    return True
