@@ -296,3 +296,26 @@ def test_loading_the_definitions_emits_no_deprecation_warning():
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Warning" not in result.stderr
+
+
+def test_the_readme_describes_workspace_yaml_as_it_is():
+    import yaml
+
+    workspace = yaml.safe_load((ROOT / "workspace.yaml").read_text())
+    assert workspace == {"load_from": [{"python_module": "wiz_pipeline.definitions"}]}
+    readme = (ROOT / "README.md").read_text()
+    assert "`python_module: wiz_pipeline.definitions`" in readme
+    assert "wiz_pipeline.definitions:defs" not in readme
+
+
+def test_version_prints_the_package_version_and_settings_help_describes_the_command():
+    from importlib.metadata import version
+
+    result = subprocess.run(
+        [sys.executable, "-m", "wiz_pipeline.cli", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0 and result.stdout.strip() == f"wiz-pipeline {version('wiz-pipeline')}"
+    command = [sys.executable, "-m", "wiz_pipeline.cli", "settings", "--help"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert "Print every environment variable wiz-pipeline reads" in " ".join(result.stdout.split())
