@@ -142,6 +142,14 @@ def cmd_dev(args: argparse.Namespace) -> int:
     home = Path(args.home).absolute()
     sandbox = Sandbox.load(home)
     if sandbox is None:
+        if home.is_dir() and {p.name for p in home.iterdir()} - {"dagster.yaml"}:
+            # Made before sandboxes kept their tenant: its windows came from a tenant no longer known.
+            print(
+                f"{home} holds a Dagster instance but no {STATE_FILE}: its windows and checkpoints belong to "
+                "another tenant. Remove it (and the output it wrote), or pass another --home.",
+                file=sys.stderr,
+            )
+            return 2
         prepare_home(home)
         sandbox = Sandbox.new(args.days, args.audit_entries, args.issues, args.seed, Path(args.output))
         sandbox.save(home)

@@ -280,6 +280,10 @@ def test_the_dev_sandbox_keeps_its_tenant_seeds_and_output_with_its_home(tmp_pat
     args = ["dev", "--home", str(home), "--output", str(tmp_path / "elsewhere"), "--simulator-port", "0"]
     assert main(args) == 2
     assert f"pass --output {output}" in capsys.readouterr().err
+    # A home an older version left (an instance, no sandbox file) belongs to a tenant nobody knows.
+    (home / STATE_FILE).unlink()
+    assert main(["dev", "--home", str(home), "--output", str(output), "--simulator-port", "0"]) == 2
+    assert f"holds a Dagster instance but no {STATE_FILE}" in capsys.readouterr().err
 
 
 def test_loading_the_definitions_emits_no_deprecation_warning():
