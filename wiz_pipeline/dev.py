@@ -100,18 +100,10 @@ def serve(env: dict[str, str], port: int) -> int:
     """
     bindir = Path(sys.executable).parent
     target = ["-m", "wiz_pipeline.definitions"]
-    webserver_command = [str(bindir / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), *target]
-    # A group of their own: a signal to this process alone (a service manager, `kill`) must not leave
-    # them running, and a terminal's Ctrl-C reaches them through us, once.
-    webserver = subprocess.Popen(webserver_command, env=env, process_group=0)  # noqa: S603
-    group = webserver.pid
-    try:
-        daemon = subprocess.Popen(  # noqa: S603 - our own interpreter's scripts and arguments
-            [str(bindir / "dagster-daemon"), "run", *target], env=env, process_group=group
-        )
-    except BaseException:
-        stop_group(group, (webserver,))
-        raise
+    commands = [
+        [str(bindir / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), *target],
+        [str(bindir / "dagster-daemon"), "run", *target],
+    ]
     stop = threading.Event()
     received: list[int] = []
 
@@ -119,15 +111,24 @@ def serve(env: dict[str, str], port: int) -> int:
         received.append(signum)
         stop.set()
 
+    # Installed before anything starts, so that no signal can leave a process behind.
     handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
     previous = {signum: signal.signal(signum, on_signal) for signum in handled}
+    children: list[subprocess.Popen] = []
     try:
+        for command in commands:
+            # A group of their own, the first one's: a signal to this process alone (a service
+            # manager, `kill`) must not leave them running, and a terminal's Ctrl-C reaches them
+            # through us, once.
+            group = children[0].pid if children else 0
+            children.append(subprocess.Popen(command, env=env, process_group=group))  # noqa: S603
         while not stop.wait(0.5):
-            if webserver.poll() is not None or daemon.poll() is not None:
+            if any(child.poll() is not None for child in children):
                 print("The Dagster webserver or daemon ended; stopping the other.", file=sys.stderr)
                 break
     finally:
-        stop_group(group, (webserver, daemon))
+        if children:
+            stop_group(children[0].pid, tuple(children))
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     return 0 if received else 1
