@@ -133,41 +133,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    from wiz_pipeline.demo import ignored_variables_notice, prepare_home
-    from wiz_pipeline.dev import STATE_FILE, Sandbox, run_dev
+    from wiz_pipeline.demo import ignored_variables_notice
+    from wiz_pipeline.dev import open_sandbox, run_dev
 
     notice = ignored_variables_notice("wiz-pipeline dev")
     if notice:
         print(notice, file=sys.stderr)
     home = Path(args.home).absolute()
-    sandbox = Sandbox.load(home)
-    if sandbox is None:
-        if home.is_dir() and {p.name for p in home.iterdir()} - {"dagster.yaml"}:
-            # Made before sandboxes kept their tenant: its windows came from a tenant no longer known.
-            print(
-                f"{home} holds a Dagster instance but no {STATE_FILE}: its windows and checkpoints belong to "
-                "another tenant. Remove it (and the output it wrote), or pass another --home.",
-                file=sys.stderr,
-            )
-            return 2
-        prepare_home(home)
-        sandbox = Sandbox.new(args.days, args.audit_entries, args.issues, args.seed, Path(args.output))
-        sandbox.save(home)
-        print(f"New sandbox: its tenant, seeds and output are kept in {home / STATE_FILE}.")
-    else:
-        if Path(args.output).absolute() != Path(sandbox.output):
-            print(
-                f"{home} is the sandbox of the output {sandbox.output} (its checkpoints describe those "
-                f"files): pass --output {sandbox.output}, or another --home for a new sandbox.",
-                file=sys.stderr,
-            )
-            return 2
-        prepare_home(home)
-        print(
-            f"Reusing the sandbox in {home}: tenant seed {sandbox.tenant_seed} from {sandbox.tenant_start}, "
-            f"collection seeds {sandbox.since_time} (--seed, --days, --audit-entries and --issues apply to "
-            f"a new sandbox: remove {home} and {sandbox.output}, or pass another --home and --output)."
-        )
+    sandbox = open_sandbox(home, Path(args.output), args.days, args.audit_entries, args.issues, args.seed)
     sim = sandbox.simulator(args.simulator_port, args.rate_limit or None)
     try:
         sim.start()
@@ -306,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     dev = sub.add_parser(
         "dev",
-        help="run the simulator and `dagster dev` together, to browse the UI and launch backfills",
+        help="run the simulator and the Dagster UI and daemon together, to browse and launch backfills",
         description="Start the simulator (a tenant --days back and 7 days ahead), set the settings to it "
         "with seeds --days back, and run the Dagster webserver (on 127.0.0.1) and daemon with a persistent "
         "DAGSTER_HOME. The tenant, the seeds and the output are kept with the home "

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from wiz_pipeline.simulator import WizSimulator, generate_tenant
 from wiz_pipeline.times import format_time, parse_time
+from wiz_pipeline.wiz.errors import WizConfigError
 
 STATE_FILE = "wiz-sandbox.json"
 DAYS_AHEAD = 7.0
@@ -72,6 +73,43 @@ class Sandbox:
             seed=self.tenant_seed,
         )
         return WizSimulator(tenant, port=port, rate_limit_per_second=rate_limit)
+
+
+class SandboxError(WizConfigError):
+    """The home and the output given don't belong together; the message says what to pass."""
+
+
+def open_sandbox(
+    home: Path, output: Path, days: float, audit_entries: int, issues: int, tenant_seed: int
+) -> Sandbox:
+    """The sandbox kept in ``home``, or a new one (tenant, seeds and ``output`` saved there)."""
+    from wiz_pipeline.demo import prepare_home
+
+    sandbox = Sandbox.load(home)
+    if sandbox is None:
+        if home.is_dir() and {p.name for p in home.iterdir()} - {"dagster.yaml"}:
+            # Made before sandboxes kept their tenant: its windows came from a tenant no longer known.
+            raise SandboxError(
+                f"{home} holds a Dagster instance but no {STATE_FILE}: its windows and checkpoints belong "
+                "to another tenant. Remove it (and the output it wrote), or pass another --home."
+            )
+        prepare_home(home)
+        sandbox = Sandbox.new(days, audit_entries, issues, tenant_seed, output)
+        sandbox.save(home)
+        print(f"New sandbox: its tenant, seeds and output are kept in {home / STATE_FILE}.")
+        return sandbox
+    if output.absolute() != Path(sandbox.output):
+        raise SandboxError(
+            f"{home} is the sandbox of the output {sandbox.output} (its checkpoints describe those "
+            f"files): pass --output {sandbox.output}, or another --home for a new sandbox."
+        )
+    prepare_home(home)
+    print(
+        f"Reusing the sandbox in {home}: tenant seed {sandbox.tenant_seed} from {sandbox.tenant_start}, "
+        f"collection seeds {sandbox.since_time} (--seed, --days, --audit-entries and --issues apply to "
+        f"a new sandbox: remove {home} and {sandbox.output}, or pass another --home and --output)."
+    )
+    return sandbox
 
 
 def run_dev(sim: WizSimulator, sandbox: Sandbox, home: Path, port: int) -> int:
