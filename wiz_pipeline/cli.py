@@ -154,7 +154,16 @@ def cmd_dev(args: argparse.Namespace) -> int:
     if notice:
         print(notice, file=sys.stderr)
     home = Path(args.home).absolute()
-    sandbox = open_sandbox(home, Path(args.output), args.days, args.audit_entries, args.issues, args.seed)
+    sandbox = open_sandbox(
+        home,
+        Path(args.output),
+        days=args.days,
+        audit_entries=args.audit_entries,
+        issues=args.issues,
+        tenant_seed=args.seed,
+        late_share=args.late_share,
+        max_late_seconds=args.late_max_seconds,
+    )
     sim = sandbox.simulator(args.simulator_port, args.rate_limit or None)
     try:
         sim.start()

@@ -13,6 +13,7 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from wiz_pipeline.simulator import WizSimulator, generate_tenant
 from wiz_pipeline.times import format_time, parse_time
@@ -35,9 +36,20 @@ class Sandbox:
     tenant_seed: int
     since_time: str
     output: str
+    late_share: float = 0.0  # of audit entries the simulated API publishes late (re-reads)
+    max_late_seconds: float = 3000.0
 
     @classmethod
-    def new(cls, days: float, audit_entries: int, issues: int, tenant_seed: int, output: Path) -> Sandbox:
+    def new(
+        cls,
+        days: float,
+        audit_entries: int,
+        issues: int,
+        tenant_seed: int,
+        output: Path,
+        late_share: float = 0.0,
+        max_late_seconds: float = 3000.0,
+    ) -> Sandbox:
         """A tenant ``days`` back and ``DAYS_AHEAD`` days ahead at the same density, the collection
         seed ``days`` back, deliberately off a window boundary."""
         now = datetime.now(UTC).replace(microsecond=0)
@@ -50,6 +62,8 @@ class Sandbox:
             tenant_seed=tenant_seed,
             since_time=format_time(now - timedelta(days=days) + timedelta(seconds=9)),
             output=str(output.absolute()),
+            late_share=min(1.0, late_share),
+            max_late_seconds=max_late_seconds,
         )
 
     @classmethod
@@ -71,6 +85,8 @@ class Sandbox:
             audit_entries=self.audit_entries,
             issues=self.issues,
             seed=self.tenant_seed,
+            late_share=self.late_share,
+            max_late_seconds=self.max_late_seconds,
         )
         return WizSimulator(tenant, port=port, rate_limit_per_second=rate_limit)
 
@@ -79,10 +95,9 @@ class SandboxError(WizConfigError):
     """The home and the output given don't belong together; the message says what to pass."""
 
 
-def open_sandbox(
-    home: Path, output: Path, days: float, audit_entries: int, issues: int, tenant_seed: int
-) -> Sandbox:
-    """The sandbox kept in ``home``, or a new one (tenant, seeds and ``output`` saved there)."""
+def open_sandbox(home: Path, output: Path, **tenant: Any) -> Sandbox:
+    """The sandbox kept in ``home``, or a new one (``tenant``: ``Sandbox.new``'s arguments; tenant,
+    seeds and ``output`` saved there)."""
     from wiz_pipeline.demo import prepare_home
 
     sandbox = Sandbox.load(home)
@@ -94,7 +109,7 @@ def open_sandbox(
                 "to another tenant. Remove it (and the output it wrote), or pass another --home."
             )
         prepare_home(home)
-        sandbox = Sandbox.new(days, audit_entries, issues, tenant_seed, output)
+        sandbox = Sandbox.new(output=output, **tenant)
         sandbox.save(home)
         print(f"New sandbox: its tenant, seeds and output are kept in {home / STATE_FILE}.")
         return sandbox
@@ -106,8 +121,8 @@ def open_sandbox(
     prepare_home(home)
     print(
         f"Reusing the sandbox in {home}: tenant seed {sandbox.tenant_seed} from {sandbox.tenant_start}, "
-        f"collection seeds {sandbox.since_time} (--seed, --days, --audit-entries and --issues apply to "
-        f"a new sandbox: remove {home} and {sandbox.output}, or pass another --home and --output)."
+        f"collection seeds {sandbox.since_time} (the tenant's options apply to a new sandbox: remove "
+        f"{home} and {sandbox.output}, or pass another --home and --output)."
     )
     return sandbox
 

@@ -269,7 +269,7 @@ def test_the_dev_sandbox_keeps_its_tenant_seeds_and_output_with_its_home(tmp_pat
 
     home, output = tmp_path / "home", tmp_path / "data"
     prepare_home(home)
-    first = Sandbox.new(0.5, 400, 40, 3, output)
+    first = Sandbox.new(0.5, 400, 40, 3, output, late_share=0.05)
     first.save(home)
     assert (home / STATE_FILE).stat().st_mode & 0o777 == 0o640
     again = Sandbox.load(home)
