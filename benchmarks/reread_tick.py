@@ -33,9 +33,12 @@ NOW = datetime(2026, 11, 26, 10, 5, tzinfo=UTC)
 
 def _metadata(start: datetime, interval: int, read_at: datetime, reads: int) -> dict:
     figures = dict.fromkeys(
-        ["file_bytes", "row_groups", "query_windows", "pages", "requests", "retries", "rate_limited"], 3
+        ["file_bytes", "row_groups", "query_windows", "query_pages", "query_requests", "query_retries"], 3
     )
-    figures |= dict.fromkeys(["bytes_received", "duplicates_dropped", "rows_without_time", "passes"], 1)
+    figures |= dict.fromkeys(
+        ["query_rate_limited", "query_bytes_received", "query_duplicates_dropped", "rows_without_time"], 1
+    )
+    figures["query_passes"] = 1
     return {
         "dagster/row_count": 420,
         "dagster/uri": f"file:///data/audit_logs/{start:%Y%m%dT%H%M%SZ}.parquet",
