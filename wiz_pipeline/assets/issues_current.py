@@ -2,11 +2,18 @@
 
 # No `from __future__ import annotations` here: Dagster reads the asset function's annotations
 # (context and resources) at definition time.
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
 
-from wiz_pipeline.assets.window_asset import POOL, CheckFailedError, column_schema, unshared_budget
+from wiz_pipeline.assets.window_asset import (
+    POOL,
+    CheckFailedError,
+    column_schema,
+    latest_materialization,
+    unshared_budget,
+)
 from wiz_pipeline.current import CHECKS, DATASET, CurrentBuild, build_current
 from wiz_pipeline.data_types.issues import ISSUES
 from wiz_pipeline.quality import Outcome
@@ -45,7 +52,7 @@ def issues_current_definitions(
     )
     def _asset(
         context: dg.AssetExecutionContext, wiz: WizResource, datasets: ParquetDatasets
-    ) -> dg.MaterializeResult:
+    ) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization | dg.AssetCheckEvaluation]:
         unshared = unshared_budget(context.instance)
         if unshared:
             context.log.warning(unshared)
@@ -63,20 +70,21 @@ def issues_current_definitions(
         evaluations = [_evaluation(outcome) for outcome in built.checks]
         failed = [o for o in built.checks if o.error and not o.passed]
         if not failed:
-            return dg.MaterializeResult(metadata=metadata, check_results=evaluations)
+            yield dg.MaterializeResult(metadata=metadata, check_results=evaluations)
+            return
         # The file is in place (it replaced the previous one whole) and is recorded as such, but a
         # bug wrote it: the run fails, as a window's does (see window_asset).
-        context.log_event(dg.AssetMaterialization(asset_key=ASSET_KEY, metadata=metadata))
+        yield dg.AssetMaterialization(asset_key=ASSET_KEY, metadata=metadata)
+        target = latest_materialization(context.instance, ASSET_KEY)
         for result in evaluations:
-            context.log_event(
-                dg.AssetCheckEvaluation(
-                    asset_key=ASSET_KEY,
-                    check_name=result.check_name or "",
-                    passed=result.passed,
-                    severity=result.severity,
-                    description=result.description,
-                    metadata=result.metadata,
-                )
+            yield dg.AssetCheckEvaluation(
+                asset_key=ASSET_KEY,
+                check_name=result.check_name or "",
+                passed=result.passed,
+                severity=result.severity,
+                description=result.description,
+                metadata=result.metadata,
+                target_materialization_data=target,
             )
         raise CheckFailedError(
             f"{DATASET}: check(s) failed on the file just written, which only a bug can cause: "

@@ -7,6 +7,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
 from dagster._core.instance.config import PoolGranularity
 
 from wiz_pipeline.checkpoints import CheckpointTracker, Collection, interval_change, recent_max_rows
@@ -107,7 +110,7 @@ def _define(
     )
     def _asset(
         context: dg.AssetExecutionContext, wiz: WizResource, datasets: ParquetDatasets
-    ) -> Iterator[dg.Output[None]]:
+    ) -> Iterator[dg.Output[None] | dg.AssetMaterialization | dg.AssetCheckEvaluation]:
         if collection.asset_key not in context.selected_asset_keys:
             # "Execute" on a check alone: the checks are computed while the window's data streams.
             raise WizConfigError(
@@ -164,16 +167,17 @@ def _define(
                     seed=collection.seed,
                 ):
                     # The materialization names the window's file and rows; no log line per window
-                    # besides it (each one is another write to the instance's storage).
-                    context.log_event(
-                        dg.AssetMaterialization(
-                            asset_key=collection.asset_key,
-                            partition=result.window.key,
-                            metadata=_metadata(result, schema, context, collection, tracker),
-                        )
+                    # besides it (each one is another write to the instance's storage). Yielded, not
+                    # logged, so that it is stored before its checks name it as their target: a
+                    # check result targeting no materialization is shown as out of date.
+                    yield dg.AssetMaterialization(
+                        asset_key=collection.asset_key,
+                        partition=result.window.key,
+                        metadata=_metadata(result, schema, context, collection, tracker),
                     )
+                    target = latest_materialization(context.instance, collection.asset_key, result.window.key)
                     for outcome in result.checks:
-                        context.log_event(_evaluation(collection.asset_key, result.window.key, outcome))
+                        yield _evaluation(collection.asset_key, result.window.key, outcome, target)
                         if outcome.error and not outcome.passed:
                             failed.append(f"{result.window.key}: {outcome.name} ({outcome.description})")
                     written, rows = written + 1, rows + result.file.rows
@@ -232,8 +236,31 @@ def unshared_budget(instance: dg.DagsterInstance) -> str | None:
     return None
 
 
-def _evaluation(asset_key: dg.AssetKey, partition: str, outcome: Outcome) -> dg.AssetCheckEvaluation:
+def latest_materialization(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition: str | None = None
+) -> AssetCheckEvaluationTargetMaterializationData | None:
+    """The materialization a check result is about (the UI shows a result as current only when it
+    targets the latest one), looked up as Dagster does for an ``AssetCheckResult``."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition] if partition else None),
+        limit=1,
+    ).records
+    if not records:
+        return None
+    record = records[0]
+    return AssetCheckEvaluationTargetMaterializationData(
+        storage_id=record.storage_id, run_id=record.event_log_entry.run_id, timestamp=record.timestamp
+    )
+
+
+def _evaluation(
+    asset_key: dg.AssetKey,
+    partition: str | None,
+    outcome: Outcome,
+    target: AssetCheckEvaluationTargetMaterializationData | None,
+) -> dg.AssetCheckEvaluation:
     return dg.AssetCheckEvaluation(
+        target_materialization_data=target,
         asset_key=asset_key,
         check_name=outcome.name,
         passed=outcome.passed,

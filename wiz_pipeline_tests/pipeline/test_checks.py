@@ -47,6 +47,13 @@ def test_every_window_records_each_check_with_its_materialization(pipeline):
         assert record.status == AssetCheckExecutionRecordStatus.SUCCEEDED, (name, key)
         assert record.run_id == result.run_id
         assert evaluation(record).passed
+    # Each result targets its window's materialization, so the UI shows it as the current status of
+    # that partition's check (a result targeting none is shown as out of date).
+    infos = pipeline.instance.event_log_storage.get_asset_check_partition_info(
+        [dg.AssetCheckKey(pipeline.collection().asset_key, name) for name in WINDOW_CHECKS]
+    )
+    assert {(i.check_key.name, i.partition_key) for i in infos} == set(records)
+    assert all(i.is_current and i.latest_target_materialization_storage_id for i in infos)
     # Each window's checks tell its own rows, as its materialization does.
     for event in result.get_asset_materialization_events():
         row_count = event.materialization.metadata["dagster/row_count"].value
