@@ -101,7 +101,7 @@ def test_a_new_data_type_is_one_module_and_gets_its_settings_asset_job_schedule_
     assert "`AUDIT_COPY_SINCE_TIME`" in found["table"] and "`WIZ_COLLECT_AUDIT_COPY`" in found["table"]
     assert found["assets"] == [["wiz", "audit_copy"], ["wiz", "audit_logs"]]
     assert found["schedules"] == ["collect_audit_copy_schedule", "collect_audit_logs_schedule"]
-    assert found["description"] == "A copy of the audit log, for the test."
+    assert found["description"].startswith("A copy of the audit log, for the test. Each partition")
     assert found["checkpoint_name"] == "AUDIT_COPY_SINCE_TIME"
     assert found["success"]
     assert found["checkpoint"] == found["window_end"]
