@@ -1,0 +1,256 @@
+"""The Dagster UI in a real browser: ``dagster-webserver`` on 127.0.0.1 over an instance holding a few
+collected windows of every data type, and headless Chromium (Debian's ``chromium`` and
+``chromium-driver``, driven by Selenium) to look at it.
+
+``dagster_ui`` is started once per module: collecting and starting the webserver take most of a test's
+time, and the pages only read. Tests that add assertions take ``ui`` (a ``DagsterUI`` page helper) and
+``collected`` (what was collected, to compare the pages with).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import httpx
+import pytest
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from wiz_pipeline.checkpoints import Collection, collections_for
+from wiz_pipeline.demo import patched_environ, prepare_home, simulator_env
+from wiz_pipeline.partitions import floor_to_window
+from wiz_pipeline.settings import load_settings
+from wiz_pipeline.simulator import WizSimulator, generate_tenant
+from wiz_pipeline_tests.conftest import CLIENT_SECRET, stop_process_group
+from wiz_pipeline_tests.ui.pages import DagsterUI
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+INTERVAL = 1800
+WINDOWS = 6  # partitions from the seed to now
+COLLECTED = 3  # the oldest ones are collected, the rest stay missing
+WINDOW_SIZE = (1280, 800)  # fixed, so that screenshots are comparable and small
+STARTUP_SECONDS = 90  # the webserver loads the code location in a process of its own
+
+
+@dataclass
+class Collected:
+    """What the fixture collected, per data type: the asset, its partitions and the ones written."""
+
+    collection: Collection
+    keys: list[str]  # every partition, oldest first
+    materialized: list[str]
+    run_id: str  # the one run that wrote them
+    # Per materialized key, its materialization's metadata as recorded (label -> the entry's value).
+    metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def asset_path(self) -> str:
+        return "/".join(self.collection.asset_key.path)
+
+    @property
+    def missing(self) -> list[str]:
+        return [k for k in self.keys if k not in self.materialized]
+
+
+@dataclass
+class RunningUI:
+    url: str
+    home: Path
+    output: Path
+    collected: dict[str, Collected]  # by data type
+
+
+def find_browser() -> tuple[str, str] | None:
+    """Debian's chromium and its chromedriver (scripts/_system_deps.sh installs them), if installed."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    return (chromium, driver) if chromium and driver else None
+
+
+def browser_binaries() -> tuple[str, str]:
+    """``find_browser()``, or a skip (a failure with CI=true) saying how to install them."""
+    found = find_browser()
+    if found:
+        return found
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    missing = " and ".join(n for n, p in (("chromium", chromium), ("chromedriver", driver)) if not p)
+    reason = f"{missing} not found: apt-get install chromium chromium-driver (scripts/test does as root)"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI needs a browser for the Dagster UI test: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def collect(env: dict[str, str]) -> dict[str, Collected]:
+    """The oldest ``COLLECTED`` windows of every data type, one ranged run each, as a backfill would."""
+    with patched_environ(env):
+        from wiz_pipeline.definitions import build_definitions
+
+        defs = build_definitions()
+        settings = load_settings()
+        collected = {}
+        with dg.DagsterInstance.get() as instance:
+            for collection in collections_for(settings):
+                keys = collection.partitions_def.get_partition_keys()
+                done = keys[:COLLECTED]
+                tags = {ASSET_PARTITION_RANGE_START_TAG: done[0], ASSET_PARTITION_RANGE_END_TAG: done[-1]}
+                result = defs.resolve_job_def(collection.job_name).execute_in_process(
+                    instance=instance, tags=tags
+                )
+                assert result.success
+                entry = Collected(collection, keys, done, result.run_id)
+                for event in result.get_asset_materialization_events():
+                    materialization = event.step_materialization_data.materialization
+                    entry.metadata[materialization.partition] = {
+                        label: value.value for label, value in materialization.metadata.items()
+                    }
+                assert sorted(entry.metadata) == done
+                collected[collection.data_type] = entry
+    return collected
+
+
+def wait_until_loaded(url: str, assets: list[str], webserver: subprocess.Popen, log: Path) -> None:
+    """Until the webserver answers and its code location has loaded every asset (the pages would
+    otherwise show a spinner for the first tens of seconds, eating into the browser's waits)."""
+    query = {"query": "{ assetNodes { assetKey { path } } }"}
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if webserver.poll() is not None:
+            raise AssertionError(
+                f"dagster-webserver exited with {webserver.returncode}\n{log.read_text()[-3000:]}"
+            )
+        try:
+            answer = httpx.post(f"{url}/graphql", json=query, timeout=5).json()
+            loaded = {
+                "/".join(n["assetKey"]["path"]) for n in (answer.get("data") or {}).get("assetNodes", [])
+            }
+            if set(assets) <= loaded:
+                return
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(0.5)
+    raise AssertionError(
+        f"dagster-webserver didn't load {assets} in {STARTUP_SECONDS} s\n{log.read_text()[-3000:]}"
+    )
+
+
+@pytest.fixture(scope="module")
+def dagster_ui() -> Iterator[RunningUI]:
+    """The simulator, a DAGSTER_HOME with a few windows of each data type collected through Dagster,
+    and ``dagster-webserver`` on a free loopback port over that home and the project's workspace."""
+    browser_binaries()  # skip before spending seconds on collecting
+    # Not under pytest's basetemp: the file paths show in the screenshots, and read better short.
+    with tempfile.TemporaryDirectory(prefix="wiz-ui-") as name:
+        yield from _running_ui(Path(name))
+
+
+def _running_ui(tmp: Path) -> Iterator[RunningUI]:
+    now = datetime.now(UTC).replace(microsecond=0)
+    # The seed is off a boundary (as in the demo), and the tenant starts earlier: records before the
+    # seed exist but aren't collected.
+    seed = floor_to_window(now, INTERVAL) - timedelta(seconds=INTERVAL * WINDOWS - 9)
+    tenant = generate_tenant(seed - timedelta(hours=1), now, audit_entries=300, issues=80, seed=9)
+    with WizSimulator(tenant, client_id="ui-client", client_secret=CLIENT_SECRET) as sim:
+        home, output = tmp / "dagster_home", tmp / "data"
+        prepare_home(home)
+        config = home / "dagster.yaml"
+        if "\nnux:" not in config.read_text():
+            # Dagster's "Join the Dagster community" pop-up would cover every page (and screenshot).
+            config.write_text(config.read_text() + "nux:\n  enabled: false\n")
+        env = {**simulator_env(sim, seed, output, home), "WIZ_POLL_INTERVAL_SECONDS": str(INTERVAL)}
+        collected = collect(env)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        log = tmp / "webserver.log"
+        command = [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port)]
+        with open(log, "w") as out:
+            webserver = subprocess.Popen(
+                [*command, "-w", str(ROOT / "workspace.yaml")],
+                cwd=ROOT,
+                env={**os.environ, **env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            wait_until_loaded(url, [c.asset_path for c in collected.values()], webserver, log)
+            yield RunningUI(url, home, output, collected)
+        finally:
+            stop_process_group(webserver)
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[object]:
+    """Headless Chromium through Selenium, pointed at Debian's binaries (Selenium Manager, which
+    would download a browser, is never asked), in UTC, resolving no host but 127.0.0.1."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    binary, driver_path = browser_binaries()
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",  # Chromium's sandbox can't start as root (CI containers)
+        "--disable-dev-shm-usage",  # containers' /dev/shm is often 64 MB
+        f"--window-size={WINDOW_SIZE[0]},{WINDOW_SIZE[1]}",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",  # nothing leaves the machine
+    ):
+        options.add_argument(argument)
+    service = Service(executable_path=driver_path, env={**os.environ, "TZ": "UTC"})
+    driver = webdriver.Chrome(service=service, options=options)
+    # --window-size includes the window's frame; this makes the page itself that size.
+    width, height = WINDOW_SIZE
+    metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def chosen_screenshot_dir(config: pytest.Config) -> Path | None:
+    value = config.getoption("--screenshots", default=None)
+    return Path(value).absolute() if value else None
+
+
+@pytest.fixture(scope="module")
+def screenshot_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``--screenshots DIR`` (scripts/screenshots passes docs/ui), else a temporary directory."""
+    chosen = chosen_screenshot_dir(request.config)
+    if chosen is None:
+        return tmp_path_factory.mktemp("screenshots")
+    chosen.mkdir(parents=True, exist_ok=True)
+    return chosen
+
+
+@pytest.fixture
+def ui(dagster_ui: RunningUI, chromium, screenshot_dir: Path) -> DagsterUI:
+    return DagsterUI(chromium, dagster_ui.url, screenshot_dir)
+
+
+@pytest.fixture
+def collected(dagster_ui: RunningUI) -> dict[str, Collected]:
+    return dagster_ui.collected
