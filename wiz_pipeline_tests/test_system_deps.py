@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from wiz_pipeline_tests.postgres_server import find_bin_dir
-from wiz_pipeline_tests.ui.conftest import browser_binaries, find_browser
+from wiz_pipeline_tests.ui.browser import browser_binaries, find_browser
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "_system_deps.sh"
 

@@ -10,7 +10,6 @@ time, and the pages only read. Tests that add assertions take ``ui`` (a ``Dagste
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import dagster as dg
 import httpx
 import pytest
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from selenium.webdriver.remote.webdriver import WebDriver
 
 from wiz_pipeline.checkpoints import Collection, collections_for
 from wiz_pipeline.demo import patched_environ, prepare_home, simulator_env
@@ -33,6 +33,7 @@ from wiz_pipeline.partitions import floor_to_window
 from wiz_pipeline.settings import load_settings
 from wiz_pipeline.simulator import WizSimulator, generate_tenant
 from wiz_pipeline_tests.conftest import CLIENT_SECRET, stop_process_group
+from wiz_pipeline_tests.ui.browser import browser_binaries, start_chromium
 from wiz_pipeline_tests.ui.pages import DagsterUI
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,27 +71,6 @@ class RunningUI:
     home: Path
     output: Path
     collected: dict[str, Collected]  # by data type
-
-
-def find_browser() -> tuple[str, str] | None:
-    """Debian's chromium and its chromedriver (scripts/_system_deps.sh installs them), if installed."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    return (chromium, driver) if chromium and driver else None
-
-
-def browser_binaries() -> tuple[str, str]:
-    """``find_browser()``, or a skip (a failure with CI=true) saying how to install them."""
-    found = find_browser()
-    if found:
-        return found
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    missing = " and ".join(n for n, p in (("chromium", chromium), ("chromedriver", driver)) if not p)
-    reason = f"{missing} not found: apt-get install chromium chromium-driver (scripts/test does as root)"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI needs a browser for the Dagster UI test: {reason}", pytrace=False)
-    pytest.skip(reason)
 
 
 def free_port() -> int:
@@ -198,33 +178,8 @@ def _running_ui(tmp: Path) -> Iterator[RunningUI]:
 
 
 @pytest.fixture(scope="module")
-def chromium() -> Iterator[object]:
-    """Headless Chromium through Selenium, pointed at Debian's binaries (Selenium Manager, which
-    would download a browser, is never asked), in UTC, resolving no host but 127.0.0.1."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    binary, driver_path = browser_binaries()
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",  # Chromium's sandbox can't start as root (CI containers)
-        "--disable-dev-shm-usage",  # containers' /dev/shm is often 64 MB
-        f"--window-size={WINDOW_SIZE[0]},{WINDOW_SIZE[1]}",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",  # nothing leaves the machine
-    ):
-        options.add_argument(argument)
-    service = Service(executable_path=driver_path, env={**os.environ, "TZ": "UTC"})
-    driver = webdriver.Chrome(service=service, options=options)
-    # --window-size includes the window's frame; this makes the page itself that size.
-    width, height = WINDOW_SIZE
-    metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+def chromium() -> Iterator[WebDriver]:
+    driver = start_chromium(WINDOW_SIZE)
     try:
         yield driver
     finally:
