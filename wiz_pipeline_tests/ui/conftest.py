@@ -107,10 +107,18 @@ def collect(env: dict[str, str]) -> dict[str, Collected]:
     return collected
 
 
+LOADED = """{
+  assetNodes { assetKey { path } }
+  workspaceOrError { ... on Workspace { locationEntries {
+    name locationOrLoadError { __typename ... on PythonError { message } }
+  } } }
+}"""
+
+
 def wait_until_loaded(url: str, assets: list[str], webserver: subprocess.Popen, log: Path) -> None:
     """Until the webserver answers and its code location has loaded every asset (the pages would
-    otherwise show a spinner for the first tens of seconds, eating into the browser's waits)."""
-    query = {"query": "{ assetNodes { assetKey { path } } }"}
+    otherwise show a spinner for the first tens of seconds, eating into the browser's waits). A code
+    location that fails to load ends the wait at once, with Dagster's message."""
     deadline = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < deadline:
         if webserver.poll() is not None:
@@ -118,14 +126,15 @@ def wait_until_loaded(url: str, assets: list[str], webserver: subprocess.Popen, 
                 f"dagster-webserver exited with {webserver.returncode}\n{log.read_text()[-3000:]}"
             )
         try:
-            answer = httpx.post(f"{url}/graphql", json=query, timeout=5).json()
-            loaded = {
-                "/".join(n["assetKey"]["path"]) for n in (answer.get("data") or {}).get("assetNodes", [])
-            }
-            if set(assets) <= loaded:
-                return
+            data = httpx.post(f"{url}/graphql", json={"query": LOADED}, timeout=5).json().get("data") or {}
         except (httpx.HTTPError, ValueError):
-            pass
+            data = {}
+        for entry in (data.get("workspaceOrError") or {}).get("locationEntries", []):
+            error = entry.get("locationOrLoadError") or {}
+            if error.get("__typename") == "PythonError":
+                raise AssertionError(f"code location {entry['name']} failed to load: {error['message']}")
+        if set(assets) <= {"/".join(n["assetKey"]["path"]) for n in data.get("assetNodes", [])}:
+            return
         time.sleep(0.5)
     raise AssertionError(
         f"dagster-webserver didn't load {assets} in {STARTUP_SECONDS} s\n{log.read_text()[-3000:]}"

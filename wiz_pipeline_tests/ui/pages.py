@@ -37,9 +37,11 @@ class DagsterUI:
         """Assets → the catalog: every asset of the workspace."""
         self.open("/assets")
 
-    def open_asset(self, asset_path: str, view: str = "overview", partition: str | None = None) -> None:
-        """``asset_path`` as ``wiz/audit_logs``; ``view`` one of the asset page's tabs."""
-        query = {"view": view, **({"partition": partition} if partition else {})}
+    def open_asset(self, asset_path: str, view: str = "overview", **params: str) -> None:
+        """``asset_path`` as ``wiz/audit_logs``; ``view`` one of the asset page's tabs; ``params`` the
+        page's other query parameters: ``partition=`` (a partition's detail on the partitions tab),
+        ``checkDetail=`` (a check on the checks tab)."""
+        query = {"view": view, **params}
         keys = "/".join(quote(part, safe="") for part in asset_path.split("/"))
         self.open(f"/assets/{keys}?{urlencode(query)}")
 
@@ -155,6 +157,18 @@ class DagsterUI:
             f"the {status} filter",
         )
         label.click()
+
+    def checks(self) -> dict[str, str]:
+        """The Checks tab's list: check name -> the status shown under it ("Succeeded", "Failed",
+        "Not evaluated", ...). A failed check of WARN severity shows "Failed" too, with a warning icon
+        instead of the red one."""
+        count = int(self.wait_for_pattern(r"(?m)^Checks \((\d+)\)$")[1])
+        lines = self.text().splitlines()
+        start = (
+            lines.index("Execute all") + 1 if "Execute all" in lines else lines.index(f"Checks ({count})") + 1
+        )
+        listed = lines[start : start + 2 * count]
+        return dict(zip(listed[::2], listed[1::2], strict=True))
 
     def metadata(self) -> dict[str, str]:
         """The metadata tables shown (a partition's, the latest materialization's): key -> the text of its
