@@ -47,22 +47,30 @@ STARTUP_SECONDS = 90  # the webserver loads the code location in a process of it
 
 @dataclass
 class Collected:
-    """What the fixture collected, per data type: the asset, its partitions and the ones written."""
+    """What the fixture collected for one asset: its partitions and the ones written, and the metadata
+    each materialization recorded. An unpartitioned asset (``issues_current``) has no keys; its one
+    materialization is under ``None``."""
 
-    collection: Collection
+    asset_key: dg.AssetKey
     keys: list[str]  # every partition, oldest first
     materialized: list[str]
     run_id: str  # the one run that wrote them
     # Per materialized key, its materialization's metadata as recorded (label -> the entry's value).
-    metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
+    metadata: dict[str | None, dict[str, Any]] = field(default_factory=dict)
+    collection: Collection | None = None  # a data type's windows, for a partitioned asset
 
     @property
     def asset_path(self) -> str:
-        return "/".join(self.collection.asset_key.path)
+        return "/".join(self.asset_key.path)
 
     @property
     def missing(self) -> list[str]:
         return [k for k in self.keys if k not in self.materialized]
+
+    @property
+    def latest(self) -> str | None:
+        """The partition of the latest materialization (the runs write their windows oldest first)."""
+        return self.materialized[-1] if self.materialized else None
 
 
 @dataclass
@@ -80,31 +88,44 @@ def free_port() -> int:
 
 
 def collect(env: dict[str, str]) -> dict[str, Collected]:
-    """The oldest ``COLLECTED`` windows of every data type, one ranged run each, as a backfill would."""
+    """The oldest ``COLLECTED`` windows of every data type, one ranged run each, as a backfill would;
+    then every unpartitioned asset (``issues_current``), once. By asset name (``audit_logs``)."""
     with patched_environ(env):
         from wiz_pipeline.definitions import build_definitions
 
         defs = build_definitions()
-        settings = load_settings()
         collected = {}
         with dg.DagsterInstance.get() as instance:
-            for collection in collections_for(settings):
+            for collection in collections_for(load_settings()):
                 keys = collection.partitions_def.get_partition_keys()
                 done = keys[:COLLECTED]
                 tags = {ASSET_PARTITION_RANGE_START_TAG: done[0], ASSET_PARTITION_RANGE_END_TAG: done[-1]}
-                result = defs.resolve_job_def(collection.job_name).execute_in_process(
-                    instance=instance, tags=tags
-                )
-                assert result.success
-                entry = Collected(collection, keys, done, result.run_id)
-                for event in result.get_asset_materialization_events():
-                    materialization = event.step_materialization_data.materialization
-                    entry.metadata[materialization.partition] = {
-                        label: value.value for label, value in materialization.metadata.items()
-                    }
+                job = defs.resolve_job_def(collection.job_name)
+                entry = _record(job.execute_in_process(instance=instance, tags=tags), collection.asset_key)
+                entry.keys, entry.materialized, entry.collection = keys, done, collection
                 assert sorted(entry.metadata) == done
-                collected[collection.data_type] = entry
+                collected[collection.asset_key.path[-1]] = entry
+            for asset in defs.resolve_all_asset_specs():
+                if asset.partitions_def is None:
+                    job = dg.define_asset_job(f"ui_{asset.key.to_python_identifier()}", selection=[asset.key])
+                    run = dg.Definitions.merge(defs, dg.Definitions(jobs=[job])).resolve_job_def(job.name)
+                    collected[asset.key.path[-1]] = _record(
+                        run.execute_in_process(instance=instance), asset.key
+                    )
     return collected
+
+
+def _record(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> Collected:
+    assert result.success
+    entry = Collected(key, [], [], result.run_id)
+    for event in result.get_asset_materialization_events():
+        materialization = event.step_materialization_data.materialization
+        assert materialization.asset_key == key
+        entry.metadata[materialization.partition] = {
+            label: value.value for label, value in materialization.metadata.items()
+        }
+    assert entry.metadata, f"{key.to_user_string()} wasn't materialized"
+    return entry
 
 
 LOADED = """{

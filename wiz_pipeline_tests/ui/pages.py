@@ -104,21 +104,21 @@ class DagsterUI:
                 paths.add(unquote(match[1]).strip("/"))
         return sorted(paths)
 
-    def catalog_row(self, asset_path: str) -> str:
-        """The text of the catalog's row for ``asset_path``, once its partition counts have loaded
-        ("- partitions" until then)."""
+    def catalog_row(self, asset_path: str, ready: str = r"^\d+ partitions?$") -> str:
+        """The text of the catalog's row for ``asset_path`` once its status has loaded: a line matching
+        ``ready`` (a partitioned asset's row says "- partitions" until its counts have loaded, then
+        "6 partitions"; an unpartitioned one's says "Materialized" over the time of the latest)."""
         href = "/assets/" + "/".join(quote(part, safe="") for part in asset_path.split("/"))
 
         def row() -> str:
             for link in self.elements(f"a[href$='{href}'], a[href*='{href}?']"):
-                found = link.find_elements(By.XPATH, "./ancestor::*[contains(., ' partitions')][1]")
+                # The nearest ancestor holding the code location's name too is the row.
+                found = link.find_elements(By.XPATH, "./ancestor::*[count(.//a) >= 2][1]")
                 if found:
                     return found[0].text
             return ""
 
-        return self.wait_until(
-            row, lambda text: re.search(r"^\d+ partitions?$", text, re.M), f"{asset_path}'s row"
-        )
+        return self.wait_until(row, lambda text: re.search(ready, text, re.M), f"{asset_path}'s row")
 
     def catalog_counts(self, asset_path: str) -> dict[str, int | str]:
         """The catalog row's partition counts: materialized, missing, failed, materializing (a number,
