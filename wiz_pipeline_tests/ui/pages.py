@@ -171,14 +171,16 @@ class DagsterUI:
         return dict(zip(listed[::2], listed[1::2], strict=True))
 
     def metadata(self) -> dict[str, str]:
-        """The metadata tables shown (a partition's, the latest materialization's): key -> the text of its
-        Value column (the tables may also have Timestamp and Description columns)."""
+        """The metadata tables shown (a partition's, the latest materialization's, a check's): key ->
+        the text of its Value column (the tables may also have Timestamp and Description columns). A
+        Markdown value under 1,000 characters is rendered in its cell (a table inside the table: its
+        text here, its rows not taken for keys); a longer one shows "[Show Markdown]", a dialog."""
         rows = {}
-        for table in self.elements("table"):
-            header = [c.text.strip() for c in table.find_elements(By.CSS_SELECTOR, "thead td, thead th")]
+        for table in self.driver.find_elements(By.XPATH, "//table[not(ancestor::table)]"):
+            header = [c.text.strip() for c in table.find_elements(By.XPATH, "./thead/tr/*")]
             value = header.index("Value") if "Value" in header else 1
-            for row in table.find_elements(By.CSS_SELECTOR, "tbody tr"):
-                cells = row.find_elements(By.TAG_NAME, "td")
+            for row in table.find_elements(By.XPATH, "./tbody/tr"):
+                cells = row.find_elements(By.XPATH, "./td")
                 if len(cells) > value:
                     rows.setdefault(cells[0].text.strip(), cells[value].text.strip())
         return rows
