@@ -47,6 +47,18 @@ def _simulator_args(parser: argparse.ArgumentParser) -> None:
         "--issues", type=int, default=500, help="issues in the --days of history (default 500)"
     )
     parser.add_argument(
+        "--late-share",
+        type=_not_negative,
+        default=0.0,
+        help="share of audit entries the API publishes late, to try re-reads (default 0; e.g. 0.02)",
+    )
+    parser.add_argument(
+        "--late-max-seconds",
+        type=_positive,
+        default=3000.0,
+        help="a late entry appears 60 s to this long after its timestamp (default 3000)",
+    )
+    parser.add_argument(
         "--rate-limit",
         type=float,
         default=3.0,
@@ -67,6 +79,8 @@ def _simulator(args: argparse.Namespace, host: str = "127.0.0.1", port: int = 0)
         audit_entries=round(args.audit_entries * scale),
         issues=round(args.issues * scale),
         seed=args.seed,
+        late_share=min(1.0, getattr(args, "late_share", 0.0)),
+        max_late_seconds=getattr(args, "late_max_seconds", 3000.0),
     )
     return WizSimulator(tenant, host=host, port=port, rate_limit_per_second=args.rate_limit or None)
 

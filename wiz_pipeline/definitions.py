@@ -43,6 +43,7 @@ def build_definitions(
                 settings.poll_interval_seconds,
                 settings.window_lag_seconds,
                 settings.max_windows_per_run,
+                settings.max_windows_per_backfill_run,
             )
         )
     if settings.enabled["issues"]:

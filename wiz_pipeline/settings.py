@@ -38,6 +38,10 @@ ALLOWED_INTERVALS = tuple(
 )
 
 
+# Entries published more than a week late are an incident to investigate, not ingestion delay.
+MAX_REREAD_AFTER_SECONDS = 7 * 86400
+
+
 class SettingsError(WizConfigError):
     """A setting has a value we can't use; the message names the variable and what is allowed."""
 
@@ -218,6 +222,14 @@ SETTINGS: tuple[Setting, ...] = (
         lambda name, text: _int(name, text, minimum=0, maximum=7 * 86400),
     ),
     Setting(
+        "WIZ_REREAD_AFTER_SECONDS",
+        "3600",
+        "Each audit log window is collected again once it has been closed this long, to catch entries "
+        "the API published late (0 = off; at most 7 days; it must exceed WIZ_WINDOW_LAG_SECONDS, or "
+        "no window is ever re-read).",
+        lambda name, text: _int(name, text, minimum=0, maximum=MAX_REREAD_AFTER_SECONDS),
+    ),
+    Setting(
         "WIZ_MAX_WINDOWS_PER_RUN",
         "48",
         "Catch-up runs cover at most this many windows each.",
@@ -300,6 +312,7 @@ class Settings:
     request_timeout_seconds: float
     max_requests_per_second: float
     window_lag_seconds: int
+    reread_after_seconds: int
     max_windows_per_run: int
     max_windows_per_backfill_run: int
 
@@ -345,6 +358,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             values[setting.name] = setting.parse(setting.name, text)
         except WizConfigError as exc:
             problems.append(str(exc))
+    reread, lag = values.get("WIZ_REREAD_AFTER_SECONDS"), values.get("WIZ_WINDOW_LAG_SECONDS")
+    if reread and lag is not None and reread <= lag and env.get("WIZ_REREAD_AFTER_SECONDS"):
+        # The first read happens WIZ_WINDOW_LAG_SECONDS after a window closes: already past the
+        # re-read's time, so no window would ever be read a second time. (Left to its default with
+        # a lag of an hour or more, re-reads are simply off, as the help says.)
+        problems.append(
+            f"WIZ_REREAD_AFTER_SECONDS={reread} must be 0 (off) or more than WIZ_WINDOW_LAG_SECONDS={lag}: "
+            "a window is first read that long after it closes, so it would never be read again."
+        )
     if problems:
         raise SettingsError("Bad settings:\n  " + "\n  ".join(problems))
     per_data_type = {dt.checkpoint_variable for dt in DATA_TYPES.values()}
