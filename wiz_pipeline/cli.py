@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 import os
 import re
@@ -146,10 +147,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    from wiz_pipeline.demo import run_dev
+    from wiz_pipeline.demo import ignored_variables_notice
+    from wiz_pipeline.dev import open_sandbox, run_dev
 
-    args.days_ahead = 7.0
-    sim = _simulator(args, port=args.simulator_port)
+    notice = ignored_variables_notice("wiz-pipeline dev")
+    if notice:
+        print(notice, file=sys.stderr)
+    home = Path(args.home).absolute()
+    sandbox = open_sandbox(
+        home,
+        Path(args.output),
+        days=args.days,
+        audit_entries=args.audit_entries,
+        issues=args.issues,
+        tenant_seed=args.seed,
+        late_share=args.late_share,
+        max_late_seconds=args.late_max_seconds,
+    )
+    sim = sandbox.simulator(args.simulator_port, args.rate_limit or None)
     try:
         sim.start()
     except OSError as exc:
@@ -159,7 +174,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         )
         return 1
     try:
-        return run_dev(sim, Path(args.home), Path(args.output), args.days, args.port)
+        return run_dev(sim, sandbox, home, args.port)
     finally:
         sim.stop()
 
@@ -181,6 +196,7 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
     settings = load_settings()
     now = datetime.now(UTC)
     lag = timedelta(seconds=settings.window_lag_seconds)
+    stuck = False
     with _open_instance() as instance:
         for collection in collections_for(settings):
             state = progress(instance, collection, now, lag)
@@ -192,8 +208,10 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
             print(f"{collection.checkpoint_name}={format_time(state.checkpoint)}  # {detail}")
             changed = interval_change(instance, collection)
             if changed:
-                print(f"# WARNING: {changed}")
-    return 0
+                print(f"# STOPPED: {changed}")
+                stuck = True
+    # A script must be able to tell: the schedule requests nothing until an operator acts.
+    return 1 if stuck else 0
 
 
 def _open_instance() -> dg.DagsterInstance:
@@ -243,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Collect Wiz audit logs and issues into Parquet, orchestrated by Dagster.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO (secrets are never logged)")
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {importlib.metadata.version('wiz-pipeline')}"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     sim = sub.add_parser(
@@ -281,9 +302,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     dev = sub.add_parser(
         "dev",
-        help="run the simulator and `dagster dev` together, to browse the UI and launch backfills",
+        help="run the simulator and the Dagster UI and daemon together, to browse and launch backfills",
         description="Start the simulator (a tenant --days back and 7 days ahead), set the settings to it "
-        "with seeds --days back, and run `dagster dev` on 127.0.0.1 with a persistent DAGSTER_HOME.",
+        "with seeds --days back, and run the Dagster webserver (on 127.0.0.1) and daemon with a persistent "
+        "DAGSTER_HOME. The tenant, the seeds and the output are kept with the home "
+        "(wiz-sandbox.json in it) and reused at each start, so the UI's windows and checkpoints stay "
+        "true; for a new tenant remove the home and the output, or pass another --home and --output. "
+        "SIGTERM, SIGINT (Ctrl-C) and SIGHUP stop everything it started.",
     )
     dev.add_argument("--port", type=int, default=3000, help="Dagster UI port (default 3000)")
     dev.add_argument(
@@ -302,11 +327,18 @@ def build_parser() -> argparse.ArgumentParser:
         "checkpoints",
         help="print AUDIT_SINCE_TIME and ISSUES_SINCE_TIME as derived from the Dagster instance",
         description="Read $DAGSTER_HOME's instance and print each data type's checkpoint: the end of the "
-        "longest run of written windows from its seed. Uses the same WIZ_* settings as the pipeline.",
+        "longest run of written windows from its seed. Uses the same WIZ_* settings as the pipeline. "
+        "Exits 1 when a checkpoint can't advance without an operator (the interval changed under written "
+        "windows: the schedule and runs refuse until it is set back or the asset wiped), 2 on a bad setting.",
     )
     checkpoints.set_defaults(func=cmd_checkpoints)
 
-    settings = sub.add_parser("settings", help="print every setting, its default and meaning")
+    settings = sub.add_parser(
+        "settings",
+        help="print every setting, its default and meaning",
+        description="Print every environment variable wiz-pipeline reads (name, default, meaning), then "
+        "those read by Dagster and the AWS SDK: the tables of the README's Settings section.",
+    )
     settings.set_defaults(func=cmd_settings)
     return parser
 

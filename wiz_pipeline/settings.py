@@ -5,8 +5,9 @@ checks that the README lists each one.
 
 Two kinds of settings:
 - The Wiz endpoint and credentials (``required``) are read by Dagster through ``EnvVar`` when a run
-  starts, so that ``dagster dev`` loads with a half-configured environment, the UI never shows the
-  secret, and a run without them fails naming the variable.
+  starts, so that the UI loads with a half-configured environment and never shows the secret; a run
+  without them fails with one line naming every missing one. A ``WIZ_API_URL`` that is set is checked
+  when the definitions load too, like the settings below.
 - Everything else has a default and is read and checked when the definitions load: the polling
   interval and the seeds shape the partitions themselves, so a wrong value must stop the load with
   a message rather than define windows nobody asked for.
@@ -142,7 +143,13 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("WIZ_API_URL", None, "The tenant's GraphQL endpoint, e.g. https://api.us1.app.wiz.io/graphql."),
+    Setting(
+        "WIZ_API_URL",
+        None,
+        "The tenant's GraphQL endpoint, e.g. https://api.us1.app.wiz.io/graphql.",
+        # Checked when the definitions load if it is set (it is read again when a run starts).
+        lambda name, text: check_url(text.strip(), name=name),
+    ),
     Setting("WIZ_CLIENT_ID", None, "The service account's client id."),
     Setting(
         "WIZ_CLIENT_SECRET", None, "The service account's client secret (never logged or shown).", secret=True
@@ -350,6 +357,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     problems: list[str] = []
     for setting in SETTINGS:
         if setting.required:
+            # Read by Dagster when a run starts; a value that is set is still checked now, so that a
+            # bad endpoint stops the load with one line rather than each run with a traceback.
+            text = env.get(setting.name)
+            if text and not setting.secret:
+                try:
+                    setting.parse(setting.name, text)
+                except WizConfigError as exc:
+                    problems.append(str(exc))
             continue
         text = env.get(setting.name)
         if text is None or text == "":
