@@ -180,11 +180,7 @@ def _running_ui(tmp: Path) -> Iterator[RunningUI]:
     tenant = generate_tenant(seed - timedelta(hours=1), now, audit_entries=300, issues=80, seed=9)
     with WizSimulator(tenant, client_id="ui-client", client_secret=CLIENT_SECRET) as sim:
         home, output = tmp / "dagster_home", tmp / "data"
-        prepare_home(home)
-        config = home / "dagster.yaml"
-        if "\nnux:" not in config.read_text():
-            # Dagster's "Join the Dagster community" pop-up would cover every page (and screenshot).
-            config.write_text(config.read_text() + "nux:\n  enabled: false\n")
+        prepare_home(home)  # the instance settings `wiz-pipeline dev` writes (nux off: no pop-up)
         env = {**simulator_env(sim, seed, output, home), "WIZ_POLL_INTERVAL_SECONDS": str(INTERVAL)}
         collected = collect(env)
         port = free_port()
