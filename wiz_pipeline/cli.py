@@ -83,7 +83,14 @@ def _simulator(args: argparse.Namespace, host: str = "127.0.0.1", port: int = 0)
         late_share=min(1.0, getattr(args, "late_share", 0.0)),
         max_late_seconds=getattr(args, "late_max_seconds", 3000.0),
     )
-    return WizSimulator(tenant, host=host, port=port, rate_limit_per_second=args.rate_limit or None)
+    return WizSimulator(
+        tenant,
+        host=host,
+        port=port,
+        rate_limit_per_second=args.rate_limit or None,
+        tls_cert=getattr(args, "tls_cert", None),
+        tls_key=getattr(args, "tls_key", None),
+    )
 
 
 def cmd_simulator(args: argparse.Namespace) -> int:
@@ -93,7 +100,13 @@ def cmd_simulator(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    sim = _simulator(args, args.host, args.port)
+    try:
+        sim = _simulator(args, args.host, args.port)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        if args.tls_cert is None and args.tls_key is None:
+            raise
+        print(f"--tls-cert/--tls-key: cannot load the certificate and key: {exc}.", file=sys.stderr)
+        return 2
     try:
         sim.start()
     except OSError as exc:
@@ -112,7 +125,10 @@ def cmd_simulator(args: argparse.Namespace) -> int:
         f"  tenant: {args.audit_entries} audit entries and {args.issues} issues over the {args.days:g} "
         f"day(s) up to now; more appear as time passes, for {args.days_ahead:g} day(s)"
     )
-    print("Try:")
+    print(
+        "Try:"
+        + ("  (HTTPS: add --cacert with the PEM of the CA that issued --tls-cert)" if args.tls_cert else "")
+    )
     print(
         f"  TOKEN=$(curl -s {sim.token_url} -d grant_type=client_credentials -d client_id={sim.client_id} \\"
     )
@@ -249,7 +265,7 @@ def cmd_settings(args: argparse.Namespace) -> int:
 
     print(settings_table())
     print()
-    print("Read by Dagster and the AWS SDK, not by wiz-pipeline itself:")
+    print("Read by Dagster, httpx and the AWS SDK, not by wiz-pipeline itself:")
     print()
     print(environment_table())
     return 0
@@ -280,6 +296,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep producing audit entries and issue changes for this many days after start, at the "
         "same density, so a pipeline polling it has new data (default 7)",
     )
+    sim.add_argument(
+        "--tls-cert",
+        metavar="PEM",
+        help="serve HTTPS with this certificate chain (its key in it, or in --tls-key); clients then "
+        "need the issuing CA, e.g. WIZ_CA_BUNDLE",
+    )
+    sim.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert, if not in that file")
     sim.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log at INFO")
     _simulator_args(sim)
     sim.set_defaults(func=cmd_simulator)

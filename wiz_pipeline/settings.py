@@ -27,6 +27,7 @@ from wiz_pipeline.outputs import parse_output_uri
 from wiz_pipeline.wiz.errors import WizConfigError
 from wiz_pipeline.wiz.options import MAX_PAGE_SIZE, WizOptions
 from wiz_pipeline.wiz.secret import Secret
+from wiz_pipeline.wiz.tls import check_ca_bundle
 from wiz_pipeline.wiz.urls import check_url
 
 DEFAULT_SEED = "2025-09-12T21:00:09Z"
@@ -175,6 +176,13 @@ SETTINGS: tuple[Setting, ...] = (
         _json_object,
     ),
     Setting(
+        "WIZ_CA_BUNDLE",
+        "",
+        "PEM file of the CA that signs the API and token hosts' certificates behind a TLS-inspecting "
+        "proxy or a private CA, trusted on top of the default ones (SSL_CERT_FILE, else certifi's).",
+        check_ca_bundle,
+    ),
+    Setting(
         "WIZ_POLL_INTERVAL_SECONDS",
         "1800",
         "Window length and schedule interval; must divide an hour or a day into whole minutes.",
@@ -254,7 +262,7 @@ SETTINGS: tuple[Setting, ...] = (
 
 @dataclass(frozen=True)
 class EnvironmentVariable:
-    """A variable read by Dagster or the AWS SDK rather than by our settings; declared here so that the
+    """A variable read by Dagster, httpx or the AWS SDK rather than by our settings; declared here so that the
     README, ``wiz-pipeline settings`` and the deployment files' check all know it."""
 
     name: str
@@ -294,6 +302,24 @@ ENVIRONMENT: tuple[EnvironmentVariable, ...] = (
         "Endpoint of an S3-compatible store (MinIO, Ceph, R2), https:// (http:// only to loopback); "
         "buckets are then addressed by path. Unset for AWS.",
     ),
+    EnvironmentVariable(
+        "SSL_CERT_FILE",
+        "httpx",
+        "PEM file of the CAs trusted for the API and token hosts instead of certifi's (e.g. the system's "
+        "/etc/ssl/certs/ca-certificates.crt); WIZ_CA_BUNDLE adds to it.",
+    ),
+    EnvironmentVariable(
+        "HTTPS_PROXY",
+        "httpx, AWS SDK",
+        "Proxy for https:// requests, http://host:port (CONNECT tunnel); the Wiz hosts' certificates are "
+        "still verified (WIZ_CA_BUNDLE for an inspecting proxy's CA).",
+    ),
+    EnvironmentVariable(
+        "NO_PROXY",
+        "httpx, AWS SDK",
+        "Comma-separated hosts, domains (a.com covers www.a.com) and IPs reached directly, not "
+        "through HTTPS_PROXY.",
+    ),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}
@@ -309,6 +335,7 @@ class Settings:
     token_refresh_margin_seconds: float
     oauth_headers: dict[str, str]
     oauth_data: dict[str, str]
+    ca_bundle: str  # an absolute path, or "" (none)
     poll_interval_seconds: int
     seeds: dict[str, datetime]  # by data type: where its collection starts
     enabled: dict[str, bool]  # by data type: collected or not
@@ -330,6 +357,7 @@ class Settings:
             "scopes": self.scopes,
             "oauth_data": self.oauth_data,
             "oauth_headers": self.oauth_headers,
+            "ca_bundle": self.ca_bundle,
             "refresh_margin_seconds": self.token_refresh_margin_seconds,
             "page_size": self.page_size,
             "max_retries": self.max_retries,
@@ -403,7 +431,7 @@ def settings_table() -> str:
 
 
 def environment_table() -> str:
-    """The Markdown table of the variables read by Dagster and the AWS SDK, as in the README."""
+    """The Markdown table of the variables read by Dagster, httpx and the AWS SDK, as in the README."""
     lines = ["| variable | read by | meaning |", "|---|---|---|"]
     lines += [f"| `{v.name}` | {v.read_by} | {v.help} |" for v in ENVIRONMENT]
     return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""The local Wiz API: an OAuth token endpoint and a GraphQL endpoint over real HTTP on 127.0.0.1."""
+"""The local Wiz API: an OAuth token endpoint and a GraphQL endpoint over real HTTP (or HTTPS, given a
+certificate) on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import hashlib
 import json
 import logging
 import math
+import os
 import secrets
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -66,6 +69,8 @@ class RequestRecord:
 
 @dataclass
 class Counters:
+    connections: int = 0  # TCP connections accepted
+    tls_handshakes_failed: int = 0  # of which the TLS handshake failed (e.g. the client refused our cert)
     requests: int = 0
     graphql_requests: int = 0
     token_requests: int = 0
@@ -96,7 +101,11 @@ class WizSimulator:
         rate_limit_per_second: float | None = None,
         rate_limit_sends_retry_after: bool = True,
         audit_result_cap: int = AUDIT_RESULT_CAP,
+        tls_cert: str | os.PathLike[str] | None = None,
+        tls_key: str | os.PathLike[str] | None = None,
     ) -> None:
+        """``tls_cert`` (a PEM certificate chain, and its key in ``tls_key`` or in the same file)
+        serves HTTPS instead of HTTP."""
         if tenant is None:
             end = datetime.now(UTC)
             tenant = generate_tenant(end - timedelta(days=1), end)
@@ -125,12 +134,19 @@ class WizSimulator:
         self._latest_event: tuple[tuple[int, int], datetime] | None = None
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._tls: ssl.SSLContext | None = None
+        if tls_cert is not None:
+            self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self._tls.load_cert_chain(tls_cert, tls_key)
+        elif tls_key is not None:
+            raise ValueError("tls_key needs tls_cert")
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> WizSimulator:
         handler = type("Handler", (_Handler,), {"sim": self})
         self._server = _Server((self.host, self.port), handler)
+        self._server.sim, self._server.tls = self, self._tls
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
             target=self._server.serve_forever,
@@ -155,7 +171,7 @@ class WizSimulator:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self._tls else 'http'}://{self.host}:{self.port}"
 
     @property
     def graphql_url(self) -> str:
@@ -517,6 +533,9 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
+    sim: WizSimulator
+    tls: ssl.SSLContext | None = None
+    HANDSHAKE_TIMEOUT_SECONDS = 10.0
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that timed out and hung up mid-answer is normal here (the `slow` fault), not news.
@@ -529,7 +548,26 @@ class _Server(ThreadingHTTPServer):
         conn, addr = super().get_request()
         # http.server writes headers and body separately; without this, Nagle + delayed ACK add ~40 ms.
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self.sim._lock:
+            self.sim.counters.connections += 1
+        if self.tls is not None:
+            # The handshake waits for the request's own thread (finish_request): done here, one
+            # silent client would hold up every other.
+            conn = self.tls.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
         return conn, addr
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if isinstance(request, ssl.SSLSocket):
+            request.settimeout(self.HANDSHAKE_TIMEOUT_SECONDS)
+            try:
+                request.do_handshake()
+            except (ssl.SSLError, OSError) as exc:
+                with self.sim._lock:
+                    self.sim.counters.tls_handshakes_failed += 1
+                log.debug("TLS handshake with %s failed: %s", client_address, exc)
+                return
+            request.settimeout(None)
+        super().finish_request(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

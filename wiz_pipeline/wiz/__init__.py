@@ -11,6 +11,7 @@ from wiz_pipeline.wiz.errors import (
     WizQueryError,
     WizResultCapError,
     WizRetriesExhaustedError,
+    WizTLSError,
 )
 from wiz_pipeline.wiz.options import MAX_PAGE_SIZE, WizOptions
 from wiz_pipeline.wiz.queries import Nodes, WindowFetch, WindowStats, fetch_window
@@ -35,5 +36,6 @@ __all__ = [
     "WizQueryError",
     "WizResultCapError",
     "WizRetriesExhaustedError",
+    "WizTLSError",
     "fetch_window",
 ]

@@ -31,6 +31,7 @@ from wiz_pipeline.wiz.options import WizOptions
 from wiz_pipeline.wiz.ratelimit import RateLimiter
 from wiz_pipeline.wiz.retry import RetryPolicy
 from wiz_pipeline.wiz.secret import Secret
+from wiz_pipeline.wiz.tls import ssl_context
 from wiz_pipeline.wiz.transport import Reply
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,9 @@ class WizClient:
         timeout = httpx.Timeout(timeout_seconds, connect=min(timeout_seconds, 10.0))
         self._http = httpx.Client(
             timeout=timeout,
+            # Our own context only to add WIZ_CA_BUNDLE; it keeps httpx's SSL_CERT_FILE handling.
+            # HTTPS_PROXY / NO_PROXY are read by httpx itself (trust_env), tunnelled with this context.
+            verify=ssl_context(options.ca_bundle),
             transport=transport,
             follow_redirects=False,
             headers={"User-Agent": USER_AGENT},

@@ -28,6 +28,11 @@ class WizQueryError(WizError):
     """400, or a GraphQL validation error: the query itself is wrong. Not retried."""
 
 
+class WizTLSError(WizError):
+    """The server's certificate was refused (unknown CA, wrong host, expired). Not retried: the fix
+    is trust configuration (WIZ_CA_BUNDLE, SSL_CERT_FILE), not time."""
+
+
 class WizResultCapError(WizError):
     """A query hit the API's cap on results per query, so the window may be incomplete."""
 

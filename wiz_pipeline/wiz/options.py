@@ -33,6 +33,8 @@ class WizOptions:
     max_retries: int
     request_timeout_seconds: float
     max_requests_per_second: float
+    # WIZ_CA_BUNDLE, checked by the settings: a PEM file of CAs trusted on top of the default ones.
+    ca_bundle: str = ""
     # Not settings: the client's own tuning, lowered by tests so that retries don't take seconds.
     max_rate_limit_retries: int = 10
     backoff_base_seconds: float = 1.0

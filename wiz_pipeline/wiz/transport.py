@@ -1,4 +1,5 @@
-"""One HTTP POST with a deadline for the whole exchange, and every httpx failure made retryable."""
+"""One HTTP POST with a deadline for the whole exchange; every httpx failure made retryable but a
+refused certificate, which no retry can cure."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from typing import Any
 
 import httpx
 
-from wiz_pipeline.wiz.errors import WizRetryableError
+from wiz_pipeline.wiz.errors import WizError, WizRetryableError, WizTLSError
 from wiz_pipeline.wiz.retry import parse_retry_after
+from wiz_pipeline.wiz.tls import certificate_failure, certificate_message
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,8 @@ def post(
     scrub: Callable[[str], str],
     **request: Any,
 ) -> Reply:
-    """POST and read the whole answer, or raise ``WizRetryableError``.
+    """POST and read the whole answer, or raise ``WizRetryableError`` (``WizTLSError`` if the server's
+    certificate was refused: trust is configuration, and retrying it only delays the message).
 
     httpx's timeouts bound each connect, write and read separately, so a server that sends a
     little now and then could hold a request for ever; here the body, counted in bytes as they
@@ -62,6 +65,7 @@ def post(
     and body included, and must not ride along as ``__context__``.
     """
     deadline = time.monotonic() + timeout
+    failure: WizError
     try:
         with http.stream("POST", url, **request) as response:
             raw: list[bytes] = []
@@ -90,5 +94,9 @@ def post(
         # Our own request was malformed; its text would quote our headers, so it is left out.
         failure = WizRetryableError(f"{what}: could not send the request to {url} ({type(exc).__name__}).")
     except httpx.HTTPError as exc:  # connection errors, resets, a body that fails to decompress, ...
-        failure = WizRetryableError(f"{what}: {type(exc).__name__} talking to {url}: {scrub(str(exc))}")
+        refused = certificate_failure(exc)
+        if refused is not None:
+            failure = WizTLSError(certificate_message(what, url, refused))
+        else:
+            failure = WizRetryableError(f"{what}: {type(exc).__name__} talking to {url}: {scrub(str(exc))}")
     raise failure

@@ -34,18 +34,18 @@ class Pipeline:
     @property
     def defs(self) -> dg.Definitions:
         # Built afresh each time, so a test can change ``env`` first.
-        wiz = WizResource.from_settings(
-            load_settings(self.env),
-            api_url=self.sim.graphql_url,
-            client_id=self.sim.client_id,
-            client_secret=self.sim.client_secret,
-            token_url=self.sim.token_url,
-            max_requests_per_second=1000,
-            request_timeout_seconds=5,
-            backoff_base_seconds=0.01,
-            backoff_max_seconds=0.05,
-            **self.overrides,
-        )
+        fields = {
+            "api_url": self.sim.graphql_url,
+            "client_id": self.sim.client_id,
+            "client_secret": self.sim.client_secret,
+            "token_url": self.sim.token_url,
+            "max_requests_per_second": 1000,
+            "request_timeout_seconds": 5,
+            "backoff_base_seconds": 0.01,
+            "backoff_max_seconds": 0.05,
+            **self.overrides,  # may replace any of the above (a token URL on another host name)
+        }
+        wiz = WizResource.from_settings(load_settings(self.env), **fields)
         return build_definitions(self.env, resources={"wiz": wiz})
 
     def collection(self, data_type: str = "audit_logs") -> Collection:
