@@ -175,27 +175,26 @@ def ledger(
         windows = [chunk_start + i * step for i in range(in_chunk)]
         folders = sorted({f"{name}/date={w:%Y-%m-%d}" for w in windows})
         sizes = output.sizes(folders)
-        pending: list[tuple[datetime, str, list[str]]] = []
+        pending: list[tuple[datetime, str, str, list[str]]] = []
         for boundary in windows:
-            data = window_key(name, boundary)
-            missing = []
-            side = state.reason(boundary.strftime(KEY_FORMAT))
-            if side:
-                missing.append(side)
+            key, data = boundary.strftime(KEY_FORMAT), window_key(name, boundary)
+            side = state.reason(key)
+            missing = [side] if side else []
             has_data, has_manifest = data in sizes, manifest_key(data) in sizes
             if not (has_data and has_manifest):
                 absent = [
                     what for what, there in (("data file", has_data), ("manifest", has_manifest)) if not there
                 ]
                 missing.append(f"output: no {' and no '.join(absent)}")
-            pending.append((boundary, data, missing))
+            pending.append((boundary, key, data, missing))
+        # With gaps_only, the manifests of windows both sides have are not read (see the docstring).
         wanted = [
             manifest_key(data)
-            for _, data, missing in pending
+            for _, _, data, missing in pending
             if manifest_key(data) in sizes and (missing or not gaps_only)
         ]
         manifests = output.read_many(wanted)
-        for boundary, data, missing in pending:
+        for boundary, key, data, missing in pending:
             manifest = _decode(manifests.get(manifest_key(data)))
             if isinstance(manifest, str):
                 missing.append(manifest)
@@ -206,12 +205,7 @@ def ledger(
                 missing.append(
                     f"output: data file has {sizes[data]} bytes, its manifest says {manifest.bytes}"
                 )
-            if missing or not gaps_only:
-                yield WindowLine(
-                    name, boundary.strftime(KEY_FORMAT), boundary, boundary + step, tuple(missing), manifest
-                )
-            else:
-                yield WindowLine(name, boundary.strftime(KEY_FORMAT), boundary, boundary + step, (), None)
+            yield WindowLine(name, key, boundary, boundary + step, tuple(missing), manifest)
         done += in_chunk
 
 
