@@ -45,7 +45,7 @@ from wiz_pipeline.definitions import build_definitions  # noqa: E402
 from wiz_pipeline.resources import WizResource  # noqa: E402
 from wiz_pipeline.settings import load_settings  # noqa: E402
 from wiz_pipeline.simulator import Fault, WizSimulator, generate_tenant  # noqa: E402
-from wiz_pipeline.wiz.times import format_time  # noqa: E402
+from wiz_pipeline.times import format_time  # noqa: E402
 from wiz_pipeline_tests.postgres_server import start_server, stop_server  # noqa: E402
 
 INTERVAL = 1800
@@ -111,8 +111,9 @@ def measure(backend: str, windows: int, pg_env: dict[str, str]) -> None:
         with WizSimulator(tenant, client_id="bench", client_secret="bench-secret-4d1c") as sim, \
                 dg.DagsterInstance.from_config(str(home)) as instance:  # fmt: skip
             sim.set_now(now)
-            wiz = WizResource(
-                api_url=sim.graphql_url, client_id="bench", client_secret="bench-secret-4d1c",
+            wiz = WizResource.from_settings(
+                load_settings(env), api_url=sim.graphql_url, client_id="bench",
+                client_secret="bench-secret-4d1c",
                 token_url=sim.token_url, max_requests_per_second=1000, backoff_base_seconds=0.01,
                 backoff_max_seconds=0.05,
             )  # fmt: skip

@@ -17,8 +17,10 @@ import resource
 import time
 from datetime import UTC, datetime, timedelta
 
+from wiz_pipeline.data_types import DATA_TYPES
+from wiz_pipeline.settings import load_settings
 from wiz_pipeline.simulator import WizSimulator, generate_tenant
-from wiz_pipeline.wiz import DATA_TYPES, WizClient, fetch_window
+from wiz_pipeline.wiz import WizClient, fetch_window
 
 
 def main() -> None:
@@ -42,11 +44,13 @@ def main() -> None:
     with (
         WizSimulator(tenant, client_secret="bench-secret-000000") as sim,
         WizClient(
-            api_url=sim.graphql_url,
-            token_url=sim.token_url,
-            client_id=sim.client_id,
-            client_secret="bench-secret-000000",
-            max_requests_per_second=args.rate,
+            load_settings({}).wiz_options(
+                api_url=sim.graphql_url,
+                token_url=sim.token_url,
+                client_id=sim.client_id,
+                client_secret="bench-secret-000000",
+                max_requests_per_second=args.rate,
+            )
         ) as client,
     ):
         sim.set_now(end + timedelta(days=1))

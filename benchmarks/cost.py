@@ -156,8 +156,8 @@ def child_pipeline(windows: int, empty: bool) -> dict:
     import dagster as dg
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+    from wiz_pipeline.data_types.audit_logs import AUDIT_LOGS
     from wiz_pipeline.definitions import build_definitions
-    from wiz_pipeline.wiz import AUDIT_LOGS
 
     # The tenant is denser than the real API's cap allows in one query per window (see the top).
     object.__setattr__(AUDIT_LOGS, "result_cap", None)
@@ -219,7 +219,7 @@ def best(runs: list[dict]) -> dict:
 
 
 def one_size(records: int, args: argparse.Namespace, work: Path) -> None:
-    from wiz_pipeline.wiz import AUDIT_LOGS
+    from wiz_pipeline.data_types.audit_logs import AUDIT_LOGS
 
     end = START + args.windows * WINDOW
     server = subprocess.Popen(  # noqa: S603

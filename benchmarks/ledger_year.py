@@ -60,7 +60,7 @@ from wiz_pipeline.resources import WizResource  # noqa: E402
 from wiz_pipeline.settings import load_settings  # noqa: E402
 from wiz_pipeline.simulator import WizSimulator, generate_tenant  # noqa: E402
 from wiz_pipeline.storage import manifest_key, window_key  # noqa: E402
-from wiz_pipeline.wiz.times import format_time  # noqa: E402
+from wiz_pipeline.times import format_time  # noqa: E402
 
 INTERVAL = 60
 LAG = 300

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from wiz_pipeline.simulator import WizSimulator, generate_tenant
-from wiz_pipeline.wiz.times import format_time
+from wiz_pipeline.times import format_time
 
 
 def peak_rss_mib() -> float:

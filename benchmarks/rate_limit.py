@@ -17,6 +17,7 @@ import platform
 import time
 from datetime import UTC, datetime, timedelta
 
+from wiz_pipeline.settings import load_settings
 from wiz_pipeline.simulator import WizSimulator, generate_tenant
 from wiz_pipeline.wiz import WizClient, ratelimit
 
@@ -32,11 +33,13 @@ def run(budget: float, setting: float, requests: int, adaptive: bool) -> str:
         with (
             WizSimulator(tenant, client_secret=SECRET, rate_limit_per_second=budget) as sim,
             WizClient(
-                api_url=sim.graphql_url,
-                token_url=sim.token_url,
-                client_id=sim.client_id,
-                client_secret=SECRET,
-                max_requests_per_second=setting,
+                load_settings({}).wiz_options(
+                    api_url=sim.graphql_url,
+                    token_url=sim.token_url,
+                    client_id=sim.client_id,
+                    client_secret=SECRET,
+                    max_requests_per_second=setting,
+                )
             ) as client,
         ):
             client.tokens.token()

@@ -26,6 +26,7 @@ from moto.server import ThreadedMotoServer
 
 from wiz_pipeline.definitions import build_definitions
 from wiz_pipeline.resources import WizResource
+from wiz_pipeline.settings import load_settings
 from wiz_pipeline.simulator import WizSimulator, generate_tenant
 
 T0 = datetime(2025, 9, 12, 21, 0, tzinfo=UTC)
@@ -66,7 +67,8 @@ def run(sim: WizSimulator, output: str, windows: int) -> tuple[float, int]:
         "WIZ_COLLECT_ISSUES": "false",
         "WIZ_MAX_WINDOWS_PER_RUN": str(windows),
     }
-    wiz = WizResource(
+    wiz = WizResource.from_settings(
+        load_settings(env),
         api_url=sim.graphql_url,
         client_id=sim.client_id,
         client_secret=sim.client_secret,

@@ -1,4 +1,5 @@
-"""Checkpoints (``AUDIT_SINCE_TIME``, ``ISSUES_SINCE_TIME``) derived from materialized partitions.
+"""Checkpoints derived from materialized partitions, one per data type (its ``checkpoint_variable``:
+``AUDIT_SINCE_TIME``, ``ISSUES_SINCE_TIME``).
 
 Nothing is stored by hand: a data type's checkpoint is the end of the longest run of materialized
 windows that starts at its seed. A failed or missing window holds it back even when later windows
@@ -19,9 +20,10 @@ from dagster._core.storage.partition_status_cache import (
     get_and_update_asset_status_cache_value,
 )
 
+from wiz_pipeline.data_types import DATA_TYPES, DataType
 from wiz_pipeline.partitions import KEY_FORMAT, window_partitions
 from wiz_pipeline.settings import Settings
-from wiz_pipeline.wiz.times import format_time, parse_time
+from wiz_pipeline.times import format_time, parse_time
 
 # Bringing the status cache up to date costs Dagster a parse and a check per window it hasn't seen: after
 # a year of windows was written at once (a backfill, a fresh instance), several seconds at 30-minute
@@ -294,21 +296,23 @@ def interval_change(instance: dg.DagsterInstance, collection: Collection) -> str
 
 
 def collections_for(settings: Settings) -> list[Collection]:
-    """Audit logs always; issues when WIZ_COLLECT_ISSUES is on."""
-    found = [_collection("audit_logs", "AUDIT_SINCE_TIME", settings.audit_since_time, settings)]
-    if settings.collect_issues:
-        found.append(_collection("issues", "ISSUES_SINCE_TIME", settings.issues_since_time, settings))
-    return found
+    """Every data type of ``DATA_TYPES`` that its setting leaves on (audit logs always)."""
+    return [
+        _collection(data_type, settings)
+        for data_type in DATA_TYPES.values()
+        if settings.enabled[data_type.name]
+    ]
 
 
-def _collection(name: str, checkpoint_name: str, seed: datetime, settings: Settings) -> Collection:
+def _collection(data_type: DataType, settings: Settings) -> Collection:
+    seed = settings.seeds[data_type.name]
     return Collection(
-        data_type=name,
-        checkpoint_name=checkpoint_name,
-        asset_key=dg.AssetKey(["wiz", name]),
+        data_type=data_type.name,
+        checkpoint_name=data_type.checkpoint_variable,
+        asset_key=dg.AssetKey(list(data_type.asset_key_path)),
         partitions_def=window_partitions(seed, settings.poll_interval_seconds),
         seed=seed,
-        job_name=f"collect_{name}",
-        schedule_name=f"collect_{name}_schedule",
+        job_name=data_type.job_name,
+        schedule_name=data_type.schedule_name,
         interval_seconds=settings.poll_interval_seconds,
     )

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from wiz_pipeline.data_types import DATA_TYPES
 from wiz_pipeline.simulator import WizSimulator, generate_tenant
 from wiz_pipeline.wiz.errors import WizConfigError
 from wiz_pipeline.wiz.urls import is_loopback_host
@@ -155,7 +156,7 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
 
     from wiz_pipeline.checkpoints import collections_for, interval_change, progress
     from wiz_pipeline.settings import load_settings
-    from wiz_pipeline.wiz.times import format_time
+    from wiz_pipeline.times import format_time
 
     if not os.environ.get("DAGSTER_HOME"):
         print(
@@ -198,7 +199,7 @@ def cmd_ledger(args: argparse.Namespace) -> int:
     )
     from wiz_pipeline.outputs import open_output
     from wiz_pipeline.settings import load_settings
-    from wiz_pipeline.wiz.times import format_time
+    from wiz_pipeline.times import format_time
 
     if not os.environ.get("DAGSTER_HOME"):
         raise WizConfigError(
@@ -211,7 +212,8 @@ def cmd_ledger(args: argparse.Namespace) -> int:
     settings = load_settings()
     collections = [c for c in collections_for(settings) if args.type in (None, c.data_type)]
     if not collections:
-        raise WizConfigError(f"--type {args.type}: WIZ_COLLECT_ISSUES is off, so no issues are collected")
+        setting = DATA_TYPES[args.type].enabled_by
+        raise WizConfigError(f"--type {args.type}: {setting} is off, so {args.type} are not collected")
     output = open_output(settings.output_uri)
     now, lag = datetime.now(UTC), timedelta(seconds=settings.window_lag_seconds)
     if not any(window_range(c, now, lag, start, end)[1] for c in collections):
@@ -360,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
         "is not written; 2: a usage or setting error.",
     )
     ledger.add_argument(
-        "--type", choices=["audit_logs", "issues"], help="one data type (default: every collected one)"
+        "--type", choices=list(DATA_TYPES), help="one data type (default: every collected one)"
     )
     ledger.add_argument(
         "--from", dest="start", metavar="ISO", help="from the window holding this time (UTC unless an offset)"

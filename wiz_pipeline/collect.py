@@ -5,10 +5,15 @@ each node routed by its time into its window's file as pages arrive. A span is t
 many windows as the caller expects to fit under the API's result cap. If a span reaches the cap, what
 was written for it is dropped and it is fetched again in smaller spans, cut at window boundaries and
 sized from how much time the capped answer covered (so a dense day costs one wasted query, not a
-cascade of halvings; the run's later spans are cut to that size too), down to single windows; a
-single window that still reaches the cap fails (splitting inside a window comes in a later change).
+cascade of halvings; the run's later spans are cut to that size too), down to single windows. A
+single window that reaches the cap is fetched again in sub-queries by time inside it (``split``),
+into its one file; one that holds more than the cap within a second fails alone.
 A span is all or nothing: when its fetch fails, none of its windows is written; windows of spans that
 finished before stay written.
+
+What a run learns is reused: once a window needed sub-queries, the run's later windows are fetched one
+per query, and a window is split up front when the window written before it (or, for the run's first,
+its recent neighbours) held more than a query returns, instead of each wasting a capped query first.
 
 Dagster-free, like ``wiz/``: the asset turns each ``WindowResult`` into a materialization.
 """
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import gc
 import logging
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,13 +31,14 @@ from typing import Any
 
 import numpy as np
 
+from wiz_pipeline.data_types import DataType
 from wiz_pipeline.outputs import Output, open_output
 from wiz_pipeline.partitions import Window
 from wiz_pipeline.prefetch import prefetched
+from wiz_pipeline.split import TARGET_SHARE_OF_CAP, SplitFetch, cut, plan, step_for
 from wiz_pipeline.storage import WindowWriter, WrittenFile, sweep_stale_temporaries
-from wiz_pipeline.tables import TABLES
-from wiz_pipeline.wiz import DataType, Nodes, WindowFetch, WizClient, WizResultCapError
-from wiz_pipeline.wiz.times import format_time, from_micros, to_micros
+from wiz_pipeline.times import format_time, from_micros, to_micros
+from wiz_pipeline.wiz import Nodes, WindowFetch, WindowStats, WizClient, WizResultCapError
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +53,19 @@ class WindowResult:
     window: Window
     file: WrittenFile
     manifest: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Collected:
+    """A window fetched whole into its writer, not yet committed."""
+
+    window: Window
+    writer: WindowWriter
+    figures: _WindowFigures
+    query: dict[str, Any]  # the figures of the query (or sub-queries) it came from
+    span_windows: int  # how many windows that query covered
+    queries: int  # queries whose records are in the file: more than 1 when split
+    capped_queries: int  # queries covering it thrown away because they reached the cap
 
 
 @dataclass
@@ -73,33 +93,34 @@ def collect_windows(
     *,
     run_id: str,
     windows_per_query: int | None = None,
+    rows_per_window: int = 0,
 ) -> Iterator[WindowResult]:
     """Yield each window once its file is in place, oldest span first.
 
     ``windows_per_query`` (from ``windows_per_query_for``) cuts the run into spans of that many
     windows up front, so that a long run doesn't spend a whole capped query finding out it is too
-    long; without it, the first query covers every window.
+    long; without it, the first query covers every window. ``rows_per_window``, what recent windows
+    held, lets the run's first window be split up front when that is more than a query returns.
 
     Raises after yielding every window it could write: at once when a span's fetch fails (the next
-    span would most likely fail the same way), at the end when single windows reached the cap.
+    span would most likely fail the same way), at the end when a window held more than the cap
+    within one second.
     """
     if not windows:
         return
     root = open_output(root)
     sweep_stale_temporaries(root, data_type.name)
     spans = _cut([windows], windows_per_query or len(windows))
-    capped: list[WizResultCapError] = []
+    window_seconds = max((w.end - w.start).total_seconds() for w in windows)
+    # Records per second of the window written last (at first, of the recent ones).
+    density = rows_per_window / window_seconds
+    capped: Counter[str] = Counter()  # capped queries that covered each window
+    failed: list[WizResultCapError] = []
     while spans:
         span = spans.pop(0)
         try:
-            writers, figures, query = _fetch_span(client, data_type, span, root)
+            collected = _fetch(client, data_type, span, root, density, capped)
         except _SpanCapped as exc:
-            if len(span) == 1:
-                log.error(
-                    "%s: window %s reached the result cap; it is not written.", data_type.name, span[0].key
-                )
-                capped.append(exc.error)
-                continue
             size = _windows_per_query(span, exc.seen_from, exc.seen_to)
             log.info(
                 "%s: %d windows from %s reached the API's result cap in one query; fetching them again "
@@ -113,20 +134,85 @@ def collect_windows(
             # of them reach the cap (every capped query is up to 20 pages thrown away).
             spans = _cut([span, *spans], size)
             continue
+        except WizResultCapError as exc:  # a single window past the cap within one second
+            log.error("%s: window %s is not written: %s", data_type.name, span[0].key, exc)
+            failed.append(exc)
+            continue
+        if any(c.queries > 1 for c in collected):
+            # A window needed sub-queries: any span holding one like it would reach the cap.
+            spans = _cut(spans, 1)
+        last = collected[-1]
+        density = last.figures.rows / (last.window.end - last.window.start).total_seconds()
         committed = 0
         try:
-            for window in span:
-                manifest = _manifest(data_type, window, figures[window.key], query, len(span), run_id)
-                written = writers[window.key].commit(manifest)
+            for c in collected:
+                manifest = _manifest(data_type, c, run_id)
+                written = c.writer.commit(manifest)
                 committed += 1
-                yield WindowResult(window, written, manifest)
+                yield WindowResult(c.window, written, manifest)
         finally:
             # A failed commit (disk full) or a consumer that stops early (the run is terminated) must
             # not leave the remaining windows' temporary files behind.
-            for window in span[committed:]:
-                writers[window.key].abort()
-    if capped:
-        raise capped[0]
+            for c in collected[committed:]:
+                c.writer.abort()
+    if failed:
+        raise failed[0]
+
+
+def _fetch(
+    client: WizClient,
+    data_type: DataType,
+    span: list[Window],
+    root: Output,
+    density: float,
+    capped: Counter[str],
+) -> list[_Collected]:
+    """Fetch a span whole; a single window that reaches the cap (or that ``density`` says would)
+    in sub-queries. Raises ``_SpanCapped`` for a span of several windows that reached the cap."""
+    cap = data_type.result_cap
+    if len(span) == 1 and cap and density > 0:
+        window = span[0]
+        step = step_for(density, cap)
+        if step < window.end - window.start:
+            ranges = cut(window.start, window.end, step)
+            return [_fetch_split(client, data_type, window, root, ranges, capped[window.key], None)]
+    try:
+        return _fetch_span(client, data_type, span, root)
+    except _SpanCapped as exc:
+        for window in span:
+            capped[window.key] += 1
+        if len(span) > 1 or not cap:
+            raise
+        window = span[0]
+        ranges = plan(window.start, window.end, exc.micros, cap)
+        return [_fetch_split(client, data_type, window, root, ranges, capped[window.key], exc.stats)]
+
+
+def _fetch_split(
+    client: WizClient,
+    data_type: DataType,
+    window: Window,
+    root: Output,
+    ranges: list[tuple[datetime, datetime]],
+    capped_before: int,
+    thrown_away: WindowStats | None,
+) -> _Collected:
+    writer = WindowWriter(root, data_type.table, window)
+    figures = _WindowFigures()
+    split = SplitFetch(client, data_type, window.start, window.end, ranges, thrown_away)
+    gc.freeze()  # as in _fetch_span
+    try:
+        for nodes in split:
+            figures.note(nodes)
+            writer.add(nodes)
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        gc.unfreeze()
+    return _Collected(
+        window, writer, figures, split.figures(), 1, split.queries, capped_before + split.capped
+    )
 
 
 def _fetch_span(
@@ -134,12 +220,13 @@ def _fetch_span(
     data_type: DataType,
     span: list[Window],
     root: Output,
-) -> tuple[dict[str, WindowWriter], dict[str, _WindowFigures], dict[str, Any]]:
-    table = TABLES[data_type.name]
+) -> list[_Collected]:
+    table = data_type.table
     writers = {w.key: WindowWriter(root, table, w) for w in span}
     figures = {w.key: _WindowFigures() for w in span}
     starts = np.array([to_micros(w.start) for w in span], dtype=np.int64)
     fetch = WindowFetch(client, data_type, span[0].start, span[-1].end)
+    seen: list[np.ndarray] = []  # the times of what came, to size a split if the query is capped
     # Every page allocates thousands of short-lived objects, and each full garbage collection
     # would walk the whole heap (Dagster's included) again; what exists now is left out of them.
     gc.freeze()
@@ -147,6 +234,7 @@ def _fetch_span(
         # Pages are fetched (and sorted by WindowFetch) in a thread while the previous ones are
         # turned into row groups here, so the wall time approaches the time the API takes.
         for nodes in prefetched(fetch):
+            seen.append(nodes.micros[nodes.readable])
             index = np.searchsorted(starts, nodes.micros, side="right") - 1
             # A node without a readable time can't be placed; the query returned it for this
             # span, so it is kept in the span's last window (and counted in the manifest).
@@ -163,26 +251,31 @@ def _fetch_span(
             writer.abort()
         if isinstance(exc, WizResultCapError):
             times = [t for f in figures.values() for t in (f.min_time, f.max_time) if t is not None]
-            raise _SpanCapped(exc, min(times, default=None), max(times, default=None)) from None
+            micros = np.concatenate(seen or [np.empty(0, np.int64)])
+            low, high = min(times, default=None), max(times, default=None)
+            raise _SpanCapped(exc, low, high, micros, fetch.stats) from None
         raise
     finally:
         gc.unfreeze()
-    return writers, figures, fetch.stats.as_dict()
+    query = fetch.stats.as_dict()
+    return [_Collected(w, writers[w.key], figures[w.key], query, len(span), 1, 0) for w in span]
 
 
 class _SpanCapped(Exception):
-    """A span's query reached the cap; ``seen_from``/``seen_to`` bound the times of what it returned."""
+    """A span's query reached the cap; ``seen_from``/``seen_to`` bound the times of what it returned,
+    ``micros`` are those times, ``stats`` what the query cost."""
 
     def __init__(
-        self, error: WizResultCapError, seen_from: datetime | None, seen_to: datetime | None
+        self,
+        error: WizResultCapError,
+        seen_from: datetime | None,
+        seen_to: datetime | None,
+        micros: np.ndarray,
+        stats: WindowStats,
     ) -> None:
         super().__init__(str(error))
         self.error, self.seen_from, self.seen_to = error, seen_from, seen_to
-
-
-# A capped span is fetched again in pieces expected to hold this share of the cap, so that one
-# estimate usually suffices and a denser stretch still fits.
-TARGET_SHARE_OF_CAP = 0.7
+        self.micros, self.stats = micros, stats
 
 
 def _windows_per_query(span: list[Window], seen_from: datetime | None, seen_to: datetime | None) -> int:
@@ -213,14 +306,8 @@ def _bound_memory(writers: dict[str, WindowWriter]) -> None:
         max(writers.values(), key=lambda w: w.pending_bytes).flush()
 
 
-def _manifest(
-    data_type: DataType,
-    window: Window,
-    figures: _WindowFigures,
-    query: dict[str, Any],
-    span_windows: int,
-    run_id: str,
-) -> dict[str, Any]:
+def _manifest(data_type: DataType, c: _Collected, run_id: str) -> dict[str, Any]:
+    window, figures = c.window, c.figures
     return {
         "data_type": data_type.name,
         "partition_key": window.key,
@@ -232,6 +319,11 @@ def _manifest(
         "min_time": format_time(figures.min_time) if figures.min_time else None,
         "max_time": format_time(figures.max_time) if figures.max_time else None,
         "rows_without_time": figures.without_time,
-        # The query this window was fetched with; it may have covered several windows.
-        "query": {**query, "windows": span_windows},
+        # The query this window was fetched with; it may have covered several windows, or (when
+        # split) be the sum of the window's sub-queries, the capped ones included.
+        "query": {**c.query, "windows": c.span_windows},
+        # Queries whose records are in the file (more than 1: split inside the window), and capped
+        # queries covering the window that were thrown away (a capped span counts in each window).
+        "queries": c.queries,
+        "capped_queries": c.capped_queries,
     }

@@ -1,4 +1,5 @@
-"""The one ``Definitions`` object: assets, jobs, schedules and resources.
+"""The one ``Definitions`` object: assets, jobs, schedules and resources, one of each per data type
+(``data_types.DATA_TYPES``).
 
 Settings with defaults are read here, when the code location loads (they shape the partitions);
 the Wiz endpoint and credentials are read by Dagster when a run starts (see ``settings.py``).
@@ -11,14 +12,11 @@ from typing import Any
 
 import dagster as dg
 
-from wiz_pipeline.assets.audit_logs import audit_logs_asset
-from wiz_pipeline.assets.issues import issues_asset
+from wiz_pipeline.assets.window_asset import window_asset
 from wiz_pipeline.checkpoints import collections_for
 from wiz_pipeline.resources import ParquetDatasets, WizResource
 from wiz_pipeline.schedules import RUN_TAGS, catch_up_schedule
 from wiz_pipeline.settings import load_settings
-
-ASSET_FACTORIES = {"audit_logs": audit_logs_asset, "issues": issues_asset}
 
 
 def build_definitions(
@@ -29,8 +27,7 @@ def build_definitions(
     settings = load_settings(env)
     assets, jobs, schedules = [], [], []
     for collection in collections_for(settings):
-        factory = ASSET_FACTORIES[collection.data_type]
-        assets.append(factory(collection, settings.max_windows_per_backfill_run))
+        assets.append(window_asset(collection, settings.max_windows_per_backfill_run))
         job = dg.define_asset_job(
             collection.job_name,
             selection=[collection.asset_key],

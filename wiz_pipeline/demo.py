@@ -19,7 +19,7 @@ from wiz_pipeline.assets.window_asset import POOL
 from wiz_pipeline.checkpoints import collections_for, progress
 from wiz_pipeline.settings import load_settings
 from wiz_pipeline.simulator import WizSimulator
-from wiz_pipeline.wiz.times import format_time
+from wiz_pipeline.times import format_time
 
 # Both the demo and `wiz-pipeline dev` write this into a DAGSTER_HOME that has no dagster.yaml yet.
 # One step at a time may hold the `wiz_api` pool, so all runs share the tenant's rate budget.

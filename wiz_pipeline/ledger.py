@@ -31,8 +31,8 @@ from wiz_pipeline.checkpoints import Collection, failed_and_in_progress, partial
 from wiz_pipeline.outputs import Output
 from wiz_pipeline.partitions import KEY_FORMAT, floor_to_window
 from wiz_pipeline.storage import manifest_key, window_key
+from wiz_pipeline.times import format_time
 from wiz_pipeline.wiz.errors import WizConfigError
-from wiz_pipeline.wiz.times import format_time
 
 # Days whose folders are listed and manifests read together: enough windows for S3's concurrency to
 # pay (10,080 one-minute windows), few enough that memory stays small however long the range.

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from wiz_pipeline.wiz.times import format_time
+from wiz_pipeline.times import format_time
 
 # Partition keys name a window's start; minutes are kept for daily windows too, so that keys (and
 # file names) read the same whatever the interval.

@@ -19,7 +19,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 
 from wiz_pipeline.checkpoints import Collection, interval_change, progress, window_keys
 from wiz_pipeline.partitions import cron_for
-from wiz_pipeline.wiz.times import format_time
+from wiz_pipeline.times import format_time
 
 # With run monitoring on (deploy/dagster.yaml), a run still going after this long is failed: a hung or
 # orphaned run must not hold its windows, and the wiz_api pool's only slot, for ever.

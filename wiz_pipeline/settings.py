@@ -21,9 +21,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from wiz_pipeline.data_types import DATA_TYPES
 from wiz_pipeline.outputs import parse_output_uri
-from wiz_pipeline.wiz.client import MAX_PAGE_SIZE
 from wiz_pipeline.wiz.errors import WizConfigError
+from wiz_pipeline.wiz.options import MAX_PAGE_SIZE, WizOptions
+from wiz_pipeline.wiz.secret import Secret
 from wiz_pipeline.wiz.urls import check_url
 
 DEFAULT_SEED = "2025-09-12T21:00:09Z"
@@ -151,24 +153,9 @@ SETTINGS: tuple[Setting, ...] = (
         "Window length and schedule interval; must divide an hour or a day into whole minutes.",
         parse_interval,
     ),
-    Setting(
-        "AUDIT_SINCE_TIME",
-        DEFAULT_SEED,
-        "Where audit log collection starts (ISO 8601 with Z or an offset); nothing before it is collected.",
-        parse_seed,
-    ),
-    Setting(
-        "ISSUES_SINCE_TIME",
-        DEFAULT_SEED,
-        "Where issue collection starts (by statusChangedAt); nothing before it is collected.",
-        parse_seed,
-    ),
-    Setting(
-        "WIZ_COLLECT_ISSUES",
-        "true",
-        "Collect issues too (true/false); false drops the asset and its schedule.",
-        _bool,
-    ),
+    # Each data type's seed, and the switch of those that can be turned off (see data_types/).
+    *(Setting(dt.checkpoint_variable, DEFAULT_SEED, dt.seed_help, parse_seed) for dt in DATA_TYPES.values()),
+    *(Setting(dt.enabled_by, "true", dt.enabled_help, _bool) for dt in DATA_TYPES.values() if dt.enabled_by),
     Setting(
         "WIZ_OUTPUT_URI",
         "data",
@@ -281,9 +268,8 @@ class Settings:
     oauth_headers: dict[str, str]
     oauth_data: dict[str, str]
     poll_interval_seconds: int
-    audit_since_time: datetime
-    issues_since_time: datetime
-    collect_issues: bool
+    seeds: dict[str, datetime]  # by data type: where its collection starts
+    enabled: dict[str, bool]  # by data type: collected or not
     output_uri: str  # an absolute directory, or s3://bucket[/prefix]
     page_size: int
     max_retries: int
@@ -293,9 +279,31 @@ class Settings:
     max_windows_per_run: int
     max_windows_per_backfill_run: int
 
+    def client_options(self) -> dict[str, Any]:
+        """The client's options that come from settings (``WizOptions`` fields), checked above."""
+        return {
+            "token_url": self.token_url,
+            "scopes": self.scopes,
+            "oauth_data": self.oauth_data,
+            "oauth_headers": self.oauth_headers,
+            "refresh_margin_seconds": self.token_refresh_margin_seconds,
+            "page_size": self.page_size,
+            "max_retries": self.max_retries,
+            "request_timeout_seconds": self.request_timeout_seconds,
+            "max_requests_per_second": self.max_requests_per_second,
+        }
 
-def _field(setting: Setting) -> str:
-    return setting.name.lower().removeprefix("wiz_")
+    def wiz_options(
+        self, *, api_url: str, client_id: str, client_secret: str | Secret, **tuning: Any
+    ) -> WizOptions:
+        """The client's options: these settings, the endpoint and credentials (the required settings,
+        which Dagster reads when a run starts), and ``tuning`` (other ``WizOptions`` fields)."""
+        fields = {**self.client_options(), **tuning}
+        return WizOptions(api_url=api_url, client_id=client_id, client_secret=client_secret, **fields)
+
+
+def _field(name: str) -> str:
+    return name.lower().removeprefix("wiz_")
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -310,12 +318,18 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         if text is None or text == "":
             text = setting.default
         try:
-            values[_field(setting)] = setting.parse(setting.name, text)
+            values[setting.name] = setting.parse(setting.name, text)
         except WizConfigError as exc:
             problems.append(str(exc))
     if problems:
         raise SettingsError("Bad settings:\n  " + "\n  ".join(problems))
-    return Settings(**values)
+    per_data_type = {dt.checkpoint_variable for dt in DATA_TYPES.values()}
+    per_data_type |= {dt.enabled_by for dt in DATA_TYPES.values() if dt.enabled_by}
+    return Settings(
+        **{_field(name): value for name, value in values.items() if name not in per_data_type},
+        seeds={dt.name: values[dt.checkpoint_variable] for dt in DATA_TYPES.values()},
+        enabled={dt.name: not dt.enabled_by or values[dt.enabled_by] for dt in DATA_TYPES.values()},
+    )
 
 
 def settings_table() -> str:

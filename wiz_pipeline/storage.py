@@ -88,7 +88,7 @@ class HashingFile(io.RawIOBase):
 
     def write(self, data: Any) -> int:
         self.digest.update(data)
-        self.size += len(memoryview(data))
+        self.size += memoryview(data).nbytes
         return self.target.write(data)
 
     def tell(self) -> int:

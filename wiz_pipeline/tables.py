@@ -1,4 +1,4 @@
-"""The Parquet columns of each data type, and how Wiz nodes become rows, a batch at a time.
+"""How Wiz nodes become Parquet rows, a batch at a time (each data type's columns are in ``data_types/``).
 
 Every field in the shared API notes gets a typed snake_case column: times as UTC timestamps, nested
 objects flattened where they hold scalars, and free-form values (action parameters, tags, projects,
@@ -18,15 +18,17 @@ import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from wiz_pipeline.wiz import AUDIT_LOGS, ISSUES, Nodes
-from wiz_pipeline.wiz.times import MICROS_UTC, parse_times
+from wiz_pipeline.times import MICROS_UTC, parse_times
+
+if TYPE_CHECKING:
+    from wiz_pipeline.wiz.queries import Nodes
 
 TIMESTAMP = MICROS_UTC
 
@@ -66,86 +68,6 @@ def when(name: str, *path: str, doc: str = "") -> Column:
 def as_json(name: str, *path: str, doc: str = "") -> Column:
     return Column(name, Kind.JSON, path, doc=doc)
 
-
-AUDIT_LOG_COLUMNS = (
-    text("id", "id"),
-    when("timestamp", "timestamp", doc="places the entry in its window"),
-    Column(
-        "action",
-        Kind.TEXT,
-        ("action",),
-        strip=True,
-        doc="surrounding spaces removed (Wiz pads some; `raw` keeps them)",
-    ),
-    text("status", "status"),
-    text("request_id", "requestId"),
-    text("source_ip", "sourceIP"),
-    text("user_agent", "userAgent"),
-    text("user_id", "user", "id"),
-    text("user_name", "user", "name"),
-    text("service_account_id", "serviceAccount", "id"),
-    text("service_account_name", "serviceAccount", "name"),
-    as_json("action_parameters", "actionParameters", doc="JSON text"),
-)
-
-ISSUE_COLUMNS = (
-    text("id", "id"),
-    when("status_changed_at", "statusChangedAt", doc="places the issue in its window"),
-    text("status", "status"),
-    text("severity", "severity"),
-    text("type", "type"),
-    when("created_at", "createdAt"),
-    when("updated_at", "updatedAt"),
-    when("due_at", "dueAt"),
-    when("resolved_at", "resolvedAt"),
-    text(
-        "source_rule_type",
-        "sourceRule",
-        "__typename",
-        doc="Control, CloudEventRule or CloudConfigurationRule",
-    ),
-    text("source_rule_id", "sourceRule", "id"),
-    text("source_rule_name", "sourceRule", "name"),
-    text(
-        "source_rule_description",
-        "sourceRule",
-        "controlDescription",
-        alternatives=(
-            ("sourceRule", "cloudEventRuleDescription"),
-            ("sourceRule", "cloudConfigurationRuleDescription"),
-        ),
-        doc="whichever kind of rule it is",
-    ),
-    text(
-        "remediation",
-        "sourceRule",
-        "resolutionRecommendation",
-        alternatives=(("sourceRule", "remediationInstructions"),),
-        doc="a control's resolution recommendation or a configuration rule's remediation instructions",
-    ),
-    text("source_rule_service_type", "sourceRule", "serviceType"),
-    text("source_rule_source_type", "sourceRule", "sourceType"),
-    text("source_rule_event_type", "sourceRule", "type", doc="a cloud event rule's type"),
-    as_json("security_sub_categories", "sourceRule", "securitySubCategories", doc="JSON text"),
-    text("entity_id", "entitySnapshot", "id"),
-    text("entity_type", "entitySnapshot", "type"),
-    text("entity_native_type", "entitySnapshot", "nativeType"),
-    text("entity_name", "entitySnapshot", "name"),
-    text("entity_status", "entitySnapshot", "status"),
-    text("entity_cloud_platform", "entitySnapshot", "cloudPlatform"),
-    text("entity_cloud_provider_url", "entitySnapshot", "cloudProviderURL"),
-    text("entity_provider_id", "entitySnapshot", "providerId"),
-    text("entity_region", "entitySnapshot", "region"),
-    text("entity_resource_group_external_id", "entitySnapshot", "resourceGroupExternalId"),
-    text("entity_subscription_external_id", "entitySnapshot", "subscriptionExternalId"),
-    text("entity_subscription_name", "entitySnapshot", "subscriptionName"),
-    as_json("entity_subscription_tags", "entitySnapshot", "subscriptionTags", doc="JSON text"),
-    as_json("entity_tags", "entitySnapshot", "tags", doc="JSON text"),
-    text("entity_external_id", "entitySnapshot", "externalId"),
-    as_json("projects", "projects", doc="JSON text"),
-    as_json("service_tickets", "serviceTickets", doc="JSON text"),
-    as_json("notes", "notes", doc="JSON text"),
-)
 
 RAW_DOC = "the whole node, JSON, byte for byte as received"
 
@@ -279,9 +201,3 @@ def _decoder(table: Table) -> tuple[msgspec.json.Decoder, dict[str, list[Any]]]:
 
     getters = {c.name: [getter(p) for p in c.paths] for c in table.columns}
     return msgspec.json.Decoder(list[root]), getters
-
-
-TABLES = {
-    AUDIT_LOGS.name: Table(AUDIT_LOGS.name, AUDIT_LOG_COLUMNS, time_field=AUDIT_LOGS.time_field),
-    ISSUES.name: Table(ISSUES.name, ISSUE_COLUMNS, time_field=ISSUES.time_field),
-}

@@ -13,14 +13,20 @@ from typing import Any
 
 import pytest
 
+from wiz_pipeline.settings import load_settings
 from wiz_pipeline.simulator import Tenant, WizSimulator, generate_tenant
-from wiz_pipeline.wiz import WizClient
+from wiz_pipeline.wiz import WizClient, WizOptions
 from wiz_pipeline_tests.postgres_server import PostgresServer, PostgresUnavailable, start_server, stop_server
 
 # A fixed history, so that every figure a test checks is reproducible.
 T0 = datetime(2025, 9, 12, 21, 0, tzinfo=UTC)
 HISTORY = timedelta(hours=6)
 CLIENT_SECRET = "test-secret-8c1f0b5d7e2a4c9b"
+
+
+def client_options(**fields: Any) -> WizOptions:
+    """Options as the settings' defaults make them, with ``fields`` (the endpoint, credentials, tuning)."""
+    return load_settings({}).wiz_options(**fields)
 
 
 def small_tenant(**kwargs: Any) -> Tenant:
@@ -67,7 +73,7 @@ def make_client(sim: WizSimulator) -> Iterator[Callable[..., WizClient]]:
             "request_timeout_seconds": 5,
             **overrides,
         }
-        client = WizClient(**settings)
+        client = WizClient(client_options(**settings))
         clients.append(client)
         return client
 

@@ -351,7 +351,7 @@ def test_the_settings_the_values_give_are_valid_and_output_goes_to_s3():
     env = {name: text for name, text in set_variables(values()) if text is not None}
     assert env["WIZ_OUTPUT_URI"].startswith("s3://")
     settings = load_settings(code_server_env())
-    assert settings.audit_since_time.isoformat() == "2025-09-12T21:00:09+00:00"
+    assert settings.seeds["audit_logs"].isoformat() == "2025-09-12T21:00:09+00:00"
 
 
 def test_the_image_and_the_chart_serve_the_code_location_of_the_workspace():

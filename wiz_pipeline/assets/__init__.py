@@ -1,1 +1,1 @@
-"""One module per data type; both are thin wrappers over ``window_asset``."""
+"""The Dagster asset of each data type (``window_asset``), built from its definition in ``data_types/``."""

@@ -11,35 +11,35 @@ from dagster._core.instance.config import PoolGranularity
 
 from wiz_pipeline.checkpoints import CheckpointTracker, Collection, interval_change, recent_max_rows
 from wiz_pipeline.collect import WindowResult, collect_windows, windows_per_query_for
+from wiz_pipeline.data_types import DATA_TYPES, DataType
 from wiz_pipeline.partitions import windows_for
 from wiz_pipeline.resources import ParquetDatasets, WizResource
-from wiz_pipeline.tables import TABLES
-from wiz_pipeline.wiz import DATA_TYPES, DataType, WizConfigError
-from wiz_pipeline.wiz.times import format_time
+from wiz_pipeline.times import format_time
+from wiz_pipeline.wiz import WizConfigError
 
 POOL = "wiz_api"
+# The latest windows written whose rows size a run's first window's sub-queries (see collect).
+RECENT_NEIGHBOURS = 3
 
 
 def column_schema(data_type: str) -> dg.TableSchema:
-    table = TABLES[data_type]
+    table = DATA_TYPES[data_type].table
     return dg.TableSchema(columns=[dg.TableColumn(field.name, str(field.type)) for field in table.schema])
 
 
-def window_asset(
-    collection: Collection, description: str, max_windows_per_backfill_run: int
-) -> dg.AssetsDefinition:
+def window_asset(collection: Collection, max_windows_per_backfill_run: int) -> dg.AssetsDefinition:
+    """The asset of ``collection``'s data type, described and shaped by its definition."""
     data_type = DATA_TYPES[collection.data_type]
     schema = column_schema(collection.data_type)
 
     with warnings.catch_warnings():
         # BackfillPolicy is marked beta; we rely only on its documented multi_run behaviour.
         warnings.simplefilter("ignore", dg.BetaWarning)
-        return _define(collection, description, max_windows_per_backfill_run, data_type, schema)
+        return _define(collection, max_windows_per_backfill_run, data_type, schema)
 
 
 def _define(
     collection: Collection,
-    description: str,
     max_windows_per_backfill_run: int,
     data_type: DataType,
     schema: dg.TableSchema,
@@ -47,7 +47,7 @@ def _define(
     @dg.asset(
         key=collection.asset_key,
         group_name="wiz",
-        description=description,
+        description=data_type.description,
         partitions_def=collection.partitions_def,
         # Each run fetches its windows with as few queries as it can. UI backfills are cut into runs
         # of at most this many windows: bigger than catch-up runs, since each run costs seconds of
@@ -87,6 +87,9 @@ def _define(
         # Sized from the busiest recent window, so that a long run (a backfill) doesn't first
         # send one query over all its windows only to reach the API's result cap.
         per_query = windows_per_query_for(data_type, recent_max_rows(context.instance, collection))
+        # A window whose latest neighbours held more than one query returns is split up front, so
+        # that a busy tenant's catch-up run (often one window) doesn't waste a capped query on it.
+        neighbours = recent_max_rows(context.instance, collection, limit=RECENT_NEIGHBOURS)
         written = rows = 0
         try:
             with wiz.client() as client:
@@ -97,6 +100,7 @@ def _define(
                     output,
                     run_id=context.run.run_id,
                     windows_per_query=per_query,
+                    rows_per_window=neighbours,
                 ):
                     # The materialization names the window's file and rows; no log line per window
                     # besides it (each one is another write to the instance's storage).
@@ -108,6 +112,13 @@ def _define(
                         )
                     )
                     written, rows = written + 1, rows + result.file.rows
+                    if result.manifest["queries"] > 1:  # one line per split window, not per sub-query
+                        context.log.info(
+                            f"{collection.data_type}: window {result.window.key} held more than one "
+                            f"query returns; fetched in {result.manifest['queries']} sub-queries "
+                            f"(capped queries thrown away: {result.manifest['capped_queries']}), "
+                            f"{result.file.rows} rows."
+                        )
         finally:
             context.log.info(
                 f"{collection.data_type}: {written} of {len(windows)} window(s) written, {rows} rows; "
@@ -164,6 +175,10 @@ def _metadata(
         "sha256": result.file.sha256,
         "row_groups": result.file.row_groups,
         "query_windows": q["windows"],
+        # Queries whose records are in the file (more than 1: split by time inside the window), and
+        # those covering the window thrown away for reaching the API's result cap.
+        "queries": m["queries"],
+        "capped_queries": m["capped_queries"],
         "pages": q["pages"],
         "requests": q["requests"],
         "retries": q["retries"],

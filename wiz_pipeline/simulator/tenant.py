@@ -17,7 +17,7 @@ from typing import Any, overload
 
 import msgspec
 
-from wiz_pipeline.wiz.times import parse_time
+from wiz_pipeline.times import parse_time
 
 
 def wiz_time(value: datetime, digits: int = 6) -> str:
@@ -95,6 +95,19 @@ class Tenant:
             msgspec.Raw(msgspec.json.encode(node)) if isinstance(node, dict) else node
             for node in self.audit_nodes
         ]
+
+    def add_audit_burst(self, start: datetime, end: datetime, count: int, *, seed: int = 13) -> None:
+        """``count`` generated audit entries spread at random over ``[start, end)``, merged in at
+        once (one by one, each insertion would shift the whole list)."""
+        rng = random.Random(seed)
+        span = (end - start).total_seconds()
+        last = end - timedelta(microseconds=1)
+        times = sorted(min(start + timedelta(seconds=rng.random() * span), last) for _ in range(count))
+        pairs = [*zip(self.audit_times, self.audit_nodes, strict=True)]
+        pairs += [(when, _audit_entry(rng, when)) for when in times]
+        pairs.sort(key=lambda pair: pair[0])  # stable: entries already there keep their order
+        self.audit_times = [when for when, _ in pairs]
+        self.audit_nodes = [node for _, node in pairs]
 
     def add_issue(self, record: IssueRecord) -> None:
         self.issues.append(record)

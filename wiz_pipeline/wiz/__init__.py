@@ -1,6 +1,6 @@
 """Talks to Wiz. Imports nothing from Dagster, so it can be read, used and tested on its own."""
 
-from wiz_pipeline.wiz.auth import Secret, TokenProvider
+from wiz_pipeline.wiz.auth import TokenProvider
 from wiz_pipeline.wiz.client import Page, RequestStats, WizClient
 from wiz_pipeline.wiz.errors import (
     WizAuthError,
@@ -12,22 +12,12 @@ from wiz_pipeline.wiz.errors import (
     WizResultCapError,
     WizRetriesExhaustedError,
 )
-from wiz_pipeline.wiz.queries import (
-    AUDIT_LOGS,
-    DATA_TYPES,
-    ISSUES,
-    DataType,
-    Nodes,
-    WindowFetch,
-    WindowStats,
-    fetch_window,
-)
+from wiz_pipeline.wiz.options import MAX_PAGE_SIZE, WizOptions
+from wiz_pipeline.wiz.queries import Nodes, WindowFetch, WindowStats, fetch_window
+from wiz_pipeline.wiz.secret import Secret
 
 __all__ = [
-    "AUDIT_LOGS",
-    "DATA_TYPES",
-    "ISSUES",
-    "DataType",
+    "MAX_PAGE_SIZE",
     "Nodes",
     "Page",
     "RequestStats",
@@ -39,6 +29,7 @@ __all__ = [
     "WizClient",
     "WizConfigError",
     "WizError",
+    "WizOptions",
     "WizPaginationError",
     "WizPermissionError",
     "WizQueryError",

@@ -9,7 +9,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote, quote_plus
 
@@ -18,39 +18,16 @@ import httpx
 from wiz_pipeline.wiz import log_scrub, transport
 from wiz_pipeline.wiz.errors import (
     WizAuthError,
-    WizConfigError,
     WizRateLimitError,
     WizResponseError,
     WizRetryableError,
 )
+from wiz_pipeline.wiz.options import WizOptions
 from wiz_pipeline.wiz.retry import RetryPolicy
+from wiz_pipeline.wiz.secret import Secret
 from wiz_pipeline.wiz.transport import Reply
-from wiz_pipeline.wiz.urls import check_url
 
 log = logging.getLogger(__name__)
-
-DEFAULT_TOKEN_URL = "https://auth.app.wiz.io/oauth/token"  # noqa: S105 - a URL, not a password
-DEFAULT_OAUTH_DATA: Mapping[str, str] = {"audience": "wiz-api"}
-
-
-class Secret:
-    """A string that never shows itself in a repr, a log line or an f-string."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
 
 
 @dataclass(frozen=True)
@@ -67,36 +44,20 @@ class TokenProvider:
 
     def __init__(
         self,
+        options: WizOptions,
         *,
-        client_id: str,
-        client_secret: str | Secret,
-        token_url: str = DEFAULT_TOKEN_URL,
-        oauth_data: Mapping[str, str] | None = None,
-        oauth_headers: Mapping[str, str] | None = None,
-        scopes: str | None = None,
-        refresh_margin_seconds: float = 60.0,
-        request_timeout_seconds: float = 60.0,
         http: httpx.Client,
         retry: RetryPolicy,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not client_id:
-            raise WizConfigError("WIZ_CLIENT_ID is empty: set it to the service account's client id.")
-        secret = client_secret if isinstance(client_secret, Secret) else Secret(client_secret)
-        if not secret:
-            raise WizConfigError("WIZ_CLIENT_SECRET is empty: set it to the service account's secret.")
-        if refresh_margin_seconds < 0:
-            raise WizConfigError(
-                f"WIZ_TOKEN_REFRESH_MARGIN_SECONDS must be >= 0, got {refresh_margin_seconds!r}."
-            )
-        self.client_id = client_id
-        self._secret = secret
-        self.token_url = check_url(token_url, name="WIZ_TOKEN_URL")
-        self.oauth_data = dict(DEFAULT_OAUTH_DATA if oauth_data is None else oauth_data)
-        self.oauth_headers = dict(oauth_headers or {})
-        self.scopes = scopes or None
-        self.refresh_margin_seconds = refresh_margin_seconds
-        self._timeout = request_timeout_seconds
+        self.client_id = options.client_id
+        self._secret = options.client_secret
+        self.token_url = options.token_url
+        self.oauth_data = dict(options.oauth_data)
+        self.oauth_headers = dict(options.oauth_headers)
+        self.scopes = options.scopes or None
+        self.refresh_margin_seconds = options.refresh_margin_seconds
+        self._timeout = options.request_timeout_seconds
         self._http = http
         self._retry = retry
         self._clock = clock
@@ -104,7 +65,7 @@ class TokenProvider:
         self._token: _Token | None = None
         # The ways the secret and the last few tokens may be quoted back, worked out once each:
         # redact runs for every httpx log record when INFO is on.
-        self._secret_spellings = _spellings(secret.reveal())
+        self._secret_spellings = _spellings(self._secret.reveal())
         self._token_spellings: list[set[str]] = []
         self.tokens_fetched = 0
         log_scrub.register(self)

@@ -15,10 +15,9 @@ import httpx
 import msgspec
 
 from wiz_pipeline.wiz import transport
-from wiz_pipeline.wiz.auth import DEFAULT_TOKEN_URL, Secret, TokenProvider
+from wiz_pipeline.wiz.auth import TokenProvider
 from wiz_pipeline.wiz.errors import (
     WizAuthError,
-    WizConfigError,
     WizPaginationError,
     WizPermissionError,
     WizQueryError,
@@ -28,14 +27,14 @@ from wiz_pipeline.wiz.errors import (
     WizUnauthorizedResponse,
 )
 from wiz_pipeline.wiz.graphql_errors import ErrorKind, classify_errors, error_messages, retry_after_from
+from wiz_pipeline.wiz.options import WizOptions
 from wiz_pipeline.wiz.ratelimit import RateLimiter
 from wiz_pipeline.wiz.retry import RetryPolicy
+from wiz_pipeline.wiz.secret import Secret
 from wiz_pipeline.wiz.transport import Reply
-from wiz_pipeline.wiz.urls import check_url
 
 log = logging.getLogger(__name__)
 
-MAX_PAGE_SIZE = 500  # the API's maximum for `first`
 USER_AGENT = "wiz-pipeline/0.1"
 
 T = TypeVar("T")
@@ -113,47 +112,14 @@ def _page_decoders(
 class WizClient:
     """Talks to one Wiz tenant. Thread-safe; share one per process so the rate limit is shared."""
 
-    def __init__(
-        self,
-        *,
-        api_url: str,
-        client_id: str,
-        client_secret: str | Secret,
-        token_url: str = DEFAULT_TOKEN_URL,
-        oauth_data: Mapping[str, str] | None = None,
-        oauth_headers: Mapping[str, str] | None = None,
-        scopes: str | None = None,
-        refresh_margin_seconds: float = 60.0,
-        page_size: int = MAX_PAGE_SIZE,
-        max_retries: int = 5,
-        max_rate_limit_retries: int = 10,
-        request_timeout_seconds: float = 60.0,
-        max_requests_per_second: float = 3.0,
-        backoff_base_seconds: float = 1.0,
-        backoff_max_seconds: float = 60.0,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        self.api_url = check_url(api_url, name="WIZ_API_URL")
-        if not 1 <= page_size <= MAX_PAGE_SIZE:
-            raise WizConfigError(f"WIZ_PAGE_SIZE must be between 1 and {MAX_PAGE_SIZE}, got {page_size!r}.")
-        if max_retries < 0:
-            raise WizConfigError(f"WIZ_MAX_RETRIES must be >= 0, got {max_retries!r}.")
-        if max_rate_limit_retries < 0:
-            raise WizConfigError(f"max_rate_limit_retries must be >= 0, got {max_rate_limit_retries!r}.")
-        if not 0 <= backoff_base_seconds <= backoff_max_seconds:
-            raise WizConfigError(
-                "backoff_base_seconds and backoff_max_seconds must satisfy 0 <= base <= max, got "
-                f"{backoff_base_seconds!r} and {backoff_max_seconds!r}."
-            )
-        if not request_timeout_seconds > 0:
-            raise WizConfigError(f"WIZ_REQUEST_TIMEOUT_SECONDS must be > 0, got {request_timeout_seconds!r}.")
-        if not max_requests_per_second > 0:
-            raise WizConfigError(f"WIZ_MAX_REQUESTS_PER_SECOND must be > 0, got {max_requests_per_second!r}.")
-        self.page_size = page_size
-        self.request_timeout_seconds = request_timeout_seconds
-        self.limiter = RateLimiter(max_requests_per_second)
+    def __init__(self, options: WizOptions, *, transport: httpx.BaseTransport | None = None) -> None:
+        self.options = options
+        self.api_url = options.api_url
+        self.page_size = options.page_size
+        self.request_timeout_seconds = timeout_seconds = options.request_timeout_seconds
+        self.limiter = RateLimiter(options.max_requests_per_second)
         # Heavy issue queries can take minutes; without a read timeout a stuck one hangs the run.
-        timeout = httpx.Timeout(request_timeout_seconds, connect=min(request_timeout_seconds, 10.0))
+        timeout = httpx.Timeout(timeout_seconds, connect=min(timeout_seconds, 10.0))
         self._http = httpx.Client(
             timeout=timeout,
             transport=transport,
@@ -161,29 +127,16 @@ class WizClient:
             headers={"User-Agent": USER_AGENT},
         )
         self.retry = RetryPolicy(
-            max_retries=max_retries,
-            max_rate_limit_retries=max_rate_limit_retries,
-            backoff_base_seconds=backoff_base_seconds,
-            backoff_max_seconds=backoff_max_seconds,
+            max_retries=options.max_retries,
+            max_rate_limit_retries=options.max_rate_limit_retries,
+            backoff_base_seconds=options.backoff_base_seconds,
+            backoff_max_seconds=options.backoff_max_seconds,
             on_rate_limited=self.limiter.rate_limited,
         )
-        try:
-            self.tokens = TokenProvider(
-                client_id=client_id,
-                client_secret=client_secret,
-                token_url=token_url,
-                oauth_data=oauth_data,
-                oauth_headers=oauth_headers,
-                scopes=scopes,
-                refresh_margin_seconds=refresh_margin_seconds,
-                request_timeout_seconds=request_timeout_seconds,
-                http=self._http,
-                # The token host has its own limits: a 429 there must not pause or slow the API.
-                retry=dataclasses.replace(self.retry, on_rate_limited=None),
-            )
-        except Exception:
-            self._http.close()
-            raise
+        # The token host has its own limits: a 429 there must not pause or slow the API.
+        self.tokens = TokenProvider(
+            options, http=self._http, retry=dataclasses.replace(self.retry, on_rate_limited=None)
+        )
 
     def __repr__(self) -> str:
         return f"WizClient(api_url={self.api_url!r}, client_id={self.tokens.client_id!r})"

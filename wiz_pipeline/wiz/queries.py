@@ -1,4 +1,4 @@
-"""The GraphQL documents per data type, and fetching exactly one half-open time window of them."""
+"""Fetching exactly one half-open time window of a data type (defined in ``wiz_pipeline.data_types``)."""
 
 from __future__ import annotations
 
@@ -6,112 +6,25 @@ import logging
 import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 import numpy as np
 
+from wiz_pipeline.data_types import DataType
+from wiz_pipeline.times import format_time, from_micros, parse_times, to_micros
 from wiz_pipeline.wiz.client import Page, RequestStats, WizClient
 from wiz_pipeline.wiz.errors import WizPaginationError, WizResultCapError
 from wiz_pipeline.wiz.idset import IdSet, fingerprints
-from wiz_pipeline.wiz.times import format_time, from_micros, parse_times, to_micros
 
 log = logging.getLogger(__name__)
-
-AUDIT_LOG_QUERY = """
-query AuditLogTable($first: Int, $after: String, $filterBy: AuditLogEntryFilters) {
-  auditLogEntries(first: $first, after: $after, filterBy: $filterBy) {
-    nodes {
-      id action requestId status timestamp actionParameters userAgent sourceIP
-      serviceAccount { id name }
-      user { id name }
-    }
-    pageInfo { hasNextPage endCursor }
-  }
-}
-"""
-
-ISSUES_QUERY = """
-query IssuesTable($filterBy: IssueFilters, $first: Int, $after: String, $orderBy: IssueOrder) {
-  issues: issuesV2(filterBy: $filterBy, first: $first, after: $after, orderBy: $orderBy) {
-    nodes {
-      id
-      sourceRule {
-        __typename
-        ... on Control { id name controlDescription: description resolutionRecommendation
-          securitySubCategories { title category { name framework { name } } } }
-        ... on CloudEventRule { id name cloudEventRuleDescription: description sourceType type }
-        ... on CloudConfigurationRule { id name cloudConfigurationRuleDescription: description
-          remediationInstructions serviceType }
-      }
-      createdAt updatedAt dueAt resolvedAt statusChangedAt
-      projects { id name slug businessUnit riskProfile { businessImpact } }
-      status severity type
-      entitySnapshot { id type nativeType name status cloudPlatform cloudProviderURL providerId
-        region resourceGroupExternalId subscriptionExternalId subscriptionName subscriptionTags
-        tags externalId }
-      serviceTickets { externalId name url }
-      notes { createdAt updatedAt text user { name email } serviceAccount { name } }
-    }
-    pageInfo { hasNextPage endCursor }
-  }
-}
-"""
-
-# The API's filter bounds may be inclusive or exclusive (undocumented), so every query asks for a
-# slightly wider range and the window is cut exactly on our side.
-FILTER_PADDING = timedelta(seconds=1)
 
 # A server that keeps saying hasNextPage while handing back only empty pages or nodes already
 # seen would be paged for ever; this many such pages in a row end the window with an error.
 STALLED_PAGES_LIMIT = 10
 # Passes over one window, at most, for data whose records can leave it while it is paged (below).
 MAX_PASSES = 3
-
-
-@dataclass(frozen=True)
-class DataType:
-    name: str
-    operation: str
-    query: str
-    connection: str  # the field (or alias) under `data` holding the list
-    time_field: str  # filtered on by the query, and places a node in its window
-    permission: str  # what a 403 should name
-    result_cap: int | None = None  # nodes one query returns at most before silently stopping
-    # Can a record leave a closed window while it is being paged? An issue can: a status change
-    # moves its statusChangedAt to now. If the API's cursors are offsets, every record after it
-    # then moves up one place and one is skipped between two pages. Such windows are read again
-    # (see WindowFetch) when they took more than one page.
-    records_can_leave: bool = False
-
-    def variables(self, start: datetime, end: datetime) -> dict[str, Any]:
-        bounds = {"after": format_time(start - FILTER_PADDING), "before": format_time(end + FILTER_PADDING)}
-        return {"filterBy": {self.time_field: bounds}}
-
-
-AUDIT_LOGS = DataType(
-    name="audit_logs",
-    operation="AuditLogTable",
-    query=AUDIT_LOG_QUERY,
-    connection="auditLogEntries",
-    time_field="timestamp",
-    permission="admin:audit (a service account scoped to projects cannot read audit logs)",
-    result_cap=10_000,
-)
-
-# statusChangedAt catches new issues and every status change (see the shared API notes).
-ISSUES = DataType(
-    name="issues",
-    operation="IssuesTable",
-    query=ISSUES_QUERY,
-    connection="issues",
-    time_field="statusChangedAt",
-    permission="read:issues",
-    records_can_leave=True,
-)
-
-DATA_TYPES = {dt.name: dt for dt in (AUDIT_LOGS, ISSUES)}
 
 
 @dataclass(frozen=True)

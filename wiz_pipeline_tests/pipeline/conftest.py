@@ -34,7 +34,8 @@ class Pipeline:
     @property
     def defs(self) -> dg.Definitions:
         # Built afresh each time, so a test can change ``env`` first.
-        wiz = WizResource(
+        wiz = WizResource.from_settings(
+            load_settings(self.env),
             api_url=self.sim.graphql_url,
             client_id=self.sim.client_id,
             client_secret=self.sim.client_secret,

@@ -151,24 +151,6 @@ def test_a_run_is_cut_up_front_from_the_busiest_recent_window_so_no_capped_query
     assert requests == sum(m["pages"].value / m["query_windows"].value for m in metadata)
 
 
-def test_a_single_window_over_the_result_cap_fails_alone(pipeline):
-    tenant = small_tenant(audit_entries=600)
-    for i in range(10_000):
-        tenant.add_audit_entry(
-            audit_entry(f"2025-09-12T22:{i // 1000 + 10}:{i % 60:02d}.{i:06d}Z", f"burst-{i}")
-        )
-    with WizSimulator(tenant, client_id="test-client", client_secret=CLIENT_SECRET) as big:
-        big.set_now(T0 + timedelta(days=2))
-        pipeline.sim = big
-        keys = pipeline.keys()
-        result = pipeline.run(keys[0], keys[5])
-    assert not result.success
-    assert materialized(pipeline) == {k for k in keys[:6] if k != "2025-09-12-22:00"}
-    assert len(pipeline.files()) == 5
-    failure = result.get_step_failure_events()[0].step_failure_data.error
-    assert "the API's cap" in failure.to_string() and "WIZ_POLL_INTERVAL_SECONDS" in failure.to_string()
-
-
 def test_a_window_that_fails_writes_nothing_and_holds_the_checkpoint_back(pipeline, sim):
     keys = pipeline.keys()
     assert pipeline.run(keys[0], keys[2]).success
@@ -237,8 +219,8 @@ def test_no_secret_reaches_dagster_events_or_files(pipeline, sim):
 def test_no_temporary_file_outlives_a_run_that_stops_between_windows(pipeline, sim, monkeypatch):
     from wiz_pipeline import collect
     from wiz_pipeline.collect import collect_windows
+    from wiz_pipeline.data_types.audit_logs import AUDIT_LOGS
     from wiz_pipeline.partitions import windows_for
-    from wiz_pipeline.wiz import AUDIT_LOGS
 
     collection = pipeline.collection()
     keys = pipeline.keys()[:4]

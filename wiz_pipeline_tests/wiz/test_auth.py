@@ -6,9 +6,9 @@ import time
 
 import pytest
 
+from wiz_pipeline.data_types.audit_logs import QUERY as AUDIT_LOG_QUERY
 from wiz_pipeline.simulator import Fault
 from wiz_pipeline.wiz import WizAuthError, WizRetriesExhaustedError
-from wiz_pipeline.wiz.queries import AUDIT_LOG_QUERY
 
 PING = "query Ping { __typename }"
 

@@ -11,10 +11,11 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
+from wiz_pipeline.data_types.audit_logs import AUDIT_LOGS
+from wiz_pipeline.data_types.audit_logs import QUERY as AUDIT_LOG_QUERY
+from wiz_pipeline.data_types.issues import ISSUES
 from wiz_pipeline.simulator import Fault
 from wiz_pipeline.wiz import (
-    AUDIT_LOGS,
-    ISSUES,
     RequestStats,
     WizAuthError,
     WizPaginationError,
@@ -24,7 +25,6 @@ from wiz_pipeline.wiz import (
     fetch_window,
 )
 from wiz_pipeline.wiz.graphql_errors import ErrorKind, classify_error
-from wiz_pipeline.wiz.queries import AUDIT_LOG_QUERY
 from wiz_pipeline.wiz.retry import RetryPolicy, parse_retry_after
 from wiz_pipeline_tests.conftest import T0
 

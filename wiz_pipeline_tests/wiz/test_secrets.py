@@ -11,8 +11,10 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
+from wiz_pipeline.data_types.audit_logs import AUDIT_LOGS
+from wiz_pipeline.data_types.issues import ISSUES
 from wiz_pipeline.simulator import Fault
-from wiz_pipeline.wiz import AUDIT_LOGS, ISSUES, WizError, fetch_window
+from wiz_pipeline.wiz import WizError, fetch_window
 from wiz_pipeline_tests.conftest import CLIENT_SECRET, T0
 
 

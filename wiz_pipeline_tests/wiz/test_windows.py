@@ -8,10 +8,12 @@ from datetime import timedelta
 
 import pytest
 
+from wiz_pipeline.data_types.audit_logs import AUDIT_LOGS
+from wiz_pipeline.data_types.issues import ISSUES
 from wiz_pipeline.simulator import IssueRecord, Tenant, WizSimulator, generate_tenant, wiz_time
-from wiz_pipeline.wiz import AUDIT_LOGS, ISSUES, WizClient, WizResultCapError, fetch_window
-from wiz_pipeline.wiz.times import parse_time
-from wiz_pipeline_tests.conftest import CLIENT_SECRET, T0, audit_entry
+from wiz_pipeline.times import parse_time
+from wiz_pipeline.wiz import WizClient, WizResultCapError, fetch_window
+from wiz_pipeline_tests.conftest import CLIENT_SECRET, T0, audit_entry, client_options
 
 W = timedelta(minutes=30)
 
@@ -21,13 +23,14 @@ def serve(tenant):
     """A simulator over a hand-made ``tenant`` and a client for it."""
     with WizSimulator(tenant, client_id="c", client_secret=CLIENT_SECRET) as sim:
         sim.set_now(T0 + timedelta(days=1))
-        with WizClient(
+        options = client_options(
             api_url=sim.graphql_url,
             token_url=sim.token_url,
             client_id="c",
             client_secret=CLIENT_SECRET,
             max_requests_per_second=1000,
-        ) as client:
+        )
+        with WizClient(options) as client:
             yield sim, client
 
 

@@ -1,0 +1,113 @@
+"""Issues: findings, placed by ``statusChangedAt`` so that new issues and status changes both land."""
+
+from __future__ import annotations
+
+from wiz_pipeline.data_types import DataType
+from wiz_pipeline.tables import as_json, text, when
+
+QUERY = """
+query IssuesTable($filterBy: IssueFilters, $first: Int, $after: String, $orderBy: IssueOrder) {
+  issues: issuesV2(filterBy: $filterBy, first: $first, after: $after, orderBy: $orderBy) {
+    nodes {
+      id
+      sourceRule {
+        __typename
+        ... on Control { id name controlDescription: description resolutionRecommendation
+          securitySubCategories { title category { name framework { name } } } }
+        ... on CloudEventRule { id name cloudEventRuleDescription: description sourceType type }
+        ... on CloudConfigurationRule { id name cloudConfigurationRuleDescription: description
+          remediationInstructions serviceType }
+      }
+      createdAt updatedAt dueAt resolvedAt statusChangedAt
+      projects { id name slug businessUnit riskProfile { businessImpact } }
+      status severity type
+      entitySnapshot { id type nativeType name status cloudPlatform cloudProviderURL providerId
+        region resourceGroupExternalId subscriptionExternalId subscriptionName subscriptionTags
+        tags externalId }
+      serviceTickets { externalId name url }
+      notes { createdAt updatedAt text user { name email } serviceAccount { name } }
+    }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+"""
+
+COLUMNS = (
+    text("id", "id"),
+    when("status_changed_at", "statusChangedAt", doc="places the issue in its window"),
+    text("status", "status"),
+    text("severity", "severity"),
+    text("type", "type"),
+    when("created_at", "createdAt"),
+    when("updated_at", "updatedAt"),
+    when("due_at", "dueAt"),
+    when("resolved_at", "resolvedAt"),
+    text(
+        "source_rule_type",
+        "sourceRule",
+        "__typename",
+        doc="Control, CloudEventRule or CloudConfigurationRule",
+    ),
+    text("source_rule_id", "sourceRule", "id"),
+    text("source_rule_name", "sourceRule", "name"),
+    text(
+        "source_rule_description",
+        "sourceRule",
+        "controlDescription",
+        alternatives=(
+            ("sourceRule", "cloudEventRuleDescription"),
+            ("sourceRule", "cloudConfigurationRuleDescription"),
+        ),
+        doc="whichever kind of rule it is",
+    ),
+    text(
+        "remediation",
+        "sourceRule",
+        "resolutionRecommendation",
+        alternatives=(("sourceRule", "remediationInstructions"),),
+        doc="a control's resolution recommendation or a configuration rule's remediation instructions",
+    ),
+    text("source_rule_service_type", "sourceRule", "serviceType"),
+    text("source_rule_source_type", "sourceRule", "sourceType"),
+    text("source_rule_event_type", "sourceRule", "type", doc="a cloud event rule's type"),
+    as_json("security_sub_categories", "sourceRule", "securitySubCategories", doc="JSON text"),
+    text("entity_id", "entitySnapshot", "id"),
+    text("entity_type", "entitySnapshot", "type"),
+    text("entity_native_type", "entitySnapshot", "nativeType"),
+    text("entity_name", "entitySnapshot", "name"),
+    text("entity_status", "entitySnapshot", "status"),
+    text("entity_cloud_platform", "entitySnapshot", "cloudPlatform"),
+    text("entity_cloud_provider_url", "entitySnapshot", "cloudProviderURL"),
+    text("entity_provider_id", "entitySnapshot", "providerId"),
+    text("entity_region", "entitySnapshot", "region"),
+    text("entity_resource_group_external_id", "entitySnapshot", "resourceGroupExternalId"),
+    text("entity_subscription_external_id", "entitySnapshot", "subscriptionExternalId"),
+    text("entity_subscription_name", "entitySnapshot", "subscriptionName"),
+    as_json("entity_subscription_tags", "entitySnapshot", "subscriptionTags", doc="JSON text"),
+    as_json("entity_tags", "entitySnapshot", "tags", doc="JSON text"),
+    text("entity_external_id", "entitySnapshot", "externalId"),
+    as_json("projects", "projects", doc="JSON text"),
+    as_json("service_tickets", "serviceTickets", doc="JSON text"),
+    as_json("notes", "notes", doc="JSON text"),
+)
+
+# statusChangedAt catches new issues and every status change (see the shared API notes).
+ISSUES = DataType(
+    name="issues",
+    description=(
+        "Wiz issues (severity, status, type, affected resource, source rule, remediation), one "
+        "Parquet file per window by `statusChangedAt`: an issue lands again in a later window each "
+        "time its status changes. Under {WIZ_OUTPUT_URI}/issues/."
+    ),
+    operation="IssuesTable",
+    query=QUERY,
+    connection="issues",
+    time_field="statusChangedAt",
+    permission="read:issues",
+    columns=COLUMNS,
+    checkpoint_variable="ISSUES_SINCE_TIME",
+    seed_help="Where issue collection starts (by statusChangedAt); nothing before it is collected.",
+    enabled_by="WIZ_COLLECT_ISSUES",
+    enabled_help="Collect issues too (true/false); false drops the asset and its schedule.",
+    records_can_leave=True,
+)
