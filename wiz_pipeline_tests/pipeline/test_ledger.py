@@ -98,6 +98,7 @@ def test_after_real_runs_the_ledger_exits_0_and_prints_each_windows_rows_sha256_
         cols = lines[f"audit_logs/{manifest['partition_key']}"]
         assert cols[2] == "yes"
         assert int(cols[3]) == manifest["rows"] == pq.read_metadata(path).num_rows
+        assert cols[4] == str(manifest["queries"]) == "1"  # queries, from the split's manifest key
         assert cols[7] == hashlib.sha256(path.read_bytes()).hexdigest()
         expected_run = first.run_id if manifest["partition_key"] <= keys[5] else second.run_id
         assert cols[8] == expected_run
