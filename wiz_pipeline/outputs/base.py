@@ -55,9 +55,10 @@ class Output(ABC):
         """Drop what dead runs left under one dataset (see ``STALE_AFTER_SECONDS``)."""
 
     @abstractmethod
-    def sizes(self, folders: list[str]) -> dict[str, int]:
-        """The published files directly in these folders (keys relative to the root) and their sizes:
-        one listing per folder, never a request per file."""
+    def sizes(self, folders: list[str], *, stat: bool = True) -> dict[str, int]:
+        """The published files under these folders (keys relative to the root) and their sizes: one
+        listing per folder, never a request per file. ``stat=False``: sizes may be -1 (unknown) where
+        they would cost a call per file (locally)."""
 
     @abstractmethod
     def read_many(self, keys: list[str]) -> dict[str, bytes | None]:

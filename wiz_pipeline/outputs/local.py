@@ -86,7 +86,7 @@ class LocalOutput(Output):
                 if leftover.stat().st_mtime < cutoff:
                     leftover.unlink()
 
-    def sizes(self, folders: list[str]) -> dict[str, int]:
+    def sizes(self, folders: list[str], *, stat: bool = True) -> dict[str, int]:
         found: dict[str, int] = {}
         for folder in folders:
             try:
@@ -94,7 +94,8 @@ class LocalOutput(Output):
                     for entry in entries:
                         # Hidden names are temporary files not yet renamed into place.
                         if not entry.name.startswith(".") and entry.is_file(follow_symlinks=False):
-                            found[f"{folder}/{entry.name}"] = entry.stat(follow_symlinks=False).st_size
+                            size = entry.stat(follow_symlinks=False).st_size if stat else -1
+                            found[f"{folder}/{entry.name}"] = size
             except (FileNotFoundError, NotADirectoryError):
                 continue
         return found

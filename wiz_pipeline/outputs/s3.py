@@ -190,7 +190,8 @@ class S3Output(Output):
                 )
                 log.info("Aborted the upload of s3://%s/%s a dead run left.", self.bucket, upload["Key"])
 
-    def sizes(self, folders: list[str]) -> dict[str, int]:
+    def sizes(self, folders: list[str], *, stat: bool = True) -> dict[str, int]:
+        # A listing carries every object's size: ``stat`` costs nothing here.
         root = f"{self.bucket}/{self.prefix}/" if self.prefix else f"{self.bucket}/"
 
         def listing(folder: str) -> dict[str, Any]:

@@ -9,13 +9,17 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
 import pyarrow.parquet as pq
 
 from wiz_pipeline.cli import main
+from wiz_pipeline.ledger import window_names
+from wiz_pipeline.partitions import KEY_FORMAT
 from wiz_pipeline.simulator import Fault
+from wiz_pipeline.storage import manifest_key, window_key
 
 TO = "2025-09-13T03:00:00Z"  # the end of the simulated tenant's six hours: twelve 30-minute windows
 
@@ -77,6 +81,18 @@ def test_an_s3_windows_sha256_matches_the_object_as_stored(s3_pipeline):
 
 
 # -- the ledger ---------------------------------------------------------------------------------------
+
+
+def test_the_ledgers_fast_names_are_the_storages_names():
+    start = datetime(2025, 12, 31, 22, 0, tzinfo=UTC)
+    for interval in (60, 1800, 86400):
+        windows = [start + timedelta(seconds=i * interval) for i in range(200)]
+        expected = [
+            (w.strftime(KEY_FORMAT), window_key(name, w), manifest_key(window_key(name, w)))
+            for name in ("audit_logs",)
+            for w in windows
+        ]
+        assert window_names("audit_logs", windows) == expected
 
 
 def test_after_real_runs_the_ledger_exits_0_and_prints_each_windows_rows_sha256_and_run(
@@ -293,3 +309,16 @@ def test_wiz_pipeline_ledger_as_a_command(sim, tmp_path, monkeypatch):
     )
     assert done.returncode == 1
     assert "2025-09-13-01:00" in done.stdout and "output: no manifest" in done.stdout
+
+
+def test_a_data_file_replaced_behind_its_manifests_back_is_a_gap(pipeline, monkeypatch, capsys):
+    keys = pipeline.keys()
+    assert pipeline.run(keys[0]).success
+    path = pipeline.files()[0]
+    size = path.stat().st_size
+    path.write_bytes(path.read_bytes() + b"tampered")
+    code, out = ledger_output(
+        pipeline, monkeypatch, capsys, "--type", "audit_logs", "--to", "2025-09-12T21:30:00Z"
+    )
+    assert code == 1
+    assert f"output: data file has {size + 8} bytes, its manifest says {size}" in out
