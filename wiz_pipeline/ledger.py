@@ -87,8 +87,7 @@ class Summary:
 
     def note(self, line: WindowLine) -> None:
         self.first = self.first or line.key
-        before, self._previous = self._previous, line.key
-        self.last = line.key
+        before, self.last = self.last, line.key
         self.closed_windows += 1
         if line.written:
             self.written += 1
@@ -99,9 +98,6 @@ class Summary:
             previous.last, previous.windows = line.key, previous.windows + 1
         else:
             self.gaps.append(Gap(line.key, line.key, 1, line.missing))
-
-    def __post_init__(self) -> None:
-        self._previous: str | None = None
 
 
 def window_range(
