@@ -12,6 +12,7 @@ from typing import Any
 
 import dagster as dg
 
+from wiz_pipeline.assets.issues_current import issues_current_definitions
 from wiz_pipeline.assets.window_asset import window_asset
 from wiz_pipeline.checkpoints import collections_for
 from wiz_pipeline.resources import ParquetDatasets, WizResource
@@ -44,6 +45,12 @@ def build_definitions(
                 settings.max_windows_per_run,
             )
         )
+    if settings.enabled["issues"]:
+        # The current state of every issue: a full read on its own schedule (WIZ_ISSUES_CURRENT_CRON).
+        asset, job, schedule = issues_current_definitions(settings.issues_current_cron)
+        assets.append(asset)
+        jobs.append(job)
+        schedules.append(schedule)
     return dg.Definitions(
         assets=assets,
         # A run is one step (one asset, its windows): a step process of its own would add a process

@@ -108,6 +108,22 @@ def _json_object(name: str, text: str) -> dict[str, str]:
     return value
 
 
+def parse_cron(name: str, text: str) -> str:
+    """A cron expression as Dagster's schedules take it (checked with Dagster's own validator, so
+    that a value accepted here can't fail the definitions later)."""
+    # Private, but the very check ScheduleDefinition applies; imported late, as settings load
+    # without Dagster elsewhere (the CLI's settings table).
+    from dagster._utils.schedules import is_valid_cron_string
+
+    value = " ".join(text.split())
+    if not is_valid_cron_string(value):
+        raise SettingsError(
+            f"{name}={text!r} is not a cron expression: give five fields (minute hour day-of-month "
+            "month day-of-week, in UTC), such as '20 4 * * *' for daily at 04:20."
+        )
+    return value
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -156,6 +172,13 @@ SETTINGS: tuple[Setting, ...] = (
     # Each data type's seed, and the switch of those that can be turned off (see data_types/).
     *(Setting(dt.checkpoint_variable, DEFAULT_SEED, dt.seed_help, parse_seed) for dt in DATA_TYPES.values()),
     *(Setting(dt.enabled_by, "true", dt.enabled_help, _bool) for dt in DATA_TYPES.values() if dt.enabled_by),
+    Setting(
+        "WIZ_ISSUES_CURRENT_CRON",
+        "20 4 * * *",
+        "When the current state of every issue (issues_current) is rebuilt: a cron expression in UTC "
+        "(default daily at 04:20, between the window ticks).",
+        parse_cron,
+    ),
     Setting(
         "WIZ_OUTPUT_URI",
         "data",
@@ -270,6 +293,7 @@ class Settings:
     poll_interval_seconds: int
     seeds: dict[str, datetime]  # by data type: where its collection starts
     enabled: dict[str, bool]  # by data type: collected or not
+    issues_current_cron: str
     output_uri: str  # an absolute directory, or s3://bucket[/prefix]
     page_size: int
     max_retries: int

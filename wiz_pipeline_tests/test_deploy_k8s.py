@@ -384,10 +384,11 @@ def test_the_image_entry_point_loads_the_definitions():
     assert f"Validation successful for code location {location[1]}" in output
     defs = build_definitions(code_server_env())
     keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert keys == {"wiz/audit_logs", "wiz/issues"}
+    assert keys == {"wiz/audit_logs", "wiz/issues", "wiz/issues_current"}
     assert {s.name for s in defs.schedules or []} == {
         "collect_audit_logs_schedule",
         "collect_issues_schedule",
+        "collect_issues_current_schedule",
     }
 
 

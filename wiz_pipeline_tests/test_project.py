@@ -162,10 +162,12 @@ def test_the_dev_command_serves_the_pipeline_in_the_dagster_ui(tmp_path):
     assert {tuple(a["assetKey"]["path"]) for a in repository["assetNodes"]} == {
         ("wiz", "audit_logs"),
         ("wiz", "issues"),
+        ("wiz", "issues_current"),
     }
     assert {s["name"]: s["scheduleState"]["status"] for s in repository["schedules"]} == {
         "collect_audit_logs_schedule": "RUNNING",
         "collect_issues_schedule": "RUNNING",
+        "collect_issues_current_schedule": "RUNNING",
     }
     assert "wiz-pipeline checkpoints" in output
     assert (tmp_path / "home" / "dagster.yaml").exists()

@@ -108,6 +108,7 @@ ISSUES = DataType(
     checkpoint_variable="ISSUES_SINCE_TIME",
     seed_help="Where issue collection starts (by statusChangedAt); nothing before it is collected.",
     enabled_by="WIZ_COLLECT_ISSUES",
-    enabled_help="Collect issues too (true/false); false drops the asset and its schedule.",
+    enabled_help="Collect issues too (true/false); false drops both issue assets (issues, "
+    "issues_current) and their schedules.",
     records_can_leave=True,
 )

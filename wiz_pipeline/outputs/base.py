@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from datetime import datetime
 from typing import BinaryIO
 
 from wiz_pipeline.wiz.errors import WizConfigError
@@ -49,6 +50,15 @@ class Output(ABC):
 
     @abstractmethod
     def uri_of(self, key: str) -> str: ...
+
+    @abstractmethod
+    def read(self, key: str) -> BinaryIO | None:
+        """The file at ``key`` opened for reading (seekable, for Parquet), or None if there is none."""
+
+    @abstractmethod
+    def listing(self, folder: str) -> list[tuple[str, datetime]]:
+        """Every visible file under ``folder`` (keys, as ``open`` takes them) and when it was last
+        written (UTC). Temporary files and incomplete uploads are not listed."""
 
     @abstractmethod
     def sweep(self, dataset: str) -> None:

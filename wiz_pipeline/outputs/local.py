@@ -6,7 +6,9 @@ import contextlib
 import os
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from wiz_pipeline.outputs.base import STALE_AFTER_SECONDS, Output, OutputError, Upload
 
@@ -76,12 +78,30 @@ class LocalOutput(Output):
     def uri_of(self, key: str) -> str:
         return (self.root / key).as_uri()
 
+    def read(self, key: str) -> BinaryIO | None:
+        try:
+            return (self.root / key).open("rb")
+        except FileNotFoundError:
+            return None
+
+    def listing(self, folder: str) -> list[tuple[str, datetime]]:
+        base = self.root / folder
+        if not base.is_dir():
+            return []
+        found = []
+        for path in base.rglob("*"):
+            with contextlib.suppress(OSError):  # replaced or deleted meanwhile
+                if not path.name.startswith(".") and path.is_file():
+                    when = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+                    found.append((path.relative_to(self.root).as_posix(), when))
+        return found
+
     def sweep(self, dataset: str) -> None:
         folder = self.root / dataset
         if not folder.is_dir():
             return
         cutoff = time.time() - STALE_AFTER_SECONDS
-        for leftover in folder.glob("date=*/.*.tmp-*"):
+        for leftover in folder.glob("**/.*.tmp-*"):
             with contextlib.suppress(OSError):
                 if leftover.stat().st_mtime < cutoff:
                     leftover.unlink()

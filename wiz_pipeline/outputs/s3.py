@@ -11,7 +11,7 @@ import tempfile
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, BinaryIO
 
 from wiz_pipeline.outputs.base import STALE_AFTER_SECONDS, Output, OutputError, Upload
 from wiz_pipeline.wiz.errors import WizConfigError
@@ -177,6 +177,21 @@ class S3Output(Output):
 
     def uri_of(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._key(key)}"
+
+    def read(self, key: str) -> BinaryIO | None:
+        try:
+            return self.fs.open(f"{self.bucket}/{self._key(key)}", "rb")
+        except FileNotFoundError:
+            return None
+
+    def listing(self, folder: str) -> list[tuple[str, datetime]]:
+        root = f"{self.bucket}/{self._key('')}"
+        found = self.fs.find(f"{self.bucket}/{self._key(folder)}", detail=True)
+        return [
+            (path.removeprefix(root), info["LastModified"].astimezone(UTC))
+            for path, info in found.items()
+            if info.get("type") == "file" and "LastModified" in info
+        ]
 
     def sweep(self, dataset: str) -> None:
         cutoff = datetime.now(UTC) - timedelta(seconds=STALE_AFTER_SECONDS)

@@ -121,8 +121,8 @@ class WizSimulator:
         self._lock = threading.Lock()
         self._tokens: dict[str, _Token] = {}
         self._recent: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
-        self._issue_cache: dict[tuple[str, int], list[dict[str, Any]]] = {}
-        self._latest_event: tuple[int, datetime] | None = None
+        self._issue_cache: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
+        self._latest_event: tuple[tuple[int, int], datetime] | None = None
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -391,7 +391,7 @@ class WizSimulator:
         now = self.now()
         records = self.tenant.issues
         # Once every change is in the past the view is fixed, so filtered lists can be reused by cursor.
-        cache_key = (key, len(records)) if now >= self._latest_issue_event() else None
+        cache_key = (key, self.tenant.revision, len(records)) if now >= self._latest_issue_event() else None
         if cache_key in self._issue_cache:
             return self._issue_cache[cache_key]
         nodes = self.tenant.issues_as_of(now)
@@ -414,7 +414,7 @@ class WizSimulator:
         return nodes
 
     def _latest_issue_event(self) -> datetime:
-        count = len(self.tenant.issues)
+        count = (self.tenant.revision, len(self.tenant.issues))
         if self._latest_event is None or self._latest_event[0] != count:
             latest = max((r.last_event for r in self.tenant.issues), default=datetime.min.replace(tzinfo=UTC))
             self._latest_event = (count, latest)

@@ -32,7 +32,9 @@ def wiz_time(value: datetime, digits: int = 6) -> str:
 
 @dataclass
 class IssueRecord:
-    """One issue and its history. ``changes`` are (time, status), ascending; the first is creation."""
+    """One issue and its history. ``changes`` are (time, status), ascending; the first is creation.
+    ``edits`` are (time, fields) that change the issue without touching its status (severity,
+    tickets, due date), ascending; ``deleted_at`` is when it disappeared from the API, if it did."""
 
     node: dict[str, Any]  # every field but the time- and status-dependent ones
     changes: list[tuple[datetime, str]]
@@ -40,6 +42,8 @@ class IssueRecord:
     digits: int = 6  # fractional digits of its timestamps (the API's vary)
     # Real data has updatedAt earlier than createdAt or statusChangedAt now and then.
     updated_lag: timedelta = timedelta(0)
+    edits: list[tuple[datetime, dict[str, Any]]] = field(default_factory=list)
+    deleted_at: datetime | None = None
 
     @property
     def created_at(self) -> datetime:
@@ -48,21 +52,27 @@ class IssueRecord:
     @property
     def last_event(self) -> datetime:
         times = [t for t, _ in self.changes] + [parse_time(n["createdAt"]) for n in self.notes]
+        times += [t for t, _ in self.edits] + ([self.deleted_at] if self.deleted_at else [])
         return max(t for t in times if t is not None)
 
     def as_of(self, now: datetime) -> dict[str, Any] | None:
         """The issue as the API would show it at ``now``; None if it didn't exist yet."""
         seen = [(t, s) for t, s in self.changes if t <= now]
-        if not seen:
+        if not seen or (self.deleted_at is not None and self.deleted_at <= now):
             return None
         changed_at, status = seen[-1]
         node = copy.copy(self.node)
+        edited = []
+        for t, fields in self.edits:
+            if t <= now:
+                node.update(fields)
+                edited.append(t)
         node["status"] = status
         node["createdAt"] = wiz_time(self.created_at, self.digits)
         node["statusChangedAt"] = wiz_time(changed_at, self.digits)
         notes = [n for n in self.notes if (parse_time(n["createdAt"]) or now) <= now]
         node["notes"] = notes
-        updated = max([changed_at] + [parse_time(n["updatedAt"]) or changed_at for n in notes])
+        updated = max([changed_at, *edited] + [parse_time(n["updatedAt"]) or changed_at for n in notes])
         node["updatedAt"] = wiz_time(updated - self.updated_lag, self.digits)
         resolved = [t for t, s in seen if s in ("RESOLVED", "REJECTED")]
         # Real data keeps resolvedAt after a reopen; so does the simulator.
@@ -77,6 +87,7 @@ class Tenant:
     audit_times: list[datetime] = field(default_factory=list)
     audit_nodes: list[dict[str, Any] | msgspec.Raw] = field(default_factory=list)
     issues: list[IssueRecord] = field(default_factory=list)
+    revision: int = 0  # counts changes to the issues, so that the server's cached lists follow them
 
     def add_audit_entry(self, node: dict[str, Any]) -> None:
         when = parse_time(node.get("timestamp"))
@@ -111,6 +122,39 @@ class Tenant:
 
     def add_issue(self, record: IssueRecord) -> None:
         self.issues.append(record)
+        self.revision += 1
+
+    # Changes to existing issues, as a user or Wiz makes them; each one at a time the simulator's
+    # clock may not have reached yet (it shows from then on).
+
+    def issue(self, issue_id: str) -> IssueRecord:
+        return next(r for r in self.issues if r.node["id"] == issue_id)
+
+    def edit_issue(self, issue_id: str, at: datetime, **fields: Any) -> None:
+        """Change fields other than the status (``severity``, ``serviceTickets``, ``dueAt``...):
+        ``updatedAt`` moves, ``statusChangedAt`` doesn't, so no issue window sees it."""
+        if "status" in fields:
+            raise ValueError("use set_issue_status to change an issue's status")
+        record = self.issue(issue_id)
+        record.edits.insert(bisect.bisect_right([t for t, _ in record.edits], at), (at, fields))
+        self.revision += 1
+
+    def add_issue_note(self, issue_id: str, at: datetime, text: str) -> None:
+        stamp = wiz_time(at)
+        note = {"createdAt": stamp, "updatedAt": stamp, "text": text, "user": None, "serviceAccount": None}
+        self.issue(issue_id).notes.append(note)
+        self.revision += 1
+
+    def set_issue_status(self, issue_id: str, at: datetime, status: str) -> None:
+        """Resolve, reject, reopen...: ``statusChangedAt`` moves to ``at``."""
+        record = self.issue(issue_id)
+        record.changes.insert(bisect.bisect_right([t for t, _ in record.changes], at), (at, status))
+        self.revision += 1
+
+    def delete_issue(self, issue_id: str, at: datetime) -> None:
+        """The issue is gone from the API from ``at`` on (its resource was deleted, say)."""
+        self.issue(issue_id).deleted_at = at
+        self.revision += 1
 
     def audit_between(self, after: datetime | None, before: datetime | None) -> tuple[int, int]:
         """Index range of entries with ``after <= timestamp <= before`` (both bounds inclusive)."""

@@ -17,18 +17,26 @@ from wiz_pipeline_tests.conftest import CLIENT_SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
 AUDIT, ISSUES = dg.AssetKey(["wiz", "audit_logs"]), dg.AssetKey(["wiz", "issues"])
+CURRENT = dg.AssetKey(["wiz", "issues_current"])
 
 
 def test_asset_keys_groups_pool_and_schedules_are_as_documented():
     defs = build_definitions({})
     graph = defs.resolve_asset_graph()
-    assert set(graph.get_all_asset_keys()) == {AUDIT, ISSUES}
-    for key in (AUDIT, ISSUES):
+    assert set(graph.get_all_asset_keys()) == {AUDIT, ISSUES, CURRENT}
+    for key in (AUDIT, ISSUES, CURRENT):
         assets_def = defs.resolve_assets_def(key)
         assert assets_def.group_names_by_key[key] == "wiz"
         assert assets_def.op.pool == "wiz_api"
-        assert isinstance(assets_def.partitions_def, dg.TimeWindowPartitionsDefinition)
-    assert {s.name for s in defs.schedules} == {"collect_audit_logs_schedule", "collect_issues_schedule"}
+        if key == CURRENT:
+            assert assets_def.partitions_def is None  # one file, the current state, rebuilt whole
+        else:
+            assert isinstance(assets_def.partitions_def, dg.TimeWindowPartitionsDefinition)
+    assert {s.name for s in defs.schedules} == {
+        "collect_audit_logs_schedule",
+        "collect_issues_schedule",
+        "collect_issues_current_schedule",
+    }
 
 
 def test_issues_are_left_out_when_their_collection_is_off():
