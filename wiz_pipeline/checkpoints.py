@@ -8,7 +8,7 @@ succeeded, so the checkpoint always means "everything before this time is writte
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -46,6 +46,9 @@ class Collection:
     job_name: str
     schedule_name: str
     interval_seconds: int
+    # WIZ_REREAD_AFTER_SECONDS for a data type whose records can appear late (audit logs); 0 for the
+    # others: issues are a change log, never re-read (rereads.py).
+    reread_after_seconds: int = 0
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,10 @@ class Progress:
     missing: list[str]  # closed windows never written, oldest first
     in_progress: set[str]  # of the missing, those a queued or running run is writing
     failed: set[str]  # of the missing, those whose latest run failed
+    # Filled only when ``progress`` is asked for every window (re-reads need them):
+    written: set[str] = field(default_factory=set)  # materialized windows, less partial ones
+    busy: set[str] = field(default_factory=set)  # every window a queued or running run is writing
+    failed_any: set[str] = field(default_factory=set)  # every window whose latest run failed
 
 
 def window_keys(collection: Collection, until: datetime) -> list[str]:
@@ -222,15 +229,27 @@ def _failed_and_in_progress_from_event_log(
 
 
 def progress(
-    instance: dg.DagsterInstance, collection: Collection, now: datetime, lag: timedelta = timedelta(0)
+    instance: dg.DagsterInstance,
+    collection: Collection,
+    now: datetime,
+    lag: timedelta = timedelta(0),
+    *,
+    every_window: bool = False,
 ) -> Progress:
-    """Where collection stands at ``now``, counting windows closed at least ``lag`` ago."""
+    """Where collection stands at ``now``, counting windows closed at least ``lag`` ago.
+
+    ``every_window`` also gives the written windows and the failed and in-progress ones among them.
+    A run that fails over a written window (a re-read) marks it failed in Dagster's status (whose
+    materialized set keeps it too): it stays written, and the checkpoint never moves back for it.
+    """
     keys = window_keys(collection, now - lag)
     materialized = _materialized(instance, collection)
     written = materialized - partial_windows(instance, collection, materialized)
     missing = [k for k in keys if k not in written]
     failed, in_progress = (
-        failed_and_in_progress(instance, collection, len(materialized)) if missing else (set(), set())
+        failed_and_in_progress(instance, collection, len(materialized))
+        if missing or every_window
+        else (set(), set())
     )
     missing_set = set(missing)
     return Progress(
@@ -240,6 +259,9 @@ def progress(
         missing,
         in_progress & missing_set,
         failed & missing_set - in_progress,
+        written if every_window else set(),
+        in_progress if every_window else set(),
+        failed - in_progress if every_window else set(),
     )
 
 
@@ -315,4 +337,13 @@ def _collection(data_type: DataType, settings: Settings) -> Collection:
         job_name=data_type.job_name,
         schedule_name=data_type.schedule_name,
         interval_seconds=settings.poll_interval_seconds,
+        reread_after_seconds=_reread_after(data_type, settings),
     )
+
+
+def _reread_after(data_type: DataType, settings: Settings) -> int:
+    """WIZ_REREAD_AFTER_SECONDS for a data type published late; 0 (off) for the others, and when it
+    doesn't exceed the lag (the first read already comes after it; settings reject that when the
+    variable is set, and let a default under a longer lag mean off)."""
+    after = settings.reread_after_seconds
+    return after if data_type.published_late and after > settings.window_lag_seconds else 0

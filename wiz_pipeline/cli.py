@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 import os
 import re
@@ -48,6 +49,18 @@ def _simulator_args(parser: argparse.ArgumentParser) -> None:
         "--issues", type=int, default=500, help="issues in the --days of history (default 500)"
     )
     parser.add_argument(
+        "--late-share",
+        type=_not_negative,
+        default=0.0,
+        help="share of audit entries the API publishes late, to try re-reads (default 0; e.g. 0.02)",
+    )
+    parser.add_argument(
+        "--late-max-seconds",
+        type=_positive,
+        default=3000.0,
+        help="a late entry appears 60 s to this long after its timestamp (default 3000)",
+    )
+    parser.add_argument(
         "--rate-limit",
         type=float,
         default=3.0,
@@ -68,6 +81,8 @@ def _simulator(args: argparse.Namespace, host: str = "127.0.0.1", port: int = 0)
         audit_entries=round(args.audit_entries * scale),
         issues=round(args.issues * scale),
         seed=args.seed,
+        late_share=min(1.0, getattr(args, "late_share", 0.0)),
+        max_late_seconds=getattr(args, "late_max_seconds", 3000.0),
     )
     return WizSimulator(tenant, host=host, port=port, rate_limit_per_second=args.rate_limit or None)
 
@@ -133,10 +148,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    from wiz_pipeline.demo import run_dev
+    from wiz_pipeline.demo import ignored_variables_notice
+    from wiz_pipeline.dev import open_sandbox, run_dev
 
-    args.days_ahead = 7.0
-    sim = _simulator(args, port=args.simulator_port)
+    notice = ignored_variables_notice("wiz-pipeline dev")
+    if notice:
+        print(notice, file=sys.stderr)
+    home = Path(args.home).absolute()
+    sandbox = open_sandbox(
+        home,
+        Path(args.output),
+        days=args.days,
+        audit_entries=args.audit_entries,
+        issues=args.issues,
+        tenant_seed=args.seed,
+        late_share=args.late_share,
+        max_late_seconds=args.late_max_seconds,
+    )
+    sim = sandbox.simulator(args.simulator_port, args.rate_limit or None)
     try:
         sim.start()
     except OSError as exc:
@@ -146,7 +175,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         )
         return 1
     try:
-        return run_dev(sim, Path(args.home), Path(args.output), args.days, args.port)
+        return run_dev(sim, sandbox, home, args.port)
     finally:
         sim.stop()
 
@@ -168,6 +197,7 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
     settings = load_settings()
     now = datetime.now(UTC)
     lag = timedelta(seconds=settings.window_lag_seconds)
+    stuck = False
     with _open_instance() as instance:
         for collection in collections_for(settings):
             state = progress(instance, collection, now, lag)
@@ -179,8 +209,10 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
             print(f"{collection.checkpoint_name}={format_time(state.checkpoint)}  # {detail}")
             changed = interval_change(instance, collection)
             if changed:
-                print(f"# WARNING: {changed}")
-    return 0
+                print(f"# STOPPED: {changed}")
+                stuck = True
+    # A script must be able to tell: the schedule requests nothing until an operator acts.
+    return 1 if stuck else 0
 
 
 def cmd_ledger(args: argparse.Namespace) -> int:
@@ -288,6 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Collect Wiz audit logs and issues into Parquet, orchestrated by Dagster.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO (secrets are never logged)")
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {importlib.metadata.version('wiz-pipeline')}"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     sim = sub.add_parser(
@@ -326,9 +361,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     dev = sub.add_parser(
         "dev",
-        help="run the simulator and `dagster dev` together, to browse the UI and launch backfills",
+        help="run the simulator and the Dagster UI and daemon together, to browse and launch backfills",
         description="Start the simulator (a tenant --days back and 7 days ahead), set the settings to it "
-        "with seeds --days back, and run `dagster dev` on 127.0.0.1 with a persistent DAGSTER_HOME.",
+        "with seeds --days back, and run the Dagster webserver (on 127.0.0.1) and daemon with a persistent "
+        "DAGSTER_HOME. The tenant, the seeds and the output are kept with the home "
+        "(wiz-sandbox.json in it) and reused at each start, so the UI's windows and checkpoints stay "
+        "true; for a new tenant remove the home and the output, or pass another --home and --output. "
+        "SIGTERM, SIGINT (Ctrl-C) and SIGHUP stop everything it started.",
     )
     dev.add_argument("--port", type=int, default=3000, help="Dagster UI port (default 3000)")
     dev.add_argument(
@@ -347,7 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
         "checkpoints",
         help="print AUDIT_SINCE_TIME and ISSUES_SINCE_TIME as derived from the Dagster instance",
         description="Read $DAGSTER_HOME's instance and print each data type's checkpoint: the end of the "
-        "longest run of written windows from its seed. Uses the same WIZ_* settings as the pipeline.",
+        "longest run of written windows from its seed. Uses the same WIZ_* settings as the pipeline. "
+        "Exits 1 when a checkpoint can't advance without an operator (the interval changed under written "
+        "windows: the schedule and runs refuse until it is set back or the asset wiped), 2 on a bad setting.",
     )
     checkpoints.set_defaults(func=cmd_checkpoints)
 
@@ -376,7 +417,12 @@ def build_parser() -> argparse.ArgumentParser:
     ledger.add_argument("--json", action="store_true", help="JSON lines: one per window, then a summary")
     ledger.set_defaults(func=cmd_ledger)
 
-    settings = sub.add_parser("settings", help="print every setting, its default and meaning")
+    settings = sub.add_parser(
+        "settings",
+        help="print every setting, its default and meaning",
+        description="Print every environment variable wiz-pipeline reads (name, default, meaning), then "
+        "those read by Dagster and the AWS SDK: the tables of the README's Settings section.",
+    )
     settings.set_defaults(func=cmd_settings)
     return parser
 

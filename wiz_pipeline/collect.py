@@ -23,7 +23,7 @@ from __future__ import annotations
 import gc
 import logging
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,6 +53,10 @@ class WindowResult:
     window: Window
     file: WrittenFile
     manifest: dict[str, Any]
+
+
+# The manifest's re-read fields for a window nobody had written before.
+FIRST_READ = {"reads": 1, "late_records": None, "gone_records": None}
 
 
 @dataclass(frozen=True)
@@ -94,13 +98,25 @@ def collect_windows(
     run_id: str,
     windows_per_query: int | None = None,
     rows_per_window: int = 0,
+    replacing: Collection[str] = (),
+    rereads: Collection[str] = (),
+    requested_at: datetime | None = None,
 ) -> Iterator[WindowResult]:
     """Yield each window once its file is in place, oldest span first.
 
+    ``windows`` are in time order, not necessarily adjacent: a query never covers a gap between
+    them (a run asked to re-read one window and collect a later one skips those in between).
     ``windows_per_query`` (from ``windows_per_query_for``) cuts the run into spans of that many
     windows up front, so that a long run doesn't spend a whole capped query finding out it is too
     long; without it, the first query covers every window. ``rows_per_window``, what recent windows
     held, lets the run's first window be split up front when that is more than a query returns.
+
+    ``replacing`` are the windows known to be written already: their file in place is compared with
+    the new one (``reads``, ``late_records``, ``gone_records`` in the manifest) before it is replaced.
+    ``rereads`` are the windows asked for as re-reads (``reread`` in the manifest). ``read_at`` in the
+    manifest is when the window's query began, or ``requested_at`` (the schedule tick that asked for
+    the run) if earlier: never later than the read, so that a re-read is never skipped because a run
+    waited in the queue.
 
     Raises after yielding every window it could write: at once when a span's fetch fails (the next
     span would most likely fail the same way), at the end when a window held more than the cap
@@ -110,7 +126,7 @@ def collect_windows(
         return
     root = open_output(root)
     sweep_stale_temporaries(root, data_type.name)
-    spans = _cut([windows], windows_per_query or len(windows))
+    spans = _cut(_adjacent(windows), windows_per_query or len(windows))
     window_seconds = max((w.end - w.start).total_seconds() for w in windows)
     # Records per second of the window written last (at first, of the recent ones).
     density = rows_per_window / window_seconds
@@ -118,6 +134,9 @@ def collect_windows(
     failed: list[WizResultCapError] = []
     while spans:
         span = spans.pop(0)
+        read_at = datetime.now(UTC).replace(microsecond=0)
+        if requested_at is not None:
+            read_at = min(read_at, requested_at)
         try:
             collected = _fetch(client, data_type, span, root, density, capped)
         except _SpanCapped as exc:
@@ -146,7 +165,12 @@ def collect_windows(
         committed = 0
         try:
             for c in collected:
-                manifest = _manifest(data_type, c, run_id)
+                manifest = {
+                    **_manifest(data_type, c, run_id),
+                    "read_at": format_time(read_at),
+                    "reread": c.window.key in rereads,
+                    **(c.writer.replaced() if c.window.key in replacing else FIRST_READ),
+                }
                 written = c.writer.commit(manifest)
                 committed += 1
                 yield WindowResult(c.window, written, manifest)
@@ -287,6 +311,17 @@ def _windows_per_query(span: list[Window], seen_from: datetime | None, seen_to: 
     window_seconds = (span[-1].end - span[0].start).total_seconds() / len(span)
     covered_windows = max((seen_to - seen_from).total_seconds(), window_seconds) / window_seconds
     return max(1, min(largest, int(covered_windows * TARGET_SHARE_OF_CAP)))
+
+
+def _adjacent(windows: list[Window]) -> list[list[Window]]:
+    """``windows`` cut where one doesn't start at the previous one's end."""
+    groups: list[list[Window]] = []
+    for window in windows:
+        if groups and groups[-1][-1].end == window.start:
+            groups[-1].append(window)
+        else:
+            groups.append([window])
+    return groups
 
 
 def _cut(spans: list[list[Window]], size: int) -> list[list[Window]]:

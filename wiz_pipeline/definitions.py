@@ -7,6 +7,7 @@ the Wiz endpoint and credentials are read by Dagster when a run starts (see ``se
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +19,16 @@ from wiz_pipeline.checkpoints import collections_for
 from wiz_pipeline.resources import ParquetDatasets, WizResource
 from wiz_pipeline.schedules import RUN_TAGS, catch_up_schedule
 from wiz_pipeline.settings import load_settings
+
+# Dagster 1.13's own snapshot code (remote_representation/external_data.py) reads the deprecated
+# ScheduleDefinition.environment_vars of every schedule each time a code server describes the
+# definitions; we never set it, so there is nothing of ours to move, and the warning on every start
+# would only teach users to ignore warnings. Only that one message is silenced.
+warnings.filterwarnings(
+    "ignore",
+    message=r"Property `ScheduleDefinition\.environment_vars` is deprecated",
+    category=DeprecationWarning,
+)
 
 
 def build_definitions(
@@ -43,6 +54,7 @@ def build_definitions(
                 settings.poll_interval_seconds,
                 settings.window_lag_seconds,
                 settings.max_windows_per_run,
+                settings.max_windows_per_backfill_run,
             )
         )
     if settings.enabled["issues"]:

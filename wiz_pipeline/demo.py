@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -53,8 +52,13 @@ run_monitoring:
   free_slots_after_run_end_seconds: 60
 telemetry:
   enabled: false
+# The \"Join the Dagster community\" pop-up would cover the first page a user sees.
+nux:
+  enabled: false
 """
 MARKER = ".wiz-pipeline-demo"
+# An issue being worked on is still open: only RESOLVED and REJECTED close it.
+OPEN_STATUSES = ("OPEN", "IN_PROGRESS")
 
 
 def prepare_home(home: Path) -> None:
@@ -88,6 +92,31 @@ def simulator_env(sim: WizSimulator, seed: datetime, output: Path, home: Path) -
     }
 
 
+# The variables the demo and the sandbox set to the simulator, whatever the environment says.
+SIMULATOR_VARIABLES = (
+    "WIZ_API_URL",
+    "WIZ_TOKEN_URL",
+    "WIZ_CLIENT_ID",
+    "WIZ_CLIENT_SECRET",
+    "AUDIT_SINCE_TIME",
+    "ISSUES_SINCE_TIME",
+    "WIZ_OUTPUT_URI",
+)
+
+
+def ignored_variables_notice(command: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """One line when the environment sets what the demo or sandbox replaces (a user pointing
+    ``scripts/demo`` at a real tenant): said, not refused, since the demo exists to need no tenant."""
+    environ = os.environ if environ is None else environ
+    names = [name for name in SIMULATOR_VARIABLES if environ.get(name)]
+    if not names:
+        return None
+    return (
+        f"{command}: ignoring {', '.join(names)} from the environment: it always uses its own simulator "
+        '(to collect from a Wiz tenant, see README, "Running it against a Wiz tenant").'
+    )
+
+
 @contextmanager
 def patched_environ(values: Mapping[str, str]) -> Iterator[None]:
     """Dagster reads the credentials (EnvVar) from the process environment when a run starts."""
@@ -105,6 +134,9 @@ def patched_environ(values: Mapping[str, str]) -> Iterator[None]:
 
 def run_demo(sim: WizSimulator, directory: Path, days: float) -> int:
     """Collect every closed window since a seed ``days`` back, as the schedule would, and report."""
+    notice = ignored_variables_notice("wiz-pipeline demo")
+    if notice:
+        print(notice, file=sys.stderr)
     directory = directory.absolute()
     if directory.exists() and any(directory.iterdir()) and not (directory / MARKER).exists():
         print(f"{directory} exists and was not made by the demo; pass another --dir.", file=sys.stderr)
@@ -160,6 +192,8 @@ def run_demo(sim: WizSimulator, directory: Path, days: float) -> int:
                     f"{collection.data_type:<10} run {result.run_id[:8]} {first} .. {last}: {len(events)} "
                     f"windows, {rows} rows, {status}"
                 )
+        if settings.enabled["issues"]:
+            _build_issues_current(defs, instance)
         print()
         for collection in collections_for(settings):
             state = progress(instance, collection, now, timedelta(seconds=settings.window_lag_seconds))
@@ -180,6 +214,24 @@ def run_demo(sim: WizSimulator, directory: Path, days: float) -> int:
     return 0
 
 
+def _build_issues_current(defs: dg.Definitions, instance: dg.DagsterInstance) -> None:
+    """The current state of every issue, after the windows (as its daily schedule would): what
+    wiz_pipeline.analytics reads for open issues and time to resolve."""
+    from wiz_pipeline.assets.issues_current import JOB_NAME
+
+    result = defs.resolve_job_def(JOB_NAME).execute_in_process(
+        instance=instance,
+        raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+    )
+    events = result.get_asset_materialization_events()
+    rows = sum(e.materialization.metadata["dagster/row_count"].value for e in events)
+    status = "ok" if result.success else "FAILED"
+    print(
+        f"{'issues_current':<10} run {result.run_id[:8]} (every issue's current state): {rows} rows, {status}"
+    )
+
+
 def _report(output: Path) -> None:
     audit = ds.dataset(output / "audit_logs", partitioning="hive").to_table(columns=["action"]).to_pandas()
     print("\nTop audit actions:")
@@ -191,30 +243,7 @@ def _report(output: Path) -> None:
         columns=["id", "status", "severity", "status_changed_at"]
     )
     frame = issues.to_pandas().sort_values("status_changed_at").drop_duplicates("id", keep="last")
-    open_issues = frame[frame["status"] == "OPEN"]["severity"].value_counts()
-    print("Open issues by severity (latest state of each issue):")
+    open_issues = frame[frame["status"].isin(OPEN_STATUSES)]["severity"].value_counts()
+    print(f"Open issues by severity ({' or '.join(OPEN_STATUSES)}; latest state of each issue):")
     for severity in ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL"):
         print(f"  {int(open_issues.get(severity, 0)):>6}  {severity}")
-
-
-def run_dev(sim: WizSimulator, home: Path, output: Path, days: float, port: int) -> int:
-    """The simulator and `dagster dev` together, until Ctrl-C."""
-    home = home.absolute()
-    prepare_home(home)
-    seed = datetime.now(UTC).replace(microsecond=0) - timedelta(days=days) + timedelta(seconds=9)
-    env = {**os.environ, **simulator_env(sim, seed, output.absolute(), home)}
-    print(f"Simulated Wiz tenant at {sim.graphql_url}; seeds {format_time(seed)}; DAGSTER_HOME={home}")
-    print("Checkpoints, from another shell (the settings must match the pipeline's):")
-    print(
-        f"  DAGSTER_HOME={home} AUDIT_SINCE_TIME={format_time(seed)} ISSUES_SINCE_TIME={format_time(seed)} "
-        ".venv/bin/wiz-pipeline checkpoints"
-    )
-    print(f"Dagster UI: http://127.0.0.1:{port}  (Ctrl-C stops both)\n", flush=True)
-    command = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(port)]
-    command += ["-m", "wiz_pipeline.definitions"]
-    process = subprocess.Popen(command, env=env)  # noqa: S603 - our own interpreter and arguments
-    try:
-        return process.wait()
-    except KeyboardInterrupt:
-        process.terminate()
-        return process.wait()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -11,7 +12,16 @@ import dagster as dg
 
 from wiz_pipeline.outputs import Output, open_output
 from wiz_pipeline.settings import Settings
-from wiz_pipeline.wiz import WizClient, WizOptions
+from wiz_pipeline.wiz import WizClient, WizConfigError, WizOptions
+
+
+class MissingCredentialsError(WizConfigError):
+    """The Wiz endpoint or credentials aren't set where a run started; names every missing one."""
+
+
+# The endpoint and credentials: read by Dagster (EnvVar) when a run starts, never when the
+# definitions load, so that the UI shows only these names.
+CREDENTIALS = {"api_url": "WIZ_API_URL", "client_id": "WIZ_CLIENT_ID", "client_secret": "WIZ_CLIENT_SECRET"}
 
 
 class WizResource(dg.ConfigurableResource):
@@ -19,23 +29,36 @@ class WizResource(dg.ConfigurableResource):
     shows the variables' names, never the secret; the other options, checked by the settings when the
     definitions loaded, travel as one JSON object."""
 
-    api_url: str
-    client_id: str
-    client_secret: str
+    # None: the variable was unset when the definitions loaded (see ``from_settings``).
+    api_url: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
     options_json: str  # every other WizOptions field
 
     @classmethod
     def from_settings(cls, settings: Settings, **fields: Any) -> WizResource:
         """``fields`` replace the endpoint and credentials (by default the EnvVars) or any other
-        ``WizOptions`` field (tests lower the backoff and raise the rate)."""
-        return cls(
-            api_url=fields.pop("api_url", dg.EnvVar("WIZ_API_URL")),
-            client_id=fields.pop("client_id", dg.EnvVar("WIZ_CLIENT_ID")),
-            client_secret=fields.pop("client_secret", dg.EnvVar("WIZ_CLIENT_SECRET")),
-            options_json=json.dumps({**settings.client_options(), **fields}),
-        )
+        ``WizOptions`` field (tests lower the backoff and raise the rate).
+
+        A variable unset in this process is left out rather than given as an EnvVar: Dagster would
+        fail the run with a config error of its own per variable, a block each; ``options`` names them
+        all in one line instead. The run's process loads the definitions itself, so this is decided
+        in the environment the run has.
+        """
+        credentials = {
+            field: fields.pop(field) if field in fields else dg.EnvVar(name) if os.environ.get(name) else None
+            for field, name in CREDENTIALS.items()
+        }
+        return cls(**credentials, options_json=json.dumps({**settings.client_options(), **fields}))
 
     def options(self) -> WizOptions:
+        missing = [name for field, name in CREDENTIALS.items() if not getattr(self, field)]
+        if missing:
+            raise MissingCredentialsError(
+                f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set where this run "
+                "started: set the Wiz endpoint and service account credentials in the environment of "
+                "the Dagster webserver, daemon and runs (README, Settings). Nothing was fetched or written."
+            )
         return WizOptions(
             api_url=self.api_url,
             client_id=self.client_id,
@@ -45,7 +68,13 @@ class WizResource(dg.ConfigurableResource):
 
     @contextmanager
     def client(self) -> Iterator[WizClient]:
-        client = WizClient(self.options())
+        try:
+            options = self.options()
+        except MissingCredentialsError as exc:
+            # Dagster shows any other exception from a step wrapped in its own, with two tracebacks;
+            # a Failure is shown as its description.
+            raise dg.Failure(description=str(exc), allow_retries=False) from None
+        client = WizClient(options)
         try:
             yield client
         finally:

@@ -6,10 +6,14 @@ that was never written and is not being written now (after a daemon outage, a fa
 seed), in runs of consecutive windows, at most ``WIZ_MAX_WINDOWS_PER_RUN`` each. A window already in
 a queued or running run is left to it, so no window is ever in two runs at once. Each tick logs the
 checkpoint, and each run it requests carries it as a tag, so both show in the UI.
+
+For audit logs, the same ticks ask for the windows due for a re-read (``rereads``), in the same
+runs as the windows that just closed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection as AbstractCollection
 from collections.abc import Mapping
 from datetime import UTC, timedelta
 
@@ -19,6 +23,9 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 
 from wiz_pipeline.checkpoints import Collection, interval_change, progress, window_keys
 from wiz_pipeline.partitions import cron_for
+from wiz_pipeline.rereads import due as due_rereads
+from wiz_pipeline.rereads import requested_at_tag
+from wiz_pipeline.rereads import run_tags as reread_tags
 from wiz_pipeline.times import format_time
 
 # With run monitoring on (deploy/dagster.yaml), a run still going after this long is failed: a hung or
@@ -30,15 +37,30 @@ MAX_RUNS_PER_TICK = 200
 
 
 def runs_of_missing_windows(
-    all_keys: list[str], wanted: list[str], max_windows: int, failed: Mapping[str, int] | None = None
+    all_keys: list[str],
+    wanted: list[str],
+    max_windows: int,
+    failed: Mapping[str, int] | None = None,
+    *,
+    rereads: AbstractCollection[str] = (),
+    busy: AbstractCollection[str] = (),
+    max_range: int | None = None,
 ) -> list[list[str]]:
-    """``wanted`` (a subset of ``all_keys``) grouped into runs of adjacent windows, at most
-    ``max_windows`` each.
+    """``wanted`` (a subset of ``all_keys``, in order) grouped into runs of at most ``max_windows``
+    windows each, adjacent ones together.
 
     ``failed`` maps windows whose last run failed to that run's size (0 if unknown). They are grouped
     apart, in runs half that size: a window that keeps failing (a page the API can't serve, a query
     that times out) is isolated within a few ticks, each retry smaller than the last, instead of
     failing its healthy neighbours for ever; an outage that failed everything costs twice the runs.
+
+    ``rereads`` (of ``wanted``) are written windows due for a re-read. The window due is usually not
+    next to the one that just closed (with an hour's re-read delay and 30-minute windows, one written
+    window lies between), so a run may join a re-read and the next wanted window (or a wanted window
+    and the next re-read) across windows it then skips (see ``rereads``): a re-read then costs its
+    pages, not a run of its own. Only across windows not in ``busy`` (no window is ever in two runs
+    at once), and for a range of at most ``max_range`` windows (None: never across a gap).
+    ``max_windows`` counts the windows a run writes, not those it skips.
     """
     failed = failed or {}
     position = {key: i for i, key in enumerate(all_keys)}
@@ -48,14 +70,24 @@ def runs_of_missing_windows(
             return max_windows
         return max(1, min(max_windows, failed[key] or max_windows) // 2)
 
+    def bridges(run: list[str], key: str) -> bool:
+        last = run[-1]
+        if max_range is None or key in failed or last in failed:
+            return False
+        if key not in rereads and last not in rereads:
+            return False
+        if position[key] - position[run[0]] >= max_range:
+            return False
+        return not any(all_keys[i] in busy for i in range(position[last] + 1, position[key]))
+
     runs: list[list[str]] = []
     for key in wanted:
         joins = (
             runs
             and size_for(key) == size_for(runs[-1][-1])
             and (key in failed) == (runs[-1][-1] in failed)
-            and position[key] == position[runs[-1][-1]] + 1
             and len(runs[-1]) < size_for(key)
+            and (position[key] == position[runs[-1][-1]] + 1 or bridges(runs[-1], key))
         )
         if joins:
             runs[-1].append(key)
@@ -102,15 +134,26 @@ def _runs_in_progress(instance: dg.DagsterInstance, collection: Collection) -> s
     return "runs " + ", ".join(ids) if ids else "runs not found"
 
 
-def run_request(keys: list[str], tags: dict[str, str], tick: str) -> dg.RunRequest:
+def run_request(
+    all_keys: list[str],
+    position: Mapping[str, int],
+    run: list[str],
+    rereads: set[str],
+    tags: dict[str, str],
+    tick: str,
+) -> dg.RunRequest:
+    """A run over ``run``'s range of ``all_keys`` (``position``: each key's index), writing the
+    windows in ``run``; its tags say which, when it skips some or re-reads some (see ``rereads``)."""
+    span = all_keys[position[run[0]] : position[run[-1]] + 1]
+    tags = {**tags, **reread_tags(run, rereads, span)}
     # Dagster wants a run key when a tick asks for several runs. It is unique per tick on purpose:
     # a window whose run failed must be asked for again by the next tick.
-    run_key = f"{keys[0]}..{keys[-1]}@{tick}"
-    if len(keys) == 1:
-        return dg.RunRequest(run_key=run_key, partition_key=keys[0], tags=tags)
+    run_key = f"{span[0]}..{span[-1]}@{tick}"
+    if len(span) == 1:
+        return dg.RunRequest(run_key=run_key, partition_key=span[0], tags=tags)
     return dg.RunRequest(
         run_key=run_key,
-        tags={**tags, ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]},
+        tags={**tags, ASSET_PARTITION_RANGE_START_TAG: span[0], ASSET_PARTITION_RANGE_END_TAG: span[-1]},
     )
 
 
@@ -120,8 +163,20 @@ def catch_up_schedule(
     interval_seconds: int,
     lag_seconds: int,
     max_windows_per_run: int,
+    max_windows_per_range: int | None = None,
 ) -> dg.ScheduleDefinition:
+    """``max_windows_per_range``: the longest range a run may span to join a re-read with other
+    windows (the windows it skips cost Dagster a planned event each, nothing else)."""
     lag = timedelta(seconds=lag_seconds)
+    rereading = bool(collection.reread_after_seconds)
+    description = (
+        f"Every {interval_seconds} s, {lag_seconds} s after a window closes: collects every closed "
+        f"{collection.data_type} window not yet written, in runs of at most {max_windows_per_run}."
+    )
+    if rereading:
+        description += (
+            f" Windows closed {collection.reread_after_seconds} s ago are collected again, in the same runs."
+        )
 
     @dg.schedule(
         name=collection.schedule_name,
@@ -129,10 +184,7 @@ def catch_up_schedule(
         cron_schedule=cron_for(interval_seconds, lag_seconds),
         execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        description=(
-            f"Every {interval_seconds} s, {lag_seconds} s after a window closes: collects every closed "
-            f"{collection.data_type} window not yet written, in runs of at most {max_windows_per_run}."
-        ),
+        description=description,
     )
     def _schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
         now = (context.scheduled_execution_time or dg.get_current_datetime()).astimezone(UTC)
@@ -140,31 +192,56 @@ def catch_up_schedule(
         if changed:
             context.log.error(changed)
             return dg.SkipReason(changed)
-        state = progress(context.instance, collection, now, lag)
+        state = progress(context.instance, collection, now, lag, every_window=rereading)
         todo = [key for key in state.missing if key not in state.in_progress]
+        # Written windows due for a re-read, not already in a queued or running run. One whose
+        # re-read failed is grouped apart like a failed window (it is in Dagster's failed set while
+        # staying written: the checkpoint doesn't move back for it).
+        due = due_rereads(context.instance, collection, now, state.written)
+        due = [key for key in due if key not in state.busy]
+        failed = state.failed | (set(due) & state.failed_any)
         since = format_time(state.checkpoint)
         summary = (
             f"{collection.checkpoint_name}={since}; {state.materialized} of {state.closed_windows} closed "
             f"windows written, {len(state.missing)} missing ({len(state.failed)} after a failed run), "
             f"{len(state.in_progress)} in progress"
         )
+        if rereading:
+            summary += f", {len(due)} due for a re-read"
         if state.in_progress:
             summary += f" ({_runs_in_progress(context.instance, collection)})"
-        if not todo:
+        if not todo and not due:
             context.log.info(summary)
             return dg.SkipReason(f"{summary}: nothing to request.")
         keys = window_keys(collection, now - lag)
-        sizes = failed_run_sizes(context.instance, collection, keys, state.failed)
-        runs = runs_of_missing_windows(keys, todo, max_windows_per_run, failed=sizes)
+        sizes = failed_run_sizes(context.instance, collection, keys, failed)
+        runs = runs_of_missing_windows(
+            keys,
+            sorted({*todo, *due}),  # keys sort by time
+            max_windows_per_run,
+            failed=sizes,
+            rereads=set(due),
+            busy=state.busy,
+            max_range=max_windows_per_range,
+        )
         later = len(runs) - MAX_RUNS_PER_TICK
         if later > 0:
             runs = runs[:MAX_RUNS_PER_TICK]
             summary += f"; {later} more run(s) wait for the next ticks"
+        rereading_now = [k for r in runs for k in r if k in due]
         context.log.info(
-            f"{summary}; requesting {len(runs)} run(s) for {sum(map(len, runs))} window(s): "
+            f"{summary}; requesting {len(runs)} run(s) for {sum(map(len, runs))} window(s)"
+            + (f", {len(rereading_now)} of them re-reads" if rereading_now else "")
+            + ": "
             + ", ".join(f"{r[0]}..{r[-1]}" if len(r) > 1 else r[0] for r in runs)
         )
-        tags = {"wiz/data_type": collection.data_type, "wiz/since_time": since, **RUN_TAGS}
-        return [run_request(r, tags, format_time(now)) for r in runs]
+        tags = {
+            "wiz/data_type": collection.data_type,
+            "wiz/since_time": since,
+            **requested_at_tag(now),
+            **RUN_TAGS,
+        }
+        position = {key: i for i, key in enumerate(keys)}
+        return [run_request(keys, position, r, set(due), tags, format_time(now)) for r in runs]
 
     return _schedule

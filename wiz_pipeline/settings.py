@@ -5,8 +5,9 @@ checks that the README lists each one.
 
 Two kinds of settings:
 - The Wiz endpoint and credentials (``required``) are read by Dagster through ``EnvVar`` when a run
-  starts, so that ``dagster dev`` loads with a half-configured environment, the UI never shows the
-  secret, and a run without them fails naming the variable.
+  starts, so that the UI loads with a half-configured environment and never shows the secret; a run
+  without them fails with one line naming every missing one. A ``WIZ_API_URL`` that is set is checked
+  when the definitions load too, like the settings below.
 - Everything else has a default and is read and checked when the definitions load: the polling
   interval and the seeds shape the partitions themselves, so a wrong value must stop the load with
   a message rather than define windows nobody asked for.
@@ -36,6 +37,10 @@ DEFAULT_SEED = "2025-09-12T21:00:09Z"
 ALLOWED_INTERVALS = tuple(
     sorted({m * 60 for m in range(1, 61) if 60 % m == 0} | {h * 3600 for h in range(1, 25) if 24 % h == 0})
 )
+
+
+# Entries published more than a week late are an incident to investigate, not ingestion delay.
+MAX_REREAD_AFTER_SECONDS = 7 * 86400
 
 
 class SettingsError(WizConfigError):
@@ -138,7 +143,13 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("WIZ_API_URL", None, "The tenant's GraphQL endpoint, e.g. https://api.us1.app.wiz.io/graphql."),
+    Setting(
+        "WIZ_API_URL",
+        None,
+        "The tenant's GraphQL endpoint, e.g. https://api.us1.app.wiz.io/graphql.",
+        # Checked when the definitions load if it is set (it is read again when a run starts).
+        lambda name, text: check_url(text.strip(), name=name),
+    ),
     Setting("WIZ_CLIENT_ID", None, "The service account's client id."),
     Setting(
         "WIZ_CLIENT_SECRET", None, "The service account's client secret (never logged or shown).", secret=True
@@ -216,6 +227,14 @@ SETTINGS: tuple[Setting, ...] = (
         "300",
         "How long after a window closes it is collected, so that late records are in.",
         lambda name, text: _int(name, text, minimum=0, maximum=7 * 86400),
+    ),
+    Setting(
+        "WIZ_REREAD_AFTER_SECONDS",
+        "3600",
+        "Each audit log window is collected again once it has been closed this long, to catch entries "
+        "the API published late (0 = off; at most 7 days; it must exceed WIZ_WINDOW_LAG_SECONDS, or "
+        "no window is ever re-read).",
+        lambda name, text: _int(name, text, minimum=0, maximum=MAX_REREAD_AFTER_SECONDS),
     ),
     Setting(
         "WIZ_MAX_WINDOWS_PER_RUN",
@@ -300,6 +319,7 @@ class Settings:
     request_timeout_seconds: float
     max_requests_per_second: float
     window_lag_seconds: int
+    reread_after_seconds: int
     max_windows_per_run: int
     max_windows_per_backfill_run: int
 
@@ -337,6 +357,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     problems: list[str] = []
     for setting in SETTINGS:
         if setting.required:
+            # Read by Dagster when a run starts; a value that is set is still checked now, so that a
+            # bad endpoint stops the load with one line rather than each run with a traceback.
+            text = env.get(setting.name)
+            if text and not setting.secret:
+                try:
+                    setting.parse(setting.name, text)
+                except WizConfigError as exc:
+                    problems.append(str(exc))
             continue
         text = env.get(setting.name)
         if text is None or text == "":
@@ -345,6 +373,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             values[setting.name] = setting.parse(setting.name, text)
         except WizConfigError as exc:
             problems.append(str(exc))
+    reread, lag = values.get("WIZ_REREAD_AFTER_SECONDS"), values.get("WIZ_WINDOW_LAG_SECONDS")
+    if reread and lag is not None and reread <= lag and env.get("WIZ_REREAD_AFTER_SECONDS"):
+        # The first read happens WIZ_WINDOW_LAG_SECONDS after a window closes: already past the
+        # re-read's time, so no window would ever be read a second time. (Left to its default with
+        # a lag of an hour or more, re-reads are simply off, as the help says.)
+        problems.append(
+            f"WIZ_REREAD_AFTER_SECONDS={reread} must be 0 (off) or more than WIZ_WINDOW_LAG_SECONDS={lag}: "
+            "a window is first read that long after it closes, so it would never be read again."
+        )
     if problems:
         raise SettingsError("Bad settings:\n  " + "\n  ".join(problems))
     per_data_type = {dt.checkpoint_variable for dt in DATA_TYPES.values()}

@@ -14,18 +14,22 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from wiz_pipeline.outputs import Output, Upload, open_output
 from wiz_pipeline.partitions import Window
 from wiz_pipeline.tables import Table
 from wiz_pipeline.wiz import Nodes
+
+log = logging.getLogger(__name__)
 
 # A row group is written once this many rows, or this many bytes of them, are waiting: big enough
 # for good compression and column statistics, small enough that a window is never held whole.
@@ -131,11 +135,15 @@ class WindowWriter:
         self.pending_bytes = 0
         self.rows = 0
         self.row_groups = 0
+        # The window's ids as written (Arrow arrays sharing the batches' id buffers): compared with
+        # the file this one replaces, if any (``replaced``).
+        self._ids: list[pa.Array] = []
 
     def add(self, nodes: Nodes) -> None:
         if not len(nodes):
             return
         batch = self.table.to_batch(nodes)
+        self._ids.append(batch.column("id"))
         self._pending.append(batch)
         self.pending_rows += batch.num_rows
         self.pending_bytes += batch.nbytes
@@ -194,6 +202,34 @@ class WindowWriter:
             digest,
         )
 
+    def replaced(self) -> dict[str, Any]:
+        """What this window's file replaces: ``reads`` (the previous manifest's plus one),
+        ``late_records`` (ids this file has that the one in place has not) and ``gone_records`` (the
+        reverse); both None when no file is in place. Call before ``commit``: it reads the file in
+        place (its ``id`` column only) and its manifest; one window's ids are held at a time."""
+        previous = _previous_manifest(self.output, self.key)
+        data = self.output.read(self.key)
+        if data is None:
+            return {"reads": 1, "late_records": None, "gone_records": None}
+        try:
+            with data:
+                old = pq.read_table(data, columns=["id"]).column("id")
+        except Exception as exc:  # unreadable (or on S3 no s3:GetObject): the window is still written
+            log.warning(
+                "Could not read the ids of %s, which this window replaces (%s): late_records and "
+                "gone_records are left empty.",
+                self.output.location(self.key),
+                type(exc).__name__,
+            )
+            return {"reads": _reads(previous) + 1, "late_records": None, "gone_records": None}
+        new = _distinct(pa.chunked_array(self._ids, type=pa.string()))
+        old = _distinct(old)
+        return {
+            "reads": _reads(previous) + 1,
+            "late_records": len(new) - _count_in(new, old),
+            "gone_records": len(old) - _count_in(old, new),
+        }
+
     def abort(self) -> None:
         """Drop everything written so far; the window's existing file, if any, is left as it was."""
         try:
@@ -204,4 +240,33 @@ class WindowWriter:
                 self._upload.abort()
             self._writer = self._upload = self._sink = None
             self._pending, self.pending_rows, self.pending_bytes = [], 0, 0
+            self._ids = []
             self.rows = self.row_groups = 0
+
+
+def _previous_manifest(output: Output, data_key: str) -> dict[str, Any]:
+    """The manifest of the file in place ({} if none, or unreadable: older files may lack one)."""
+    try:
+        manifest = output.read(manifest_key(data_key))
+        if manifest is None:
+            return {}
+        with manifest:
+            value = json.loads(manifest.read())
+        return value if isinstance(value, dict) else {}
+    except Exception:
+        return {}
+
+
+def _reads(manifest: dict[str, Any]) -> int:
+    """How many times the file in place had been read (manifests before re-reads existed: once)."""
+    reads = manifest.get("reads")
+    return reads if isinstance(reads, int) and reads > 0 else 1
+
+
+def _distinct(ids: pa.ChunkedArray) -> pa.Array:
+    flat = ids.combine_chunks() if ids.num_chunks else pa.array([], pa.string())
+    return pc.unique(pc.drop_null(flat.cast(pa.string())))
+
+
+def _count_in(values: pa.Array, others: pa.Array) -> int:
+    return int(pc.sum(pc.is_in(values, value_set=others)).as_py() or 0)

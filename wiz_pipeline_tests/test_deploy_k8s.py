@@ -228,6 +228,7 @@ def chart_instance_sections(chart_values: dict[str, Any]) -> dict[str, Any]:
         },
         "run_monitoring": {to_snake(k): v for k, v in daemon["runMonitoring"].items()},
         "telemetry": chart_values["telemetry"],
+        **chart_values.get("additionalInstanceConfig", {}),
     }
 
 
@@ -395,7 +396,7 @@ def test_the_image_entry_point_loads_the_definitions():
 def test_the_chart_values_mirror_the_deployment_instance_yaml(tmp_path):
     instance_yaml = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())
     sections = chart_instance_sections(values())
-    for section in ("concurrency", "run_monitoring", "telemetry"):
+    for section in ("concurrency", "run_monitoring", "telemetry", "nux"):
         assert sections[section] == instance_yaml[section], section
     # Dagster itself reads what the chart would write: a misspelt key or a bad value fails here.
     (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(sections))

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import ast
+import json
 import os
 import pathlib
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 
 import dagster as dg
+import pyarrow.parquet as pq
+import pytest
 
 from wiz_pipeline.cli import main
 from wiz_pipeline_tests.conftest import stop_process_group
@@ -48,17 +55,37 @@ def test_the_wiz_package_imports_nothing_from_dagster():
             assert not any(n.split(".")[0] == "dagster" for n in names), f"{path.name} imports dagster"
 
 
-def test_demo_collects_through_dagster_and_reports(capsys, tmp_path):
+def test_demo_collects_through_dagster_and_reports(capsys, tmp_path, monkeypatch):
+    # A user pointing the demo at a tenant is told, in one line, that the simulator is used instead.
+    monkeypatch.setenv("WIZ_API_URL", "https://api.us1.app.wiz.io/graphql")
+    monkeypatch.setenv("WIZ_CLIENT_ID", "someone")
     args = ["demo", "--dir", str(tmp_path / "demo"), "--days", "0.5", "--audit-entries", "1500"]
     assert main([*args, "--issues", "150", "--rate-limit", "20"]) == 0
-    out = capsys.readouterr().out
-    # Half a day back from a seed off the boundary: 24 or 25 windows, written in one run per data type.
+    captured = capsys.readouterr()
+    out = captured.out
+    notice = [line for line in captured.err.splitlines() if "WIZ_API_URL" in line]
+    assert notice == [
+        "wiz-pipeline demo: ignoring WIZ_API_URL, WIZ_CLIENT_ID from the environment: it always uses its own "
+        'simulator (to collect from a Wiz tenant, see README, "Running it against a Wiz tenant").'
+    ]
+    # Half a day back from a seed off the boundary: 24 or 25 windows, written in one run per data type;
+    # then issues_current (which wiz_pipeline.analytics reads for the current state of issues).
     runs = [line for line in out.splitlines() if " run " in line]
-    assert len(runs) == 2 and all(line.endswith(", ok") for line in runs)
+    assert len(runs) == 3 and all(line.endswith(", ok") for line in runs)
+    assert runs[-1].startswith("issues_current run ")
+    assert (tmp_path / "demo" / "data" / "issues_current" / "issues_current.parquet").is_file()
     assert "AUDIT_SINCE_TIME=" in out and "ISSUES_SINCE_TIME=" in out
     assert "Top audit actions:" in out and "Open issues by severity" in out
     files = list((tmp_path / "demo" / "data" / "audit_logs").rglob("*.parquet"))
     assert 23 <= len(files) <= 25
+    # Open issues are those whose latest state is OPEN or IN_PROGRESS (being worked on is still open).
+    issues = pq.read_table(tmp_path / "demo" / "data" / "issues", partitioning="hive").to_pandas()
+    latest = issues.sort_values("status_changed_at").drop_duplicates("id", keep="last")
+    assert "IN_PROGRESS" in set(latest["status"])
+    counts = latest[latest["status"].isin(["OPEN", "IN_PROGRESS"])]["severity"].value_counts()
+    report = out[out.index("Open issues by severity (OPEN or IN_PROGRESS") :]
+    for severity in ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL"):
+        assert f"{int(counts.get(severity, 0)):>6}  {severity}\n" in report, severity
     home = tmp_path / "demo" / "dagster_home"
     assert (home / "dagster.yaml").read_text().count("granularity: op") == 1
     # Dagster's storage follows the umask; the demo's directory and the home keep others out.
@@ -114,28 +141,70 @@ def test_the_deployment_instance_yaml_is_valid_and_the_one_the_demo_writes(tmp_p
         assert instance.run_monitoring_enabled
         assert instance.run_monitoring_max_runtime_seconds == 4 * 3600
         assert instance.run_coordinator.dequeue_interval_seconds == 1
+        # No "Join the Dagster community" pop-up over the first page (the UI asks the instance).
+        assert not instance.nux_enabled
 
 
-def test_the_dev_command_serves_the_pipeline_in_the_dagster_ui(tmp_path):
-    import json
-    import socket
-    import time
-    import urllib.request
+def _process_table() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, state) of every process, from /proc."""
+    table = {}
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2 :].split()
+        table[int(stat.parent.name)] = (int(fields[1]), fields[0])
+    return table
 
+
+def _descendants(pid: int) -> set[int]:
+    table = _process_table()
+    found, todo = set(), [pid]
+    while todo:
+        parent = todo.pop()
+        for child, (ppid, _) in table.items():
+            if ppid == parent and child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _alive(pids: set[int]) -> set[int]:
+    table = _process_table()
+    return {pid for pid in pids if pid in table and table[pid][1] != "Z"}
+
+
+def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+        return probe.getsockname()[1]
+
+
+def _answers(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_the_dev_command_serves_the_pipeline_and_a_signal_stops_the_whole_tree(tmp_path, signum):
+    port = _free_port()
     command = [sys.executable, "-m", "wiz_pipeline.cli", "dev", "--port", str(port), "--simulator-port", "0"]
     command += ["--home", str(tmp_path / "home"), "--output", str(tmp_path / "data")]
     log = open(tmp_path / "dev.log", "w")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    # Deprecation warnings are shown in every process it starts (Python hides them by default).
+    env = {**os.environ, "PYTHONWARNINGS": "default"}
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     query = (
         "{ workspaceOrError { ... on Workspace { locationEntries { locationOrLoadError { __typename "
         "... on RepositoryLocation { repositories { schedules { name scheduleState { status } } "
         "assetNodes { assetKey { path } } } } } } } } }"
     )
     body = json.dumps({"query": query}).encode()
-    answer = None
+    answer, tree = None, set()
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and process.poll() is None:
@@ -146,16 +215,29 @@ def test_the_dev_command_serves_the_pipeline_in_the_dagster_ui(tmp_path):
                 with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback
                     answer = json.load(response)
                 entries = answer["data"]["workspaceOrError"]["locationEntries"]
-                if entries and entries[0]["locationOrLoadError"]:
+                # The webserver, the daemon and a code server for each of them.
+                tree = _descendants(process.pid)
+                if entries and entries[0]["locationOrLoadError"] and len(tree) >= 4:
                     break
             except OSError:
                 pass
             time.sleep(1)
+        # The signal a service manager or `kill` sends: to the command alone, not its group.
+        os.kill(process.pid, signum)
+        process.wait(timeout=60)
+        deadline = time.monotonic() + 10
+        while _alive(tree) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left, port_answers = _alive(tree), _answers(port)
     finally:
         stop_process_group(process)
         log.close()
     output = (tmp_path / "dev.log").read_text()
     assert answer is not None, output[-3000:]
+    assert len(tree) >= 4, output[-3000:]
+    assert not left, f"still running after {signum.name}: {left}"
+    assert not port_answers, f"port {port} still answers after {signum.name}"
+    assert process.returncode == 0, output[-3000:]
     location = answer["data"]["workspaceOrError"]["locationEntries"][0]["locationOrLoadError"]
     assert location["__typename"] == "RepositoryLocation", output[-3000:]
     repository = location["repositories"][0]
@@ -171,6 +253,8 @@ def test_the_dev_command_serves_the_pipeline_in_the_dagster_ui(tmp_path):
     }
     assert "wiz-pipeline checkpoints" in output
     assert (tmp_path / "home" / "dagster.yaml").exists()
+    # No Dagster deprecation or supersession warning (`dagster dev`, ScheduleDefinition.environment_vars).
+    assert "Warning:" not in output and "deprecated" not in output.lower(), output[-3000:]
 
 
 def test_a_bad_setting_ends_a_command_with_its_message_not_a_traceback(monkeypatch, capsys, tmp_path):
@@ -180,3 +264,67 @@ def test_a_bad_setting_ends_a_command_with_its_message_not_a_traceback(monkeypat
     err = capsys.readouterr().err
     assert err.startswith("wiz-pipeline checkpoints: Bad settings:")
     assert "Nearest allowed values: 1200 or 1800" in err and "Traceback" not in err
+
+
+def test_the_dev_sandbox_keeps_its_tenant_seeds_and_output_with_its_home(tmp_path, capsys):
+    from wiz_pipeline.demo import prepare_home
+    from wiz_pipeline.dev import STATE_FILE, Sandbox
+
+    home, output = tmp_path / "home", tmp_path / "data"
+    prepare_home(home)
+    first = Sandbox.new(0.5, 400, 40, 3, output, late_share=0.05)
+    first.save(home)
+    assert (home / STATE_FILE).stat().st_mode & 0o777 == 0o640
+    again = Sandbox.load(home)
+    assert again == first  # the next start: the same seeds and output, whatever the clock says
+    tenant, regenerated = first.simulator(0, None).tenant, again.simulator(0, None).tenant
+    assert tenant.audit_nodes == regenerated.audit_nodes  # the same records
+    assert tenant.issues == regenerated.issues
+    assert len(tenant.audit_nodes) > 400  # the history and the days ahead at the same density
+    # A start with another output would show the home's windows as collected with no files: refused.
+    args = ["dev", "--home", str(home), "--output", str(tmp_path / "elsewhere"), "--simulator-port", "0"]
+    assert main(args) == 2
+    assert f"pass --output {output}" in capsys.readouterr().err
+    # A home an older version left (an instance, no sandbox file) belongs to a tenant nobody knows.
+    (home / STATE_FILE).unlink()
+    assert main(["dev", "--home", str(home), "--output", str(output), "--simulator-port", "0"]) == 2
+    assert f"holds a Dagster instance but no {STATE_FILE}" in capsys.readouterr().err
+
+
+def test_loading_the_definitions_emits_no_deprecation_warning():
+    code = (
+        "from dagster._core.remote_representation.external_data import RepositorySnap\n"
+        "from wiz_pipeline.definitions import defs\n"
+        "RepositorySnap.from_def(defs.get_repository_def())\n"  # what a code server serves the UI
+    )
+    result = subprocess.run(
+        [sys.executable, "-W", "error::DeprecationWarning", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Warning" not in result.stderr
+
+
+def test_the_readme_describes_workspace_yaml_as_it_is():
+    import yaml
+
+    workspace = yaml.safe_load((ROOT / "workspace.yaml").read_text())
+    assert workspace == {"load_from": [{"python_module": "wiz_pipeline.definitions"}]}
+    readme = (ROOT / "README.md").read_text()
+    assert "`python_module: wiz_pipeline.definitions`" in readme
+    assert "wiz_pipeline.definitions:defs" not in readme
+
+
+def test_version_prints_the_package_version_and_settings_help_describes_the_command():
+    from importlib.metadata import version
+
+    result = subprocess.run(
+        [sys.executable, "-m", "wiz_pipeline.cli", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0 and result.stdout.strip() == f"wiz-pipeline {version('wiz-pipeline')}"
+    command = [sys.executable, "-m", "wiz_pipeline.cli", "settings", "--help"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert "Print every environment variable wiz-pipeline reads" in " ".join(result.stdout.split())

@@ -13,6 +13,7 @@ from wiz_pipeline.checkpoints import CheckpointTracker, Collection, interval_cha
 from wiz_pipeline.collect import WindowResult, collect_windows, windows_per_query_for
 from wiz_pipeline.data_types import DATA_TYPES, DataType
 from wiz_pipeline.partitions import windows_for
+from wiz_pipeline.rereads import requested_at, windows_to_write
 from wiz_pipeline.resources import ParquetDatasets, WizResource
 from wiz_pipeline.times import format_time
 from wiz_pipeline.wiz import WizConfigError
@@ -67,10 +68,17 @@ def _define(
     def _asset(
         context: dg.AssetExecutionContext, wiz: WizResource, datasets: ParquetDatasets
     ) -> Iterator[dg.Output[None]]:
-        windows = windows_for(collection.partitions_def, list(context.partition_keys), collection.seed)
+        run_keys = list(context.partition_keys)
+        # A schedule run may be asked to write only some of its range (a re-read joined with the
+        # window that just closed, skipping written windows between); any other run writes them all.
+        keys, rereads = windows_to_write(context.run.tags, run_keys)
+        windows = windows_for(collection.partitions_def, keys, collection.seed)
+        skipped = len(run_keys) - len(keys)
         context.log.info(
             f"{collection.data_type}: {len(windows)} window(s), {windows[0].start:%Y-%m-%d %H:%M:%S} .. "
             f"{windows[-1].end:%Y-%m-%d %H:%M:%S} UTC"
+            + (f", {len(rereads)} of them re-read(s)" if rereads else "")
+            + (f"; {skipped} written window(s) in the range skipped" if skipped else "")
         )
         changed = interval_change(context.instance, collection)
         if changed:
@@ -78,6 +86,8 @@ def _define(
             # hide the change from every later check.
             raise WizConfigError(changed)
         tracker = CheckpointTracker(context.instance, collection)
+        # Windows with a file already: it is compared with the new one before being replaced.
+        replacing = tracker.written | tracker.partial
         unshared = unshared_budget(context.instance)
         if unshared:
             context.log.warning(unshared)
@@ -90,7 +100,7 @@ def _define(
         # A window whose latest neighbours held more than one query returns is split up front, so
         # that a busy tenant's catch-up run (often one window) doesn't waste a capped query on it.
         neighbours = recent_max_rows(context.instance, collection, limit=RECENT_NEIGHBOURS)
-        written = rows = 0
+        written = rows = late = gone = reread = 0
         try:
             with wiz.client() as client:
                 for result in collect_windows(
@@ -101,6 +111,9 @@ def _define(
                     run_id=context.run.run_id,
                     windows_per_query=per_query,
                     rows_per_window=neighbours,
+                    replacing=replacing,
+                    rereads=rereads,
+                    requested_at=requested_at(context.run.tags),
                 ):
                     # The materialization names the window's file and rows; no log line per window
                     # besides it (each one is another write to the instance's storage).
@@ -119,10 +132,15 @@ def _define(
                             f"(capped queries thrown away: {result.manifest['capped_queries']}), "
                             f"{result.file.rows} rows."
                         )
+                    if result.manifest["reread"]:
+                        reread += 1
+                        late += result.manifest["late_records"] or 0
+                        gone += result.manifest["gone_records"] or 0
         finally:
             context.log.info(
                 f"{collection.data_type}: {written} of {len(windows)} window(s) written, {rows} rows; "
-                f"{collection.checkpoint_name} is now {format_time(tracker.checkpoint)}"
+                + (f"{reread} re-read(s) found {late} late record(s), {gone} gone; " if rereads else "")
+                + f"{collection.checkpoint_name} is now {format_time(tracker.checkpoint)}"
             )
         yield from ()
 
@@ -189,6 +207,14 @@ def _metadata(
         "run_id": context.run.run_id,
         "rows_without_time": m["rows_without_time"],
         "passes": q["passes"],
+        # Re-reads (see rereads.py): when this read began, how many reads this file is, whether the
+        # schedule asked for it as a re-read, and what it found that the file it replaced had not
+        # (late_records) or had (gone_records); None when it replaced no file.
+        "read_at": m["read_at"],
+        "reads": m["reads"],
+        "reread": m["reread"],
+        "late_records": m["late_records"],
+        "gone_records": m["gone_records"],
         # The checkpoint as this window's write moves it (it moves only if no earlier window is missing).
         collection.checkpoint_name: format_time(tracker.write(result.window.key)),
         # Windows written from an older, later seed; carried on so that they stay unwritten until

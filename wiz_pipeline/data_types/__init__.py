@@ -45,6 +45,11 @@ class DataType:
     # then moves up one place and one is skipped between two pages. Such windows are read again
     # (see wiz.queries.WindowFetch) when they took more than one page.
     records_can_leave: bool = False
+    # Can the API show a record some time after its time field, so after its window was collected?
+    # Audit entries can (ingestion delay): such windows are collected again once they have been closed
+    # WIZ_REREAD_AFTER_SECONDS (see rereads.py). Issues are a change log: an issue whose status changes
+    # again belongs to the later window, so theirs are never re-read.
+    published_late: bool = False
 
     @property
     def asset_key_path(self) -> tuple[str, ...]:

@@ -56,4 +56,5 @@ AUDIT_LOGS = DataType(
         "Where audit log collection starts (ISO 8601 with Z or an offset); nothing before it is collected."
     ),
     result_cap=10_000,
+    published_late=True,
 )

@@ -41,6 +41,10 @@ class Output(ABC):
     def open(self, key: str) -> Upload: ...
 
     @abstractmethod
+    def read(self, key: str) -> BinaryIO | None:
+        """The file now at ``key``, open for reading (seekable), or None if there is none."""
+
+    @abstractmethod
     def publish(self, uploads: list[Upload]) -> None:
         """Make finished uploads visible, in order, each in one step."""
 
@@ -50,10 +54,6 @@ class Output(ABC):
 
     @abstractmethod
     def uri_of(self, key: str) -> str: ...
-
-    @abstractmethod
-    def read(self, key: str) -> BinaryIO | None:
-        """The file at ``key`` opened for reading (seekable, for Parquet), or None if there is none."""
 
     @abstractmethod
     def listing(self, folder: str) -> list[tuple[str, datetime]]:

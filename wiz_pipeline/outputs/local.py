@@ -59,6 +59,12 @@ class LocalOutput(Output):
         _make_dirs(path.parent)
         return _LocalUpload(path)
 
+    def read(self, key: str) -> BinaryIO | None:
+        try:
+            return (self.root / key).open("rb")
+        except FileNotFoundError:
+            return None
+
     def publish(self, uploads: list[Upload]) -> None:
         directories: dict[Path, None] = {}
         for upload in uploads:
@@ -77,12 +83,6 @@ class LocalOutput(Output):
 
     def uri_of(self, key: str) -> str:
         return (self.root / key).as_uri()
-
-    def read(self, key: str) -> BinaryIO | None:
-        try:
-            return (self.root / key).open("rb")
-        except FileNotFoundError:
-            return None
 
     def listing(self, folder: str) -> list[tuple[str, datetime]]:
         base = self.root / folder

@@ -383,7 +383,19 @@ class WizSimulator:
         before = min(window["before"], now) if window.get("before") else now
         lo, hi = self.tenant.audit_between(window.get("after"), before)
         nodes = self.tenant.audit_nodes
-        return hi - lo, lambda i: nodes[hi - 1 - i]
+        hidden = self.tenant.audit_unpublished(lo, hi, now)  # published late, not yet visible
+        if not hidden:
+            return hi - lo, lambda i: nodes[hi - 1 - i]
+
+        def visible(i: int) -> Any:
+            index = hi - 1 - i  # the i-th newest, then moved past each hidden entry at or above it
+            for h in hidden:  # newest first
+                if h < index:
+                    break
+                index -= 1
+            return nodes[index]
+
+        return hi - lo - len(hidden), visible
 
     def _issues(
         self, filter_by: dict[str, Any], order_by: dict[str, Any] | None, key: str

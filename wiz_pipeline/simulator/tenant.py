@@ -82,20 +82,44 @@ class IssueRecord:
 
 @dataclass
 class Tenant:
-    """The records behind the simulator. Audit entries are kept sorted by time for cheap filtering."""
+    """The records behind the simulator. Audit entries are kept sorted by time for cheap filtering.
+
+    An audit entry can be published late: the API shows it only from ``audit_published[i]`` on, some
+    time after its timestamp (ingestion delay). ``audit_published`` is None while no entry is late,
+    and ``max_audit_delay`` bounds every delay, so a query scans only the entries that recent.
+    """
 
     audit_times: list[datetime] = field(default_factory=list)
     audit_nodes: list[dict[str, Any] | msgspec.Raw] = field(default_factory=list)
     issues: list[IssueRecord] = field(default_factory=list)
     revision: int = 0  # counts changes to the issues, so that the server's cached lists follow them
+    audit_published: list[datetime] | None = None
+    max_audit_delay: timedelta = timedelta(0)
 
-    def add_audit_entry(self, node: dict[str, Any]) -> None:
+    def add_audit_entry(self, node: dict[str, Any], *, published_at: datetime | None = None) -> None:
+        """Add an entry; ``published_at`` (after its timestamp) makes it visible only from then on."""
         when = parse_time(node.get("timestamp"))
         if when is None:
             raise ValueError(f"audit entry without a readable timestamp: {node.get('timestamp')!r}")
         index = bisect.bisect_right(self.audit_times, when)
         self.audit_times.insert(index, when)
         self.audit_nodes.insert(index, node)
+        published = when if published_at is None else max(when, published_at)
+        if published > when and self.audit_published is None:
+            self.audit_published = list(self.audit_times)
+            self.audit_published.pop(index)
+        if self.audit_published is not None:
+            self.audit_published.insert(index, published)
+            self.max_audit_delay = max(self.max_audit_delay, published - when)
+
+    def audit_unpublished(self, lo: int, hi: int, now: datetime) -> list[int]:
+        """Indices in ``[lo, hi)`` of entries not yet published at ``now``, newest first. Only entries
+        less than ``max_audit_delay`` old can be, so only those are looked at."""
+        published = self.audit_published
+        if published is None or hi <= lo:
+            return []
+        start = max(lo, bisect.bisect_left(self.audit_times, now - self.max_audit_delay))
+        return [i for i in range(hi - 1, start - 1, -1) if published[i] > now]
 
     def encode_audit_nodes(self) -> None:
         """Keep each audit entry as its encoded JSON (``msgspec.Raw``), served as it is: a large
@@ -513,11 +537,15 @@ def generate_tenant(
     issues: int = 300,
     seed: int = 7,
     boundary_share: float = 0.01,
+    late_share: float = 0.0,
+    max_late_seconds: float = 3000.0,
 ) -> Tenant:
     """A tenant whose audit entries and issue status changes fall in ``[start, end)``.
 
     ``boundary_share`` of the audit entries sit exactly on a half-hour mark, so that window
-    boundaries are exercised by ordinary data, not only by hand-made cases.
+    boundaries are exercised by ordinary data, not only by hand-made cases. ``late_share`` of them
+    are published late, each a random 60 s .. ``max_late_seconds`` after its timestamp (drawn from
+    a generator of their own, so the rest of the tenant is the same with or without them).
     """
     if start.tzinfo is None or end.tzinfo is None or not start < end:
         raise ValueError("generate_tenant needs timezone-aware start < end")
@@ -534,6 +562,16 @@ def generate_tenant(
     times.sort()
     tenant.audit_times = times
     tenant.audit_nodes = [_audit_entry(rng, when) for when in times]
+    if late_share > 0:
+        late = random.Random(seed * 7919 + 1)
+        delays = [
+            timedelta(seconds=late.uniform(60, max(60.0, max_late_seconds)))
+            if late.random() < late_share
+            else timedelta(0)
+            for _ in times
+        ]
+        tenant.audit_published = [when + delay for when, delay in zip(times, delays, strict=True)]
+        tenant.max_audit_delay = max(delays, default=timedelta(0))
     for _ in range(issues):
         # Some issues are older than the range and only change status inside it.
         created = start + timedelta(seconds=rng.random() * span)

@@ -114,3 +114,19 @@ def test_the_old_seeds_window_stays_unwritten_after_earlier_windows_are_written(
     assert checkpoint(pipeline.instance, pipeline.collection()) == datetime(2025, 9, 12, 21, tzinfo=UTC)
     assert pipeline.run("2025-09-12-21:00").success
     assert checkpoint(pipeline.instance, pipeline.collection()) == datetime(2025, 9, 12, 22, tzinfo=UTC)
+
+
+def test_the_checkpoint_command_exits_1_while_the_interval_changed_under_written_windows(
+    pipeline, monkeypatch, capsys
+):
+    keys = pipeline.keys()
+    assert pipeline.run(keys[0], keys[3]).success  # 30-minute windows up to 23:00
+    pipeline.env["WIZ_POLL_INTERVAL_SECONDS"] = "3600"
+    for name, value in pipeline.env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["checkpoints"]) == 1  # a script can tell that the schedule is stopped
+    out = capsys.readouterr().out
+    assert "# STOPPED: audit_logs windows were written with WIZ_POLL_INTERVAL_SECONDS=1800" in out
+    assert "AUDIT_SINCE_TIME=2025-09-12T23:00:00Z (the checkpoint under the old interval)" in out
+    monkeypatch.setenv("WIZ_POLL_INTERVAL_SECONDS", "1800")  # set back: it can advance again
+    assert main(["checkpoints"]) == 0

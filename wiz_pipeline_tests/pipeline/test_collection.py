@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -281,3 +284,52 @@ def test_an_output_directory_that_cannot_be_made_fails_the_run_before_any_wiz_re
     assert error.cls_name == "OutputError"
     assert f"WIZ_OUTPUT_URI={blocker / 'data'}: can't create the directory" in error.message
     assert not pipeline.sim.graphql_records() and not materialized(pipeline)
+
+
+def test_a_window_is_written_to_a_temporary_file_and_renamed_so_readers_never_see_it_partial(
+    pipeline, sim, monkeypatch
+):
+    """A rerun that fails mid-window, after some of its rows were written to disk: a reader of the
+    window's file sees the previous file, byte for byte, the whole time and afterwards."""
+    from wiz_pipeline import collect
+
+    key = pipeline.keys()[4]
+    pipeline.overrides["page_size"] = 5  # eight pages in the window
+    assert pipeline.run(key).success
+    (final,) = pipeline.files()
+    before = final.read_bytes()
+    monkeypatch.setattr(collect, "MAX_BUFFERED_BYTES", 1)  # each page's rows go to disk at once
+    sim.inject(Fault.slow(1.5), skip=3)  # three pages arrive, then the fourth takes its time
+    sim.inject(Fault.http_status(503), times=6)  # and never comes: the window fails
+    seen: list[bytes | None] = []
+    temporary_bytes = 0
+    stop = threading.Event()
+
+    def watch() -> None:
+        nonlocal temporary_bytes
+        while not stop.is_set():
+            try:
+                data = final.read_bytes()
+            except FileNotFoundError:
+                data = None
+            if data != before:
+                seen.append(data)
+            for path in final.parent.glob(".*.tmp-*"):
+                with contextlib.suppress(FileNotFoundError):
+                    temporary_bytes = max(temporary_bytes, path.stat().st_size)
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        result = pipeline.run(key)
+    finally:
+        stop.set()
+        watcher.join()
+    assert not result.success
+    assert not seen, f"a reader saw {len(seen)} other versions of {final.name} while the window was written"
+    assert final.read_bytes() == before
+    # The rows that came were written while the run was in the window, but not at the final name.
+    assert temporary_bytes > len(b"PAR1"), "no rows reached a temporary file: the test proves nothing"
+    assert pipeline.files() == [final]
+    assert not [p for p in pipeline.root.rglob("*") if ".tmp-" in p.name]

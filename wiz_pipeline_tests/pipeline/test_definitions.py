@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -16,6 +19,7 @@ from wiz_pipeline.settings import ALLOWED_INTERVALS, ENVIRONMENT, SETTINGS, Sett
 from wiz_pipeline_tests.conftest import CLIENT_SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
+MODULE = "wiz_pipeline.definitions"
 AUDIT, ISSUES = dg.AssetKey(["wiz", "audit_logs"]), dg.AssetKey(["wiz", "issues"])
 CURRENT = dg.AssetKey(["wiz", "issues_current"])
 
@@ -60,14 +64,55 @@ def test_the_definitions_load_without_the_endpoint_or_credentials_and_a_run_name
 ):
     for name in ("WIZ_API_URL", "WIZ_CLIENT_ID", "WIZ_CLIENT_SECRET"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WIZ_CLIENT_ID", "someone")  # one of the three set: the other two are named
     defs = build_definitions({"WIZ_OUTPUT_URI": str(tmp_path)})  # loads: nothing read yet
-    with dg.instance_for_test() as instance, pytest.raises(dg.DagsterInvalidConfigError) as caught:
-        defs.resolve_job_def("collect_audit_logs").execute_in_process(
-            instance=instance, partition_key="2025-09-12-21:30"
+    dg.Definitions.validate_loadable(defs)
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("collect_audit_logs").execute_in_process(
+            instance=instance, partition_key="2025-09-12-21:30", raise_on_error=False
         )
-    for name in ("WIZ_API_URL", "WIZ_CLIENT_ID", "WIZ_CLIENT_SECRET"):
-        assert f'environment variable "{name}" which is not set' in str(caught.value)
+    assert not result.success
+    (failure,) = result.get_step_failure_events()
+    error = failure.step_failure_data.error
+    # One line naming every missing variable; not a config error block per variable.
+    # A Failure: Dagster shows its description, with no wrapping step error and no chained cause.
+    assert error.cls_name == "Failure" and error.cause is None and error.context is None
+    message = failure.step_failure_data.user_failure_data.description
+    assert error.message.strip().endswith(message)
+    assert message.count("\n") == 0 and len(message) < 300, message
+    assert "WIZ_API_URL, WIZ_CLIENT_SECRET are not set where this run started" in message
+    assert "WIZ_CLIENT_ID" not in message and "PostProcessingError" not in message
     assert not list(tmp_path.rglob("*.parquet"))
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("api.us1.app.wiz.io/graphql", "must start with https://"),
+        ("http://api.us1.app.wiz.io/graphql", "plain http to a non-loopback host"),
+        ("https://", "has no host"),
+    ],
+)
+def test_a_bad_api_url_that_is_set_stops_the_definitions_loading_in_one_line(value, says):
+    with pytest.raises(SettingsError) as caught:
+        build_definitions({"WIZ_API_URL": value})
+    (line,) = str(caught.value).splitlines()[1:]  # under "Bad settings:", one line
+    assert line.strip().startswith("WIZ_API_URL=") and says in line and len(line) < 300, line
+
+
+def test_dagster_reports_a_bad_api_url_when_it_loads_the_code_location(tmp_path):
+    env = {**os.environ, "WIZ_API_URL": "ftp://api.us1.app.wiz.io/graphql", "DAGSTER_HOME": str(tmp_path)}
+    result = subprocess.run(
+        [Path(sys.executable).with_name("dagster"), "definitions", "validate", "-m", MODULE],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "WIZ_API_URL='ftp://api.us1.app.wiz.io/graphql' must start with https://" in output, output[-3000:]
 
 
 def test_the_secret_is_an_env_var_the_ui_never_sees(monkeypatch):

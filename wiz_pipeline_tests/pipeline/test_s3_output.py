@@ -70,7 +70,15 @@ def test_a_rerun_leaves_exactly_one_object_per_window(s3_pipeline):
     first = s3_pipeline.table().num_rows
     s3_pipeline.sim.tenant.add_audit_entry(audit_entry("2025-09-12T22:10:00Z", "arrived-late"))
     assert s3_pipeline.run(keys[2]).success
+    # The replaced object's ids were read back from the bucket and compared with the new ones.
+    manifest_key = "wiz/audit_logs/date=2025-09-12/_audit_logs_20250912T220000Z.json"
+    replaced = json.loads(s3_pipeline.read(manifest_key))
+    assert (replaced["reads"], replaced["late_records"], replaced["gone_records"]) == (2, 1, 0)
     assert s3_pipeline.run(keys[0], keys[3]).success  # a range over it as well
+    again = json.loads(s3_pipeline.read(manifest_key))
+    assert (again["reads"], again["late_records"], again["gone_records"]) == (3, 0, 0)
+    first_file = json.loads(s3_pipeline.read(manifest_key.replace("T220000Z", "T210000Z")))
+    assert (first_file["reads"], first_file["late_records"]) == (1, None)
     assert len(s3_pipeline.files()) == 4
     assert len(s3_pipeline.keys_in_bucket()) == 8  # and one manifest each
     assert not s3_pipeline.uploads()

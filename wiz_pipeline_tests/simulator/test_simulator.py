@@ -347,3 +347,51 @@ def test_a_long_tenant_pages_through_the_api_like_any_other():
     assert [parse_time(n["timestamp"]) for n in nodes] == sorted(
         (parse_time(n["timestamp"]) for n in nodes), reverse=True
     )
+
+
+def _pages(sim, variables):
+    """Every node of a query, page by page (newest first), as a client would read them."""
+    nodes, after = [], None
+    while True:
+        page = post(sim, AUDIT_LOG_QUERY, {**variables, "after": after}).json()["data"]["auditLogEntries"]
+        nodes += page["nodes"]
+        if not page["pageInfo"]["hasNextPage"]:
+            return nodes
+        after = page["pageInfo"]["endCursor"]
+
+
+def test_late_audit_entries_are_visible_only_from_their_publication_on():
+    tenant = generate_tenant(T0, T0 + timedelta(hours=6), audit_entries=3000, issues=0, late_share=0.1)
+    plain = generate_tenant(T0, T0 + timedelta(hours=6), audit_entries=3000, issues=0)
+    # Late entries are drawn apart: the tenant is the same entries, only some published later.
+    assert tenant.audit_times == plain.audit_times
+    assert [n["id"] for n in tenant.audit_nodes] == [n["id"] for n in plain.audit_nodes]
+    pairs = list(zip(tenant.audit_times, tenant.audit_published, strict=True))
+    late = [i for i, (t, p) in enumerate(pairs) if p > t]
+    assert 200 < len(late) < 400
+    assert max(p - t for t, p in pairs) <= timedelta(seconds=3000)
+    with WizSimulator(tenant, client_secret=CLIENT_SECRET) as sim:
+        for now in (T0 + timedelta(hours=2), T0 + timedelta(hours=2, minutes=40), T0 + timedelta(days=1)):
+            sim.set_now(now)
+            nodes = _pages(sim, {"first": 100, "filterBy": {"timestamp": {"after": T0.isoformat()}}})
+            expected = [
+                tenant.audit_nodes[i]["id"]
+                for i in range(len(tenant.audit_times) - 1, -1, -1)
+                if tenant.audit_published[i] <= now
+            ]
+            assert [n["id"] for n in nodes] == expected  # newest first, each once, none unpublished
+    assert any(tenant.audit_times[i] <= T0 + timedelta(hours=2) < tenant.audit_published[i] for i in late)
+
+
+def test_an_entry_added_with_a_publication_time_appears_then(sim):
+    stamp = T0 + timedelta(minutes=10)
+    node = {"id": "late-1", "timestamp": stamp.isoformat().replace("+00:00", "Z"), "action": "Login"}
+    sim.tenant.add_audit_entry(node, published_at=stamp + timedelta(hours=1))
+    sim.tenant.add_audit_entry({**node, "id": "on-time"})
+    window = {"first": 500, "filterBy": {"timestamp": {"after": T0.isoformat(), "before": stamp.isoformat()}}}
+    sim.set_now(stamp + timedelta(minutes=59))
+    ids = [n["id"] for n in _pages(sim, window)]
+    assert "on-time" in ids and "late-1" not in ids
+    sim.set_now(stamp + timedelta(hours=1))
+    ids = [n["id"] for n in _pages(sim, window)]
+    assert ids.count("late-1") == 1 and ids.count("on-time") == 1
