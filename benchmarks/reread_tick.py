@@ -49,7 +49,7 @@ def _metadata(start: datetime, interval: int, read_at: datetime, reads: int) -> 
         "interval_seconds": interval,
         "min_record_time": format_time(start),
         "max_record_time": format_time(start),
-        "duration_seconds": 0.5,
+        "query_duration_seconds": 0.5,
         "run_id": "0" * 36,
         "read_at": format_time(read_at),
         "reads": reads,

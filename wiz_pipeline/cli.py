@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from wiz_pipeline.data_types import DATA_TYPES
 from wiz_pipeline.simulator import WizSimulator, generate_tenant
 from wiz_pipeline.wiz.errors import WizConfigError
 from wiz_pipeline.wiz.urls import is_loopback_host
@@ -230,6 +231,64 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
     return 1 if stuck else 0
 
 
+def cmd_ledger(args: argparse.Namespace) -> int:
+    """Print each closed window of the range and whether it is written; exit 1 on any gap."""
+    from wiz_pipeline.checkpoints import collections_for
+    from wiz_pipeline.ledger import (
+        Summary,
+        json_line,
+        json_summary,
+        ledger,
+        parse_bound,
+        text_header,
+        text_line,
+        text_summary,
+        window_range,
+    )
+    from wiz_pipeline.outputs import open_output
+    from wiz_pipeline.settings import load_settings
+    from wiz_pipeline.times import format_time
+
+    if not os.environ.get("DAGSTER_HOME"):
+        raise WizConfigError(
+            "DAGSTER_HOME is not set: point it at the directory of the Dagster instance the pipeline "
+            "runs with"
+        )
+    start, end = parse_bound("--from", args.start), parse_bound("--to", args.end)
+    if start and end and start >= end:
+        raise WizConfigError(f"--from {args.start} is not before --to {args.end}")
+    settings = load_settings()
+    collections = [c for c in collections_for(settings) if args.type in (None, c.data_type)]
+    if not collections:
+        setting = DATA_TYPES[args.type].enabled_by
+        raise WizConfigError(f"--type {args.type}: {setting} is off, so {args.type} are not collected")
+    output = open_output(settings.output_uri)
+    now, lag = datetime.now(UTC), timedelta(seconds=settings.window_lag_seconds)
+    if not any(window_range(c, now, lag, start, end)[1] for c in collections):
+        seeds = ", ".join(f"{c.checkpoint_name}={format_time(c.seed)}" for c in collections)
+        raise WizConfigError(
+            "no closed window in the range: it must end after the seed and start before "
+            f"now - WIZ_WINDOW_LAG_SECONDS ({seeds})"
+        )
+    gap = False
+    out = sys.stdout
+    with _open_instance() as instance:
+        for n, collection in enumerate(collections):
+            summary = Summary(collection.data_type)
+            if not args.json:
+                print(("\n" if n else "") + text_header(), file=out)
+            for line in ledger(
+                instance, output, collection, now=now, lag=lag, start=start, end=end, gaps_only=args.gaps_only
+            ):
+                summary.note(line)
+                if line.written and args.gaps_only:
+                    continue
+                out.write((json_line(line) if args.json else text_line(line)) + "\n")
+            print(json_summary(summary) if args.json else text_summary(summary), file=out)
+            gap = gap or bool(summary.gaps)
+    return 1 if gap else 0
+
+
 def _open_instance() -> dg.DagsterInstance:
     """$DAGSTER_HOME's instance; a variable its dagster.yaml reads that is unset, or a database that
     can't be reached, ends the command with one line naming the variables (never their values)."""
@@ -355,6 +414,31 @@ def build_parser() -> argparse.ArgumentParser:
         "windows: the schedule and runs refuse until it is set back or the asset wiped), 2 on a bad setting.",
     )
     checkpoints.set_defaults(func=cmd_checkpoints)
+
+    ledger = sub.add_parser(
+        "ledger",
+        help="list each closed window, whether it is written, its rows and SHA-256; exit 1 on a gap",
+        description="For each closed window in the range (default: from the seed to the latest closed "
+        "window, WIZ_WINDOW_LAG_SECONDS included), print whether it is written (materialized in "
+        "$DAGSTER_HOME's instance, latest run not failed, and its data file and manifest in "
+        "WIZ_OUTPUT_URI), rows, queries, re-reads, late records, SHA-256 and the run that wrote it; then "
+        "one line per data type saying whether the range has a gap. Exit 0: no gap; 1: a closed window "
+        "is not written; 2: a usage or setting error.",
+    )
+    ledger.add_argument(
+        "--type", choices=list(DATA_TYPES), help="one data type (default: every collected one)"
+    )
+    ledger.add_argument(
+        "--from", dest="start", metavar="ISO", help="from the window holding this time (UTC unless an offset)"
+    )
+    ledger.add_argument("--to", dest="end", metavar="ISO", help="up to the windows starting before this time")
+    ledger.add_argument(
+        "--gaps-only",
+        action="store_true",
+        help="print only windows not written (and read only their manifests): quick over a long range",
+    )
+    ledger.add_argument("--json", action="store_true", help="JSON lines: one per window, then a summary")
+    ledger.set_defaults(func=cmd_ledger)
 
     settings = sub.add_parser(
         "settings",

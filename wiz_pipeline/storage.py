@@ -11,12 +11,14 @@ after the data file; pyarrow and Spark skip names starting with ``_`` or ``.``.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -76,6 +78,33 @@ def sweep_stale_temporaries(output: Output | Path | str, dataset: str) -> None:
     open_output(output).sweep(dataset)
 
 
+class HashingFile(io.RawIOBase):
+    """Passes the writer's bytes on to an upload, hashing them on their way: the file's SHA-256 as
+    written, with no read back (which on S3 would be a second download of every window)."""
+
+    def __init__(self, target: BinaryIO) -> None:
+        self.target = target
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.digest.update(data)
+        self.size += memoryview(data).nbytes
+        return self.target.write(data)
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        self.target.flush()
+
+    def sha256(self) -> str:
+        return self.digest.hexdigest()
+
+
 @dataclass(frozen=True)
 class WrittenFile:
     path: str  # a local path, or the s3:// URI
@@ -84,6 +113,7 @@ class WrittenFile:
     rows: int
     bytes: int
     row_groups: int
+    sha256: str  # of the bytes as written
 
 
 class WindowWriter:
@@ -98,6 +128,7 @@ class WindowWriter:
         self.output = output
         self.key = window_key(table.name, window.boundary)
         self._upload: Upload | None = None
+        self._sink: HashingFile | None = None
         self._writer: pq.ParquetWriter | None = None
         self._pending: list[pa.RecordBatch] = []
         self.pending_rows = 0
@@ -137,9 +168,8 @@ class WindowWriter:
     def _open(self) -> pq.ParquetWriter:
         if self._writer is None:
             self._upload = self.output.open(self.key)
-            self._writer = pq.ParquetWriter(
-                self._upload.file, self.table.schema, **writer_options(self.table)
-            )
+            self._sink = HashingFile(self._upload.file)
+            self._writer = pq.ParquetWriter(self._sink, self.table.schema, **writer_options(self.table))
         return self._writer
 
     def commit(self, manifest: dict[str, Any]) -> WrittenFile:
@@ -147,14 +177,18 @@ class WindowWriter:
         with no rows, so that a rerun that now finds nothing still replaces what was there."""
         self.flush()
         self._open().close()
-        assert self._upload is not None
+        assert self._upload is not None and self._sink is not None
         size = self._upload.finish()
+        if size != self._sink.size:  # bytes reached the file some other way: the digest would be wrong
+            raise OSError(f"{self.key}: {size} bytes stored but {self._sink.size} hashed")
+        digest = self._sink.sha256()
         manifest = {
             **manifest,
             "file": self.output.location(self.key),
             "rows": self.rows,
             "bytes": size,
             "row_groups": self.row_groups,
+            "sha256": digest,
         }
         manifest_upload = self.output.open(manifest_key(self.key))
         try:
@@ -164,7 +198,7 @@ class WindowWriter:
         except BaseException:
             manifest_upload.abort()
             raise
-        self._writer = self._upload = None
+        self._writer = self._upload = self._sink = None
         return WrittenFile(
             self.output.location(self.key),
             self.output.uri_of(self.key),
@@ -172,6 +206,7 @@ class WindowWriter:
             self.rows,
             size,
             self.row_groups,
+            digest,
         )
 
     def replaced(self) -> dict[str, Any]:
@@ -210,7 +245,7 @@ class WindowWriter:
         finally:
             if self._upload is not None:
                 self._upload.abort()
-            self._writer = self._upload = None
+            self._writer = self._upload = self._sink = None
             self._pending, self.pending_rows, self.pending_bytes = [], 0, 0
             self._ids = []
             self.rows = self.row_groups = 0

@@ -24,6 +24,15 @@ HISTORY = timedelta(hours=6)
 CLIENT_SECRET = "test-secret-8c1f0b5d7e2a4c9b"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--screenshots",
+        metavar="DIR",
+        help="the Dagster UI test saves its screenshots here (scripts/screenshots: docs/ui) instead of "
+        "a temporary directory",
+    )
+
+
 def client_options(**fields: Any) -> WizOptions:
     """Options as the settings' defaults make them, with ``fields`` (the endpoint, credentials, tuning)."""
     return load_settings({}).wiz_options(**fields)

@@ -106,7 +106,7 @@ def test_help_lists_the_commands():
         [sys.executable, "-m", "wiz_pipeline.cli", "--help"], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0
-    for command in ("simulator", "demo", "dev", "checkpoints", "settings"):
+    for command in ("simulator", "demo", "dev", "checkpoints", "ledger", "settings"):
         assert command in result.stdout
 
 

@@ -291,6 +291,8 @@ def _metadata(
         "min_record_time": m["min_time"] or "",
         "max_record_time": m["max_time"] or "",
         "file_bytes": result.file.bytes,
+        # The file's SHA-256 as written (also in its manifest): what `wiz-pipeline ledger` shows.
+        "sha256": result.file.sha256,
         "row_groups": result.file.row_groups,
         # The window's most frequent values (audit actions and statuses; issue severities and statuses).
         "summary": dg.MetadataValue.md(result.summary),

@@ -63,3 +63,14 @@ class Output(ABC):
     @abstractmethod
     def sweep(self, dataset: str) -> None:
         """Drop what dead runs left under one dataset (see ``STALE_AFTER_SECONDS``)."""
+
+    @abstractmethod
+    def sizes(self, folders: list[str], *, stat: bool = True) -> dict[str, int]:
+        """The published files under these folders (keys relative to the root) and their sizes: one
+        listing per folder, never a request per file. ``stat=False``: sizes may be -1 (unknown) where
+        they would cost a call per file (locally)."""
+
+    @abstractmethod
+    def read_many(self, keys: list[str]) -> dict[str, bytes | None]:
+        """The contents of many small files (None for one that isn't there), read concurrently where
+        that helps (S3)."""

@@ -106,6 +106,29 @@ class LocalOutput(Output):
                 if leftover.stat().st_mtime < cutoff:
                     leftover.unlink()
 
+    def sizes(self, folders: list[str], *, stat: bool = True) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for folder in folders:
+            try:
+                with os.scandir(self.root / folder) as entries:
+                    for entry in entries:
+                        # Hidden names are temporary files not yet renamed into place.
+                        if not entry.name.startswith(".") and entry.is_file(follow_symlinks=False):
+                            size = entry.stat(follow_symlinks=False).st_size if stat else -1
+                            found[f"{folder}/{entry.name}"] = size
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+        return found
+
+    def read_many(self, keys: list[str]) -> dict[str, bytes | None]:
+        contents: dict[str, bytes | None] = {}
+        for key in keys:
+            try:
+                contents[key] = (self.root / key).read_bytes()
+            except FileNotFoundError:
+                contents[key] = None
+        return contents
+
 
 def _make_dirs(directory: Path) -> None:
     """``mkdir -p`` giving every directory it creates ``DIR_MODE``, whatever the umask."""
