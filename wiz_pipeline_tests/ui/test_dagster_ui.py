@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from wiz_pipeline import current, quality
 from wiz_pipeline_tests.ui.conftest import Collected
 from wiz_pipeline_tests.ui.pages import DagsterUI
 
@@ -63,6 +64,11 @@ def test_a_windows_materialization_metadata_is_shown_on_its_partition(
     shown = ui.metadata()
     for label in ("dagster/row_count", "path", "window_start", "window_end", c.collection.checkpoint_name):
         assert shown[label] == str(recorded[label]), label
+    # The window's top values, a Markdown table rendered in its cell; the query's figures by their name.
+    first = recorded["summary"].splitlines()[2].strip("| ").split(" | ")  # column, value, rows
+    assert all(part in shown["summary"] for part in first), (first, shown["summary"])
+    assert shown["query_requests"] == str(recorded["query_requests"])
+    assert "requests" not in shown and "pages" not in shown
     if name == "audit_logs":
         ui.screenshot("partitions")
 
@@ -82,3 +88,24 @@ def test_the_latest_materialization_and_its_metadata_are_shown(
         assert shown[label] == str(recorded[label]), label
     if name == "audit_logs":
         ui.screenshot("materialization")
+
+
+@pytest.mark.parametrize("name", ASSETS)
+def test_the_checks_tab_shows_each_check_its_description_and_latest_result(
+    ui: DagsterUI, collected: dict[str, Collected], name: str
+):
+    c = collected[name]
+    checks = current.CHECKS if name == "issues_current" else quality.CHECKS
+    ui.open_asset(c.asset_path, "checks")
+    assert ui.checks() == dict.fromkeys(sorted(checks), "Succeeded")
+    ui.open_asset(c.asset_path, "checks", checkDetail="ids_unique" if c.latest else "one_row_per_id")
+    name_of_check = "ids_unique" if c.latest else "one_row_per_id"
+    description = checks[name_of_check][0]
+    # The latest result targets the latest materialization (of the latest window, for a window asset).
+    expected = [description[:60], "Passed", "Target materialization"]
+    ui.wait_for_text(*expected, *(("Partition", c.latest) if c.latest else ()))
+    shown = ui.metadata()
+    assert shown["repeated_ids"] == "0"
+    assert shown["rows"] == str(c.metadata[c.latest]["dagster/row_count"])
+    if name == "audit_logs":
+        ui.screenshot("checks")
