@@ -281,6 +281,9 @@ def _metadata(
     m, q = result.manifest, result.manifest["query"]
     return {
         "dagster/row_count": result.file.rows,
+        # The window's most frequent values (audit actions and statuses; issue severities and
+        # statuses), near the top: what a person reads first.
+        "summary": dg.MetadataValue.md(result.summary),
         "dagster/uri": result.file.uri,
         "dagster/column_schema": schema,
         "path": dg.MetadataValue.path(result.file.path),
@@ -294,8 +297,6 @@ def _metadata(
         # The file's SHA-256 as written (also in its manifest): what `wiz-pipeline ledger` shows.
         "sha256": result.file.sha256,
         "row_groups": result.file.row_groups,
-        # The window's most frequent values (audit actions and statuses; issue severities and statuses).
-        "summary": dg.MetadataValue.md(result.summary),
         # Queries whose records are in the file (more than 1: split by time inside the window), and
         # those covering the window thrown away for reaching the API's result cap.
         "queries": m["queries"],
