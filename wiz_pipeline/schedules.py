@@ -200,7 +200,10 @@ def catch_up_schedule(
         # re-read failed is grouped apart like a failed window (it is in Dagster's failed set while
         # staying written: the checkpoint doesn't move back for it).
         due = due_rereads(context.instance, collection, now, state.written)
-        due = [key for key in due if key not in state.busy]
+        # A failed run marks every window of its range failed in Dagster, the written ones it skipped
+        # (see rereads) included: the UI shows them red and the ledger counts them as gaps, though
+        # their files were never touched. Reading them again clears that at the cost of their pages.
+        due = sorted({*due, *(state.failed_any & state.written)} - state.busy)
         failed = state.failed | (set(due) & state.failed_any)
         since = format_time(state.checkpoint)
         summary = (

@@ -14,6 +14,8 @@ from dagster._core.storage.dagster_run import DagsterRunStatus
 
 from wiz_pipeline import checkpoints
 from wiz_pipeline.checkpoints import collections_for
+from wiz_pipeline.ledger import ledger
+from wiz_pipeline.outputs import open_output
 from wiz_pipeline.rereads import REREADS_TAG, WINDOWS_TAG, decode, encode, windows_to_write
 from wiz_pipeline.schedules import runs_of_missing_windows
 from wiz_pipeline.settings import SettingsError, load_settings
@@ -140,6 +142,20 @@ def test_late_entries_missed_by_the_first_read_are_caught_by_a_later_ticks_rerea
     assert latest(pipeline, "2025-09-12-21:30")["reads"] == 2
 
 
+def ledger_gaps(pipeline, now: datetime) -> set[str]:
+    """The windows 21:00 and 21:30 that ``wiz-pipeline ledger`` would call gaps at ``now``."""
+    lines = ledger(
+        pipeline.instance,
+        open_output(pipeline.root),
+        pipeline.collection(),
+        now=now,
+        lag=timedelta(minutes=5),
+        start=at(21, 0),
+        end=at(22, 0),
+    )
+    return {line.key for line in lines if not line.written}
+
+
 def requested_range(request: dg.RunRequest) -> tuple[str, str]:
     return requested(dg.SensorResult(run_requests=[request]))[0]
 
@@ -174,15 +190,25 @@ def test_a_failed_reread_leaves_the_file_and_the_checkpoint_and_is_asked_for_aga
     assert state.missing == ["2025-09-12-22:00"]
     assert state.checkpoint == at(22, 0)
     assert latest(pipeline, "2025-09-12-21:00")["reads"] == 1
+    # Dagster marks every window of the failed run failed, 21:30 too, which it skipped: the ledger
+    # would call them gaps.
+    state = checkpoints.progress(
+        pipeline.instance, collection, at(22, 35), timedelta(minutes=5), every_window=True
+    )
+    assert {"2025-09-12-21:00", "2025-09-12-21:30"} <= state.failed_any
+    assert ledger_gaps(pipeline, at(22, 35)) == {"2025-09-12-21:00", "2025-09-12-21:30"}
 
-    # The next tick asks for the re-read again, apart from the other windows (like a failed window).
+    # The next tick asks for the re-read again, and for the window it skipped, each apart from the
+    # other windows (like a failed window).
     data, results = tick_and_run(pipeline, sim, at(22, 35))
     assert [requested_range(r) for r in data.run_requests] == [
         ("2025-09-12-21:00", "2025-09-12-21:00"),
+        ("2025-09-12-21:30", "2025-09-12-21:30"),
         ("2025-09-12-22:00", "2025-09-12-22:00"),
     ]
     assert data.run_requests[0].tags[REREADS_TAG] == "2025-09-12-21:00"
     assert all(r.success for r in results)
+    assert ledger_gaps(pipeline, at(23, 5)) == set()
     meta = latest(pipeline, "2025-09-12-21:00")
     assert (meta["reads"], meta["late_records"]) == (2, 1)
     assert checkpoints.checkpoint(pipeline.instance, collection, at(23, 5)) == at(22, 30)
