@@ -178,8 +178,8 @@ def collect_windows(
                     "reread": c.window.key in rereads,
                     **(c.writer.replaced() if c.window.key in replacing else FIRST_READ),
                 }
-                checks = c.quality.outcomes(c.writer.file_schema)
                 written = c.writer.commit(manifest)
+                checks = c.quality.outcomes(c.writer.file_schema)
                 committed += 1
                 yield WindowResult(c.window, written, manifest, checks, c.quality.markdown())
         finally:

@@ -135,6 +135,7 @@ class WindowWriter:
         self.pending_bytes = 0
         self.rows = 0
         self.row_groups = 0
+        self.file_schema: pa.Schema | None = None  # set by commit
         # The window's ids as written (Arrow arrays sharing the batches' id buffers): compared with
         # the file this one replaces, if any (``replaced``).
         self._ids: list[pa.Array] = []
@@ -151,11 +152,6 @@ class WindowWriter:
         if self.pending_rows >= ROW_GROUP_ROWS or self.pending_bytes >= ROW_GROUP_BYTES:
             self.flush()
         return batch
-
-    @property
-    def file_schema(self) -> pa.Schema:
-        """The Arrow schema of the file being written (the one it will have once committed)."""
-        return self._open().schema
 
     def flush(self) -> None:
         if not self._pending:
@@ -176,7 +172,11 @@ class WindowWriter:
         """Finish the file and publish it (then its manifest) in place; an empty window gets a file
         with no rows, so that a rerun that now finds nothing still replaces what was there."""
         self.flush()
-        self._open().close()
+        writer = self._open()
+        writer.close()
+        # The schema in the file's footer, as a reader will see it (not the schema the writer was
+        # given, which is the declared one by construction): what the columns_as_declared check reads.
+        self.file_schema = writer.writer.metadata.schema.to_arrow_schema()
         assert self._upload is not None and self._sink is not None
         size = self._upload.finish()
         if size != self._sink.size:  # bytes reached the file some other way: the digest would be wrong
