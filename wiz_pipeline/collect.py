@@ -37,7 +37,7 @@ from wiz_pipeline.partitions import Window
 from wiz_pipeline.prefetch import prefetched
 from wiz_pipeline.quality import Outcome, WindowQuality
 from wiz_pipeline.split import TARGET_SHARE_OF_CAP, SplitFetch, cut, plan, step_for
-from wiz_pipeline.storage import WindowWriter, WrittenFile, sweep_stale_temporaries
+from wiz_pipeline.storage import FIRST_READ, WindowWriter, WrittenFile, sweep_stale_temporaries
 from wiz_pipeline.times import format_time, from_micros, to_micros
 from wiz_pipeline.wiz import Nodes, WindowFetch, WindowStats, WizClient, WizResultCapError
 
@@ -59,7 +59,6 @@ class WindowResult:
 
 
 # The manifest's re-read fields for a window nobody had written before.
-FIRST_READ = {"reads": 1, "late_records": None, "gone_records": None}
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import collections
 import itertools
-import json
 import logging
 import tempfile
 import time
@@ -57,7 +56,7 @@ import pyarrow.parquet as pq
 from wiz_pipeline.data_types.issues import ISSUES
 from wiz_pipeline.outputs import Output, Upload
 from wiz_pipeline.quality import Outcome
-from wiz_pipeline.storage import writer_options
+from wiz_pipeline.storage import ROW_GROUP_BYTES, ROW_GROUP_ROWS, publish_with_manifest, writer_options
 from wiz_pipeline.tables import Table
 from wiz_pipeline.times import format_time
 from wiz_pipeline.wiz import RequestStats, WizClient
@@ -68,9 +67,6 @@ log = logging.getLogger(__name__)
 DATASET = "issues_current"
 DATA_KEY = f"{DATASET}/{DATASET}.parquet"
 MANIFEST_KEY = f"{DATASET}/_{DATASET}.json"
-# Rows per row group, in the spool and in the file; and bytes of rows held before one is written.
-ROW_GROUP_ROWS = 10_000
-ROW_GROUP_BYTES = 16 * 2**20
 # Window files last written this long before the read began are merged too: S3's LastModified
 # comes from S3's clock, not this host's.
 CLOCK_SKEW = timedelta(minutes=5)
@@ -510,14 +506,7 @@ def _write(output: Output, table: Table, spool: _Spool, keep: np.ndarray) -> _Wr
 
 def _publish(output: Output, upload: Upload, manifest: dict[str, Any]) -> None:
     """The file, then its manifest, each in one step."""
-    manifest_upload = output.open(MANIFEST_KEY)
-    try:
-        manifest_upload.file.write((json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
-        manifest_upload.finish()
-        output.publish([upload, manifest_upload])
-    except BaseException:
-        manifest_upload.abort()
-        raise
+    publish_with_manifest(output, upload, MANIFEST_KEY, manifest)
 
 
 def _previous(output: Output) -> _Keys | None:

@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pyarrow.dataset as ds
@@ -178,18 +179,11 @@ def run_demo(sim: WizSimulator, directory: Path, days: float) -> int:
                 tags = dict(request.tags)
                 first = tags.get("dagster/asset_partition_range_start", request.partition_key)
                 last = tags.get("dagster/asset_partition_range_end", request.partition_key)
-                result = job.execute_in_process(
-                    instance=instance,
-                    partition_key=request.partition_key,
-                    tags=tags,
-                    raise_on_error=False,
-                    run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+                result, windows, rows, status = _execute(
+                    job, instance, partition_key=request.partition_key, tags=tags
                 )
-                events = result.get_asset_materialization_events()
-                rows = sum(e.materialization.metadata["dagster/row_count"].value for e in events)
-                status = "ok" if result.success else "FAILED"
                 print(
-                    f"{collection.data_type:<10} run {result.run_id[:8]} {first} .. {last}: {len(events)} "
+                    f"{collection.data_type:<10} run {result.run_id[:8]} {first} .. {last}: {windows} "
                     f"windows, {rows} rows, {status}"
                 )
         if settings.enabled["issues"]:
@@ -219,17 +213,25 @@ def _build_issues_current(defs: dg.Definitions, instance: dg.DagsterInstance) ->
     wiz_pipeline.analytics reads for open issues and time to resolve."""
     from wiz_pipeline.assets.issues_current import JOB_NAME
 
-    result = defs.resolve_job_def(JOB_NAME).execute_in_process(
-        instance=instance,
-        raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-    )
-    events = result.get_asset_materialization_events()
-    rows = sum(e.materialization.metadata["dagster/row_count"].value for e in events)
-    status = "ok" if result.success else "FAILED"
+    result, _, rows, status = _execute(defs.resolve_job_def(JOB_NAME), instance)
     print(
         f"{'issues_current':<10} run {result.run_id[:8]} (every issue's current state): {rows} rows, {status}"
     )
+
+
+def _execute(
+    job: dg.JobDefinition, instance: dg.DagsterInstance, **kwargs: Any
+) -> tuple[dg.ExecuteInProcessResult, int, int, str]:
+    """Run a job in this process, quietly: its result, materializations, rows and "ok"/"FAILED"."""
+    result = job.execute_in_process(
+        instance=instance,
+        raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        **kwargs,
+    )
+    events = result.get_asset_materialization_events()
+    rows = sum(e.materialization.metadata["dagster/row_count"].value for e in events)
+    return result, len(events), rows, "ok" if result.success else "FAILED"
 
 
 def _report(output: Path) -> None:

@@ -30,7 +30,7 @@ import msgspec
 from wiz_pipeline.checkpoints import Collection, failed_and_in_progress, partial_windows
 from wiz_pipeline.outputs import Output
 from wiz_pipeline.partitions import KEY_FORMAT, floor_to_window
-from wiz_pipeline.times import format_time
+from wiz_pipeline.times import format_time, parse_time
 from wiz_pipeline.wiz.errors import WizConfigError
 
 # Days whose folders are listed and manifests read together: enough windows for S3's concurrency to
@@ -238,13 +238,10 @@ def parse_bound(flag: str, text: str | None) -> datetime | None:
     """``--from``/``--to``: an ISO 8601 time (UTC unless it has an offset)."""
     if text is None:
         return None
-    try:
-        parsed = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise WizConfigError(
-            f"{flag} {text!r} is not an ISO 8601 time; write e.g. 2025-09-12T21:00:00Z"
-        ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    parsed = parse_time(text)
+    if parsed is None:
+        raise WizConfigError(f"{flag} {text!r} is not an ISO 8601 time; write e.g. 2025-09-12T21:00:00Z")
+    return parsed
 
 
 # -- printing -------------------------------------------------------------------------------------

@@ -105,6 +105,22 @@ class HashingFile(io.RawIOBase):
         return self.digest.hexdigest()
 
 
+# What a window's first write records (no earlier file was replaced).
+FIRST_READ: dict[str, Any] = {"reads": 1, "late_records": None, "gone_records": None}
+
+
+def publish_with_manifest(output: Output, upload: Upload, key: str, manifest: dict[str, Any]) -> None:
+    """A finished data upload, then its manifest at ``key``, each made visible in one step."""
+    manifest_upload = output.open(key)
+    try:
+        manifest_upload.file.write((json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+        manifest_upload.finish()
+        output.publish([upload, manifest_upload])
+    except BaseException:
+        manifest_upload.abort()
+        raise
+
+
 @dataclass(frozen=True)
 class WrittenFile:
     path: str  # a local path, or the s3:// URI
@@ -190,14 +206,7 @@ class WindowWriter:
             "row_groups": self.row_groups,
             "sha256": digest,
         }
-        manifest_upload = self.output.open(manifest_key(self.key))
-        try:
-            manifest_upload.file.write((json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
-            manifest_upload.finish()
-            self.output.publish([self._upload, manifest_upload])
-        except BaseException:
-            manifest_upload.abort()
-            raise
+        publish_with_manifest(self.output, self._upload, manifest_key(self.key), manifest)
         self._writer = self._upload = self._sink = None
         return WrittenFile(
             self.output.location(self.key),
@@ -217,7 +226,7 @@ class WindowWriter:
         previous = _previous_manifest(self.output, self.key)
         data = self.output.read(self.key)
         if data is None:
-            return {"reads": 1, "late_records": None, "gone_records": None}
+            return dict(FIRST_READ)
         try:
             with data:
                 old = pq.read_table(data, columns=["id"]).column("id")
