@@ -23,10 +23,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from wiz_pipeline import analytics
+from wiz_pipeline.core.times import parse_time
 from wiz_pipeline.data_types import DATA_TYPES
+from wiz_pipeline.landing.tables import table_for
+from wiz_pipeline.readers import analytics
 from wiz_pipeline.simulator import generate_tenant
-from wiz_pipeline.times import parse_time
 
 START = datetime(2025, 9, 1, tzinfo=UTC)
 WINDOW = timedelta(minutes=30)
@@ -37,7 +38,7 @@ def window_of(t: datetime) -> datetime:
 
 
 def write(root: Path, name: str, nodes: list[dict], time_field: str) -> None:
-    table = DATA_TYPES[name].table
+    table = table_for(DATA_TYPES[name])
     by_window: dict[datetime, list[bytes]] = defaultdict(list)
     for node in nodes:
         by_window[window_of(parse_time(node[time_field]))].append(json.dumps(node).encode())
@@ -79,7 +80,7 @@ def main() -> None:
             current.mkdir()
             raw = [json.dumps(n).encode() for n in issues]
             pq.write_table(
-                pa.Table.from_batches([DATA_TYPES["issues"].table.rows_to_batch(raw)]),
+                pa.Table.from_batches([table_for(DATA_TYPES["issues"]).rows_to_batch(raw)]),
                 current / "issues_current.parquet",
                 compression="zstd",
             )

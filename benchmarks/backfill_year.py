@@ -148,7 +148,7 @@ def backfill(
     import dagster as dg
     from dagster._core.execution.backfill import BulkActionStatus
 
-    from wiz_pipeline.partitions import KEY_FORMAT
+    from wiz_pipeline.orchestration.partitions import KEY_FORMAT
 
     home, output = work / "home", work / "data"
     home.mkdir(mode=0o750)

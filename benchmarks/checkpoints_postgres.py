@@ -40,17 +40,21 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the PostgreSQL server helper lives with the tests
 
-from wiz_pipeline.checkpoints import collections_for, progress, window_keys  # noqa: E402
-from wiz_pipeline.definitions import build_definitions  # noqa: E402
-from wiz_pipeline.resources import WizResource  # noqa: E402
+from wiz_pipeline.core.times import format_time  # noqa: E402
+from wiz_pipeline.orchestration.checkpoints import collections_for, progress, window_keys  # noqa: E402
+from wiz_pipeline.orchestration.definitions import build_definitions  # noqa: E402
+from wiz_pipeline.orchestration.resources import WizResource  # noqa: E402
 from wiz_pipeline.settings import load_settings  # noqa: E402
 from wiz_pipeline.simulator import Fault, WizSimulator, generate_tenant  # noqa: E402
-from wiz_pipeline.times import format_time  # noqa: E402
 from wiz_pipeline_tests.postgres_server import start_server, stop_server  # noqa: E402
 
 INTERVAL = 1800
 # What `wiz-pipeline checkpoints` imports before it reads anything: Dagster's start-up, not ours.
-IMPORTS = [sys.executable, "-c", "import wiz_pipeline.cli, wiz_pipeline.checkpoints, dagster_postgres"]
+IMPORTS = [
+    sys.executable,
+    "-c",
+    "import wiz_pipeline.cli, wiz_pipeline.orchestration.checkpoints, dagster_postgres",
+]
 BATCH = 500
 
 

@@ -17,10 +17,11 @@ import resource
 import time
 from datetime import UTC, datetime, timedelta
 
+from wiz_pipeline.collect.fetch import WindowFetch
 from wiz_pipeline.data_types import DATA_TYPES
 from wiz_pipeline.settings import load_settings
 from wiz_pipeline.simulator import WizSimulator, generate_tenant
-from wiz_pipeline.wiz import WizClient, fetch_window
+from wiz_pipeline.wiz import WizClient
 
 
 def main() -> None:
@@ -59,7 +60,7 @@ def main() -> None:
             began = time.perf_counter()
             at = start if name == "audit_logs" else start - timedelta(days=40)
             while at < end:
-                fetch = fetch_window(
+                fetch = WindowFetch(
                     client, DATA_TYPES[name], at, min(at + window, end) if name == "audit_logs" else end
                 )
                 for page in fetch:

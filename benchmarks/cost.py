@@ -157,7 +157,7 @@ def child_pipeline(windows: int, empty: bool) -> dict:
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
     from wiz_pipeline.data_types.audit_logs import AUDIT_LOGS
-    from wiz_pipeline.definitions import build_definitions
+    from wiz_pipeline.orchestration.definitions import build_definitions
 
     # The tenant is denser than the real API's cap allows in one query per window (see the top).
     object.__setattr__(AUDIT_LOGS, "result_cap", None)

@@ -44,8 +44,8 @@ def serve(issues: int) -> None:
 
 
 def build(port: int, page_size: int) -> None:
-    from wiz_pipeline.current import build_current
-    from wiz_pipeline.outputs import open_output
+    from wiz_pipeline.collect.current import build_current
+    from wiz_pipeline.landing.outputs import open_output
     from wiz_pipeline.settings import load_settings
     from wiz_pipeline.wiz import WizClient
 

@@ -53,21 +53,23 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the PostgreSQL server helper lives with the tests
 
-from wiz_pipeline.checkpoints import collections_for  # noqa: E402
-from wiz_pipeline.definitions import build_definitions  # noqa: E402
-from wiz_pipeline.partitions import KEY_FORMAT  # noqa: E402
-from wiz_pipeline.resources import WizResource  # noqa: E402
+from wiz_pipeline.core.times import format_time  # noqa: E402
+from wiz_pipeline.landing.files import manifest_key, window_key  # noqa: E402
+from wiz_pipeline.orchestration.checkpoints import collections_for  # noqa: E402
+from wiz_pipeline.orchestration.definitions import build_definitions  # noqa: E402
+from wiz_pipeline.orchestration.partitions import KEY_FORMAT  # noqa: E402
+from wiz_pipeline.orchestration.resources import WizResource  # noqa: E402
 from wiz_pipeline.settings import load_settings  # noqa: E402
 from wiz_pipeline.simulator import WizSimulator, generate_tenant  # noqa: E402
-from wiz_pipeline.storage import manifest_key, window_key  # noqa: E402
-from wiz_pipeline.times import format_time  # noqa: E402
 
 INTERVAL = 60
 LAG = 300
 BATCH = 2000
 STEP = timedelta(seconds=INTERVAL)
 # What the command imports before it reads anything (run once first, so no run pays for compiling).
-IMPORTS = "import wiz_pipeline.cli, wiz_pipeline.ledger, wiz_pipeline.checkpoints, dagster"
+IMPORTS = (
+    "import wiz_pipeline.cli, wiz_pipeline.readers.ledger, wiz_pipeline.orchestration.checkpoints, dagster"
+)
 
 
 def build_files(root: Path, template_data: bytes, template_manifest: dict, starts: list[datetime]) -> None:

@@ -23,8 +23,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from wiz_pipeline.core.times import format_time
 from wiz_pipeline.simulator import WizSimulator, generate_tenant
-from wiz_pipeline.times import format_time
 
 
 def peak_rss_mib() -> float:
@@ -43,7 +43,7 @@ def one() -> dict:
     """Runs in its own process, against the simulator named in the environment; returns the figures."""
     import dagster as dg
 
-    from wiz_pipeline.definitions import build_definitions
+    from wiz_pipeline.orchestration.definitions import build_definitions
 
     baseline_rss = peak_rss_mib()
     now = datetime.now(UTC)  # a tick now: every window closed (lag included) is requested

@@ -17,11 +17,12 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
+from wiz_pipeline.core.records import Nodes
 from wiz_pipeline.data_types import DATA_TYPES
-from wiz_pipeline.quality import WindowQuality
+from wiz_pipeline.landing.quality import WindowQuality
+from wiz_pipeline.landing.tables import table_for
+from wiz_pipeline.landing.times import parse_times
 from wiz_pipeline.simulator import generate_tenant
-from wiz_pipeline.times import parse_times
-from wiz_pipeline.wiz.queries import Nodes
 
 START = datetime(2025, 9, 12, 21, tzinfo=UTC)
 
@@ -49,7 +50,7 @@ def main() -> None:
     }
     for name, nodes in samples.items():
         data_type = DATA_TYPES[name]
-        table = data_type.table
+        table = table_for(data_type)
         batches_of = pages(nodes, data_type.time_field, args.page_size)
         clock = time.perf_counter()
         batches = [table.to_batch(p) for p in batches_of]

@@ -22,11 +22,11 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from wiz_pipeline import rereads
-from wiz_pipeline.checkpoints import collections_for
-from wiz_pipeline.definitions import build_definitions
+from wiz_pipeline.core.times import format_time
+from wiz_pipeline.orchestration import rereads
+from wiz_pipeline.orchestration.checkpoints import collections_for
+from wiz_pipeline.orchestration.definitions import build_definitions
 from wiz_pipeline.settings import load_settings
-from wiz_pipeline.times import format_time
 
 NOW = datetime(2026, 11, 26, 10, 5, tzinfo=UTC)
 

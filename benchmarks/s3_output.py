@@ -24,8 +24,8 @@ import httpx
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from moto.server import ThreadedMotoServer
 
-from wiz_pipeline.definitions import build_definitions
-from wiz_pipeline.resources import WizResource
+from wiz_pipeline.orchestration.definitions import build_definitions
+from wiz_pipeline.orchestration.resources import WizResource
 from wiz_pipeline.settings import load_settings
 from wiz_pipeline.simulator import WizSimulator, generate_tenant
 

@@ -20,9 +20,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from wiz_pipeline.collect import collect_windows
+from wiz_pipeline.collect.windows import collect_windows
 from wiz_pipeline.data_types.audit_logs import AUDIT_LOGS
-from wiz_pipeline.partitions import Window
+from wiz_pipeline.orchestration.partitions import Window
 from wiz_pipeline.settings import load_settings
 from wiz_pipeline.simulator import WizSimulator, generate_tenant
 from wiz_pipeline.wiz import WizClient

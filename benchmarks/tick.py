@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from wiz_pipeline.definitions import build_definitions
+from wiz_pipeline.orchestration.definitions import build_definitions
 
 
 def main() -> None:

@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from wiz_pipeline.core.urls import check_url
 from wiz_pipeline.data_types import DATA_TYPES
-from wiz_pipeline.outputs import parse_output_uri
+from wiz_pipeline.landing.outputs import DEFAULT_OUTPUT_URI, parse_output_uri
 from wiz_pipeline.wiz.errors import WizConfigError
 from wiz_pipeline.wiz.options import MAX_PAGE_SIZE, WizOptions
 from wiz_pipeline.wiz.secret import Secret
 from wiz_pipeline.wiz.tls import check_ca_bundle
-from wiz_pipeline.wiz.urls import check_url
 
 DEFAULT_SEED = "2025-09-12T21:00:09Z"
 
@@ -200,7 +200,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "WIZ_OUTPUT_URI",
-        "data",
+        DEFAULT_OUTPUT_URI,
         "Where the Parquet datasets are written: a directory (a path, relative to the working "
         "directory, or file:///path), or s3://bucket/prefix (a private bucket; see AWS_*).",
         parse_output_uri,

@@ -47,13 +47,13 @@ registry.DATA_TYPES[AUDIT_COPY.name] = AUDIT_COPY
 
 from datetime import timedelta
 import dagster as dg
-from wiz_pipeline.checkpoints import checkpoint, collections_for
-from wiz_pipeline.definitions import build_definitions
+from wiz_pipeline.orchestration.checkpoints import checkpoint, collections_for
+from wiz_pipeline.orchestration.definitions import build_definitions
 from wiz_pipeline.settings import load_settings, settings_table
 from wiz_pipeline.simulator import WizSimulator
 from wiz_pipeline_tests.conftest import HISTORY, T0, small_tenant
 from wiz_pipeline_tests.pipeline.conftest import SEED
-from wiz_pipeline.resources import WizResource
+from wiz_pipeline.orchestration.resources import WizResource
 
 out = sys.argv[1] + "/data"
 env = {"WIZ_OUTPUT_URI": out, "AUDIT_SINCE_TIME": SEED, "AUDIT_COPY_SINCE_TIME": SEED,

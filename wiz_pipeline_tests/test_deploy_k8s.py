@@ -22,7 +22,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from wiz_pipeline.definitions import build_definitions
+from wiz_pipeline.orchestration.definitions import build_definitions
 from wiz_pipeline.settings import (
     BY_NAME,
     ENVIRONMENT,

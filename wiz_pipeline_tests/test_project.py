@@ -17,7 +17,7 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
-from wiz_pipeline.cli import main
+from wiz_pipeline.cli.commands import main
 from wiz_pipeline_tests.conftest import stop_process_group
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -113,7 +113,7 @@ def test_help_lists_the_commands():
 def test_the_command_line_simulator_keeps_producing_records_as_time_passes():
     from datetime import UTC, datetime, timedelta
 
-    from wiz_pipeline.cli import _simulator, build_parser
+    from wiz_pipeline.cli.commands import _simulator, build_parser
 
     args = build_parser().parse_args(
         ["simulator", "--days", "1", "--days-ahead", "2", "--audit-entries", "1000", "--issues", "100"]
@@ -129,7 +129,7 @@ def test_the_command_line_simulator_keeps_producing_records_as_time_passes():
 
 
 def test_the_deployment_instance_yaml_is_valid_and_the_one_the_demo_writes(tmp_path):
-    from wiz_pipeline.demo import INSTANCE_YAML
+    from wiz_pipeline.cli.demo import INSTANCE_YAML
 
     assert (ROOT / "deploy" / "dagster.yaml").read_text() == INSTANCE_YAML
     (tmp_path / "dagster.yaml").write_text(INSTANCE_YAML)
@@ -267,8 +267,8 @@ def test_a_bad_setting_ends_a_command_with_its_message_not_a_traceback(monkeypat
 
 
 def test_the_dev_sandbox_keeps_its_tenant_seeds_and_output_with_its_home(tmp_path, capsys):
-    from wiz_pipeline.demo import prepare_home
-    from wiz_pipeline.dev import STATE_FILE, Sandbox
+    from wiz_pipeline.cli.demo import prepare_home
+    from wiz_pipeline.cli.dev import STATE_FILE, Sandbox
 
     home, output = tmp_path / "home", tmp_path / "data"
     prepare_home(home)

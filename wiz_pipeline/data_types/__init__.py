@@ -1,23 +1,22 @@
-"""What the pipeline collects: one module per data type, each holding its whole definition.
+"""What the pipeline collects: one declaration per data type (query, time field, columns, checkpoint).
 
-A data type's GraphQL query, the field that places a record in its window, its Parquet columns, its
-checkpoint variable, its asset, job and schedule names and its description all live in its own module
-(``audit_logs.py``, ``issues.py``); everything else (the client's window fetch, the tables, the
-settings, the Dagster assets, jobs, schedules and checkpoints) is built from ``DATA_TYPES``. Adding a
-data type is one module here, one line in ``DATA_TYPES``, and its tests.
+A data type's GraphQL query, the field that places a record in its window, its Parquet columns
+(``columns``), its checkpoint variable, its asset, job and schedule names and its description all live
+in its own module (``audit_logs.py``, ``issues.py``); everything else (the window fetch, the tables,
+the settings, the Dagster assets, jobs, schedules and checkpoints) is built from ``DATA_TYPES``. Adding
+a data type is one module here, one line in ``DATA_TYPES``, and its tests.
 
-Imports neither Dagster nor the client (``wiz/``), so both sides can read it.
+Imports ``core`` only: the client, the writers and Dagster all read it, and it reads none of them.
 """
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from wiz_pipeline.tables import Column, Table
-from wiz_pipeline.times import format_time
+from wiz_pipeline.core.times import format_time
+from wiz_pipeline.data_types.columns import Column
 
 # The API's filter bounds may be inclusive or exclusive (undocumented), so every query asks for a
 # slightly wider range and the window is cut exactly on our side.
@@ -43,7 +42,7 @@ class DataType:
     # Can a record leave a closed window while it is being paged? An issue can: a status change
     # moves its statusChangedAt to now. If the API's cursors are offsets, every record after it
     # then moves up one place and one is skipped between two pages. Such windows are read again
-    # (see wiz.queries.WindowFetch) when they took more than one page.
+    # (see collect.fetch.WindowFetch) when they took more than one page.
     records_can_leave: bool = False
     # Can the API show a record some time after its time field, so after its window was collected?
     # Audit entries can (ingestion delay): such windows are collected again once they have been closed
@@ -64,10 +63,6 @@ class DataType:
     @property
     def schedule_name(self) -> str:
         return f"collect_{self.name}_schedule"
-
-    @functools.cached_property
-    def table(self) -> Table:
-        return Table(self.name, self.columns, time_field=self.time_field)
 
     def variables(self, start: datetime, end: datetime) -> dict[str, Any]:
         bounds = {"after": format_time(start - FILTER_PADDING), "before": format_time(end + FILTER_PADDING)}

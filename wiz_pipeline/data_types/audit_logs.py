@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from wiz_pipeline.data_types import DataType
-from wiz_pipeline.tables import Column, Kind, as_json, text, when
+from wiz_pipeline.data_types.columns import Column, Kind, as_json, text, when
 
 QUERY = """
 query AuditLogTable($first: Int, $after: String, $filterBy: AuditLogEntryFilters) {

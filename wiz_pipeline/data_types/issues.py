@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from wiz_pipeline.data_types import DataType
-from wiz_pipeline.tables import as_json, text, when
+from wiz_pipeline.data_types.columns import as_json, text, when
 
 QUERY = """
 query IssuesTable($filterBy: IssueFilters, $first: Int, $after: String, $orderBy: IssueOrder) {
@@ -90,6 +90,9 @@ COLUMNS = (
     as_json("service_tickets", "serviceTickets", doc="JSON text"),
     as_json("notes", "notes", doc="JSON text"),
 )
+
+# The current state of every issue, rebuilt whole (collect.current): its dataset and asset name.
+CURRENT_DATASET = "issues_current"
 
 # statusChangedAt catches new issues and every status change (see the shared API notes).
 ISSUES = DataType(

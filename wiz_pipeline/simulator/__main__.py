@@ -2,7 +2,7 @@
 
 import sys
 
-from wiz_pipeline.cli import main
+from wiz_pipeline.simulator.command import main
 
 if __name__ == "__main__":
-    sys.exit(main(["simulator", *sys.argv[1:]]))
+    sys.exit(main())

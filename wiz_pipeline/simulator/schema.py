@@ -33,7 +33,7 @@ from graphql import (
 )
 from graphql.execution.values import get_argument_values, get_variable_values
 
-from wiz_pipeline.times import parse_time
+from wiz_pipeline.core.times import parse_time
 
 SDL = """
 scalar DateTime

@@ -25,10 +25,10 @@ from urllib.parse import parse_qs
 
 import msgspec
 
+from wiz_pipeline.core.times import parse_time
 from wiz_pipeline.simulator.faults import Endpoint, Fault, FaultQueue
 from wiz_pipeline.simulator.schema import PreparedQuery, QueryRejected, RootField, prepare, project
 from wiz_pipeline.simulator.tenant import Tenant, generate_tenant
-from wiz_pipeline.times import parse_time
 
 log = logging.getLogger(__name__)
 

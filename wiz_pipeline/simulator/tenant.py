@@ -17,7 +17,7 @@ from typing import Any, overload
 
 import msgspec
 
-from wiz_pipeline.times import parse_time
+from wiz_pipeline.core.times import parse_time
 
 
 def wiz_time(value: datetime, digits: int = 6) -> str:

@@ -1,4 +1,7 @@
-"""Talks to Wiz. Imports nothing from Dagster, so it can be read, used and tested on its own."""
+"""The Wiz client: HTTP, OAuth, pagination, retries, the error policy and the rate limit.
+
+Imports ``core`` only (and httpx, msgspec): no Dagster, no Arrow, no data type. It pages any GraphQL
+connection; what a data type's window is, and how its nodes are placed, is ``collect``'s business."""
 
 from wiz_pipeline.wiz.auth import TokenProvider
 from wiz_pipeline.wiz.client import Page, RequestStats, WizClient
@@ -14,18 +17,14 @@ from wiz_pipeline.wiz.errors import (
     WizTLSError,
 )
 from wiz_pipeline.wiz.options import MAX_PAGE_SIZE, WizOptions
-from wiz_pipeline.wiz.queries import Nodes, WindowFetch, WindowStats, fetch_window
 from wiz_pipeline.wiz.secret import Secret
 
 __all__ = [
     "MAX_PAGE_SIZE",
-    "Nodes",
     "Page",
     "RequestStats",
     "Secret",
     "TokenProvider",
-    "WindowFetch",
-    "WindowStats",
     "WizAuthError",
     "WizClient",
     "WizConfigError",
@@ -37,5 +36,4 @@ __all__ = [
     "WizResultCapError",
     "WizRetriesExhaustedError",
     "WizTLSError",
-    "fetch_window",
 ]

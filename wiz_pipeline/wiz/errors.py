@@ -7,13 +7,9 @@ text, never from request headers or the token request's body.
 
 from __future__ import annotations
 
+from wiz_pipeline.core.errors import WizConfigError, WizError
 
-class WizError(Exception):
-    """Base class for everything the Wiz client raises."""
-
-
-class WizConfigError(WizError, ValueError):
-    """A setting is unusable (bad URL, page size out of range, ...)."""
+__all__ = ["WizConfigError", "WizError"]  # re-exported: the client's callers catch them from here too
 
 
 class WizAuthError(WizError):

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from wiz_pipeline.core.urls import check_url
 from wiz_pipeline.wiz.errors import WizConfigError
 from wiz_pipeline.wiz.secret import Secret
-from wiz_pipeline.wiz.urls import check_url
 
 MAX_PAGE_SIZE = 500  # the API's maximum for `first`
 

@@ -14,9 +14,9 @@ import pyarrow.dataset as ds
 import pytest
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from wiz_pipeline.checkpoints import Collection, collections_for
-from wiz_pipeline.definitions import build_definitions
-from wiz_pipeline.resources import WizResource
+from wiz_pipeline.orchestration.checkpoints import Collection, collections_for
+from wiz_pipeline.orchestration.definitions import build_definitions
+from wiz_pipeline.orchestration.resources import WizResource
 from wiz_pipeline.settings import load_settings
 from wiz_pipeline.simulator import WizSimulator
 

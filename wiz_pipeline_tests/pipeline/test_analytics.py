@@ -20,10 +20,10 @@ import duckdb
 import pandas as pd
 import pytest
 
-from wiz_pipeline import analytics
-from wiz_pipeline.demo import patched_environ, run_demo
+from wiz_pipeline.cli.demo import patched_environ, run_demo
+from wiz_pipeline.core.times import parse_time
+from wiz_pipeline.readers import analytics
 from wiz_pipeline.simulator import Tenant, WizSimulator, generate_tenant
-from wiz_pipeline.times import parse_time
 from wiz_pipeline_tests.conftest import T0
 from wiz_pipeline_tests.pipeline.conftest import s3_environment
 

@@ -16,7 +16,7 @@ from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
 from dagster._daemon.backfill import execute_backfill_iteration
 
-from wiz_pipeline.definitions import build_definitions
+from wiz_pipeline.orchestration.definitions import build_definitions
 from wiz_pipeline.settings import load_settings
 from wiz_pipeline.simulator import WizSimulator
 from wiz_pipeline_tests.pipeline.conftest import SEED

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 
-from wiz_pipeline.checkpoints import checkpoint
-from wiz_pipeline.cli import main
+from wiz_pipeline.cli.commands import main
+from wiz_pipeline.orchestration.checkpoints import checkpoint
 from wiz_pipeline.simulator import Fault
 from wiz_pipeline_tests.conftest import audit_entry
 

@@ -12,10 +12,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
-from wiz_pipeline import quality
+from wiz_pipeline.core.records import Nodes
 from wiz_pipeline.data_types import DATA_TYPES
+from wiz_pipeline.landing import quality
+from wiz_pipeline.landing.tables import table_for
 from wiz_pipeline.simulator import Fault
-from wiz_pipeline.wiz.queries import Nodes
 
 WINDOW_CHECKS = list(quality.CHECKS)
 
@@ -105,7 +106,7 @@ def test_records_outside_the_window_or_before_the_seed_fail_their_checks():
     data_type = DATA_TYPES["audit_logs"]
     start, end = datetime(2025, 9, 12, 21, tzinfo=UTC), datetime(2025, 9, 12, 21, 30, tzinfo=UTC)
     seed = datetime(2025, 9, 12, 21, 0, 9, tzinfo=UTC)
-    q = quality.WindowQuality(data_type.table, start, end, seed, data_type.summary_columns)
+    q = quality.WindowQuality(table_for(data_type), start, end, seed, data_type.summary_columns)
     times = ["2025-09-12T21:00:00Z", "2025-09-12T21:10:00Z", "2025-09-12T21:30:00Z", "2025-09-12T21:29:59Z"]
     nodes = [
         {"id": f"e{i}", "timestamp": t, "action": "Login", "status": "SUCCESS"} for i, t in enumerate(times)
@@ -113,14 +114,14 @@ def test_records_outside_the_window_or_before_the_seed_fail_their_checks():
     raw = [msgspec.Raw(msgspec.json.encode(n)) for n in nodes]
     micros = np.array([int(datetime.fromisoformat(t).timestamp() * 1e6) for t in times], np.int64)
     batch_nodes = Nodes(raw, micros, np.ones(len(raw), bool))
-    q.note(batch_nodes, data_type.table.to_batch(batch_nodes))
-    outcomes = {o.name: o for o in q.outcomes(data_type.table.schema)}
+    q.note(batch_nodes, table_for(data_type).to_batch(batch_nodes))
+    outcomes = {o.name: o for o in q.outcomes(table_for(data_type).schema)}
     assert outcomes["records_in_window"].metadata["records_outside"] == 1
     assert not outcomes["records_in_window"].passed and outcomes["records_in_window"].error
     assert outcomes["none_before_seed"].metadata["records_before_seed"] == 1
     assert not outcomes["none_before_seed"].passed
     assert outcomes["ids_unique"].passed and outcomes["columns_as_declared"].passed
-    other = pa.schema([*data_type.table.schema][:-1])
+    other = pa.schema([*table_for(data_type).schema][:-1])
     assert not {o.name: o for o in q.outcomes(other)}["columns_as_declared"].passed
 
 
@@ -151,7 +152,7 @@ def test_the_window_metadata_has_a_markdown_table_of_its_top_values(pipeline):
 
 
 def test_issues_current_records_its_checks_with_its_build(pipeline):
-    from wiz_pipeline.assets.issues_current import ASSET_KEY, JOB_NAME
+    from wiz_pipeline.orchestration.assets.issues_current import ASSET_KEY, JOB_NAME
 
     result = pipeline.defs.resolve_job_def(JOB_NAME).execute_in_process(instance=pipeline.instance)
     assert result.success
@@ -171,7 +172,7 @@ def test_issues_current_records_its_checks_with_its_build(pipeline):
 def test_issues_current_counts_a_row_older_than_the_read_and_a_repeated_id():
     # The merge is right by construction, so its mistakes are made by hand: keeping the older of an
     # issue's two read versions, then keeping both.
-    from wiz_pipeline import current
+    from wiz_pipeline.collect import current
     from wiz_pipeline.data_types.issues import ISSUES
 
     def node(changed: str, updated: str) -> bytes:
@@ -179,8 +180,8 @@ def test_issues_current_counts_a_row_older_than_the_read_and_a_repeated_id():
 
     older = node("2025-09-12T21:00:00Z", "2025-09-12T21:00:00Z")
     edited = node("2025-09-12T21:00:00Z", "2025-09-12T21:05:00Z")
-    with current._Spool(ISSUES.table) as spool:
-        spool.add(ISSUES.table.rows_to_batch([older, edited]))
+    with current._Spool(table_for(ISSUES)) as spool:
+        spool.add(table_for(ISSUES).rows_to_batch([older, edited]))
         right = spool.latest(2)
         assert right.tolist() == [False, True]
         assert spool.older_than_read(right, 2) == 0

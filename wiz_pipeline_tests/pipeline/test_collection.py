@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 import pyarrow.parquet as pq
 
+from wiz_pipeline.landing.files import manifest_path
 from wiz_pipeline.simulator import Fault, WizSimulator
-from wiz_pipeline.storage import manifest_path
 from wiz_pipeline_tests.conftest import CLIENT_SECRET, T0, audit_entry, small_tenant
 from wiz_pipeline_tests.pipeline.conftest import SEED
 
@@ -167,7 +167,7 @@ def test_a_window_that_fails_writes_nothing_and_holds_the_checkpoint_back(pipeli
         pipeline.root / "audit_logs" / "date=2025-09-12" / "audit_logs_20250912T223000Z.parquet"
     ).exists()
     assert not failed.get_asset_materialization_events()
-    from wiz_pipeline.checkpoints import checkpoint
+    from wiz_pipeline.orchestration.checkpoints import checkpoint
 
     assert checkpoint(pipeline.instance, pipeline.collection()) == datetime(2025, 9, 12, 22, 30, tzinfo=UTC)
 
@@ -223,10 +223,10 @@ def test_no_secret_reaches_dagster_events_or_files(pipeline, sim):
 
 
 def test_no_temporary_file_outlives_a_run_that_stops_between_windows(pipeline, sim, monkeypatch):
-    from wiz_pipeline import collect
-    from wiz_pipeline.collect import collect_windows
+    from wiz_pipeline.collect import windows as collect
+    from wiz_pipeline.collect.windows import collect_windows
     from wiz_pipeline.data_types.audit_logs import AUDIT_LOGS
-    from wiz_pipeline.partitions import windows_for
+    from wiz_pipeline.orchestration.partitions import windows_for
 
     collection = pipeline.collection()
     keys = pipeline.keys()[:4]
@@ -294,7 +294,7 @@ def test_a_window_is_written_to_a_temporary_file_and_renamed_so_readers_never_se
 ):
     """A rerun that fails mid-window, after some of its rows were written to disk: a reader of the
     window's file sees the previous file, byte for byte, the whole time and afterwards."""
-    from wiz_pipeline import collect
+    from wiz_pipeline.collect import windows as collect
 
     key = pipeline.keys()[4]
     pipeline.overrides["page_size"] = 5  # eight pages in the window

@@ -13,8 +13,8 @@ import pytest
 from dagster._core.remote_representation.external_data import RepositorySnap
 from dagster_shared.serdes import serialize_value
 
-from wiz_pipeline.cli import main
-from wiz_pipeline.definitions import build_definitions
+from wiz_pipeline.cli.commands import main
+from wiz_pipeline.orchestration.definitions import build_definitions
 from wiz_pipeline.settings import ALLOWED_INTERVALS, ENVIRONMENT, SETTINGS, SettingsError, load_settings
 from wiz_pipeline_tests.conftest import CLIENT_SECRET
 

@@ -14,14 +14,14 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from wiz_pipeline import current
-from wiz_pipeline.assets.issues_current import ASSET_KEY, JOB_NAME, SCHEDULE_NAME
-from wiz_pipeline.collect import collect_windows
+from wiz_pipeline.collect import current
+from wiz_pipeline.collect.windows import collect_windows
+from wiz_pipeline.core.times import parse_time
 from wiz_pipeline.data_types.issues import ISSUES
-from wiz_pipeline.partitions import windows_for
+from wiz_pipeline.orchestration.assets.issues_current import ASSET_KEY, JOB_NAME, SCHEDULE_NAME
+from wiz_pipeline.orchestration.partitions import windows_for
 from wiz_pipeline.settings import SettingsError, load_settings
 from wiz_pipeline.simulator import Fault, generate_tenant
-from wiz_pipeline.times import parse_time
 from wiz_pipeline.wiz import WizClient
 from wiz_pipeline_tests.conftest import T0, client_options
 

@@ -15,11 +15,11 @@ from pathlib import Path
 import dagster as dg
 import pyarrow.parquet as pq
 
-from wiz_pipeline.cli import main
-from wiz_pipeline.ledger import window_names
-from wiz_pipeline.partitions import KEY_FORMAT
+from wiz_pipeline.cli.commands import main
+from wiz_pipeline.landing.files import manifest_key, window_key
+from wiz_pipeline.orchestration.partitions import KEY_FORMAT
+from wiz_pipeline.readers.ledger import window_names
 from wiz_pipeline.simulator import Fault
-from wiz_pipeline.storage import manifest_key, window_key
 
 TO = "2025-09-13T03:00:00Z"  # the end of the simulated tenant's six hours: twelve 30-minute windows
 

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
-from wiz_pipeline.cli import main
+from wiz_pipeline.cli.commands import main
 from wiz_pipeline.simulator import Fault
 from wiz_pipeline_tests.pipeline.conftest import SEED, Pipeline
 from wiz_pipeline_tests.pipeline.test_schedule import requested, tick

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from wiz_pipeline.prefetch import prefetched
+from wiz_pipeline.collect.prefetch import prefetched
 
 
 def test_items_come_in_order_and_the_producers_error_after_them():

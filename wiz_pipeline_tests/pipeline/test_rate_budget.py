@@ -32,9 +32,9 @@ from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 from dagster_graphql.client.query import LAUNCH_PARTITION_BACKFILL_MUTATION
 from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
 
-from wiz_pipeline.assets.window_asset import unshared_budget
-from wiz_pipeline.demo import simulator_env
-from wiz_pipeline.partitions import cron_for
+from wiz_pipeline.cli.demo import simulator_env
+from wiz_pipeline.orchestration.assets.window_asset import unshared_budget
+from wiz_pipeline.orchestration.partitions import cron_for
 from wiz_pipeline.simulator import WizSimulator, generate_tenant
 from wiz_pipeline.simulator.tenant import wiz_time
 from wiz_pipeline_tests.conftest import CLIENT_SECRET, audit_entry, stop_process_group

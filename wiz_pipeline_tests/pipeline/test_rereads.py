@@ -12,12 +12,12 @@ import pyarrow.parquet as pq
 import pytest
 from dagster._core.storage.dagster_run import DagsterRunStatus
 
-from wiz_pipeline import checkpoints
-from wiz_pipeline.checkpoints import collections_for
-from wiz_pipeline.ledger import ledger
-from wiz_pipeline.outputs import open_output
-from wiz_pipeline.rereads import REREADS_TAG, WINDOWS_TAG, decode, encode, windows_to_write
-from wiz_pipeline.schedules import runs_of_missing_windows
+from wiz_pipeline.landing.outputs import open_output
+from wiz_pipeline.orchestration import checkpoints
+from wiz_pipeline.orchestration.checkpoints import collections_for
+from wiz_pipeline.orchestration.ledger import ledger
+from wiz_pipeline.orchestration.rereads import REREADS_TAG, WINDOWS_TAG, decode, encode, windows_to_write
+from wiz_pipeline.orchestration.schedules import runs_of_missing_windows
 from wiz_pipeline.settings import SettingsError, load_settings
 from wiz_pipeline.simulator import Fault
 from wiz_pipeline_tests.conftest import audit_entry

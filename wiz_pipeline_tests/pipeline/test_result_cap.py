@@ -11,13 +11,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from wiz_pipeline.checkpoints import checkpoint
+from wiz_pipeline.collect.split import plan
+from wiz_pipeline.core.times import to_micros
 from wiz_pipeline.data_types import DATA_TYPES
 from wiz_pipeline.data_types.audit_logs import AUDIT_LOGS
+from wiz_pipeline.landing.files import manifest_path
+from wiz_pipeline.orchestration.checkpoints import checkpoint
 from wiz_pipeline.simulator import Tenant, WizSimulator
-from wiz_pipeline.split import plan
-from wiz_pipeline.storage import manifest_path
-from wiz_pipeline.times import to_micros
 from wiz_pipeline_tests.conftest import CLIENT_SECRET, T0, audit_entry, small_tenant
 from wiz_pipeline_tests.pipeline.conftest import SEED
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from wiz_pipeline.outputs import stale_uploads
+from wiz_pipeline.landing.outputs import stale_uploads
 from wiz_pipeline.simulator import Fault
 from wiz_pipeline_tests.conftest import T0, audit_entry
 from wiz_pipeline_tests.pipeline.conftest import s3_environment
@@ -183,7 +183,7 @@ def test_only_uploads_older_than_any_live_run_count_as_left_by_dead_runs():
 KILLED_RUN = """
 import sys
 import dagster as dg
-from wiz_pipeline.definitions import build_definitions
+from wiz_pipeline.orchestration.definitions import build_definitions
 
 job = build_definitions().resolve_job_def("collect_audit_logs")
 job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), partition_key=sys.argv[1])
@@ -273,7 +273,7 @@ def test_a_run_aborts_only_the_leftover_uploads_of_its_own_dataset(s3_pipeline):
 def test_open_files_wait_on_disk_not_in_memory_and_arrive_whole(s3_pipeline):
     import tracemalloc
 
-    from wiz_pipeline.outputs import open_output
+    from wiz_pipeline.landing.outputs import open_output
 
     output = open_output(s3_pipeline.env["WIZ_OUTPUT_URI"])
     chunk = bytes(range(256)) * 4096  # 1 MiB

@@ -8,7 +8,7 @@ import dagster as dg
 from dagster._core.storage.dagster_run import DagsterRunStatus
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from wiz_pipeline.schedules import runs_of_missing_windows
+from wiz_pipeline.orchestration.schedules import runs_of_missing_windows
 from wiz_pipeline.simulator import Fault
 
 
@@ -171,7 +171,7 @@ def test_a_tick_requests_at_most_200_runs_and_the_next_tick_the_rest(pipeline):
 
 
 def test_catch_up_keys_are_the_partitions_dagster_itself_lists():
-    from wiz_pipeline.checkpoints import _end_of, collections_for, window_keys
+    from wiz_pipeline.orchestration.checkpoints import _end_of, collections_for, window_keys
     from wiz_pipeline.settings import ALLOWED_INTERVALS, load_settings
 
     boundary = datetime(2025, 9, 14, 0, 0, tzinfo=UTC)  # a boundary of every allowed interval
@@ -194,7 +194,7 @@ def test_failed_and_running_windows_read_from_the_event_log_are_those_of_the_sta
 ):
     # After a big backfill the tick reads them from the event log rather than wait for Dagster to
     # bring its status cache up to date window by window; both must say the same.
-    from wiz_pipeline import checkpoints
+    from wiz_pipeline.orchestration import checkpoints
 
     keys = pipeline.keys()
     assert pipeline.run(keys[0], keys[1]).success

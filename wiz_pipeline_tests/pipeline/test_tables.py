@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 import msgspec
 import pyarrow.parquet as pq
 
-from wiz_pipeline import collect
+from wiz_pipeline.collect import windows as collect
+from wiz_pipeline.core.times import parse_time
 from wiz_pipeline.data_types import DATA_TYPES
+from wiz_pipeline.landing.tables import table_for
 from wiz_pipeline.simulator import IssueRecord
-from wiz_pipeline.times import parse_time
 from wiz_pipeline_tests.conftest import audit_entry
 
 
@@ -26,7 +27,7 @@ def test_an_audit_entry_gets_typed_columns_and_its_raw_node():
         "newField": {"added": "later"},
     }
     sent = json.dumps(node, indent=1).encode()  # spacing, key order and escapes as the API chose
-    row = DATA_TYPES["audit_logs"].table.rows_to_batch([sent]).to_pylist()[0]
+    row = table_for(DATA_TYPES["audit_logs"]).rows_to_batch([sent]).to_pylist()[0]
     assert row["timestamp"] == datetime(2023, 8, 24, 8, 54, 21, 442030, tzinfo=UTC)
     assert row["action"] == "user Login"
     assert (row["user_id"], row["user_name"]) == ("123abc", "admin11")
@@ -45,7 +46,7 @@ def test_odd_values_never_fail_a_window():
         "serviceAccount": None,
         "actionParameters": None,
     }
-    row = DATA_TYPES["audit_logs"].table.rows_to_batch([json.dumps(node).encode()]).to_pylist()[0]
+    row = table_for(DATA_TYPES["audit_logs"]).rows_to_batch([json.dumps(node).encode()]).to_pylist()[0]
     assert row["timestamp"] is None and row["action"] == "42" and row["user_id"] is None
     assert row["action_parameters"] is None and json.loads(row["raw"]) == node
 
@@ -53,7 +54,7 @@ def test_odd_values_never_fail_a_window():
 def test_an_issue_is_flattened_by_its_kind_of_source_rule(sim):
     now = sim.now()
     nodes = sim.tenant.issues_as_of(now)
-    rows = DATA_TYPES["issues"].table.rows_to_batch([json.dumps(n).encode() for n in nodes]).to_pylist()
+    rows = table_for(DATA_TYPES["issues"]).rows_to_batch([json.dumps(n).encode() for n in nodes]).to_pylist()
     by_kind = {r["source_rule_type"]: r for r in rows}
     assert {"Control", "CloudEventRule", "CloudConfigurationRule"} <= set(by_kind)
     for row, node in zip(rows, nodes, strict=True):
@@ -140,14 +141,14 @@ def test_json_text_columns_keep_the_value_as_received():
         b' "actionParameters": {"z": 1, "a": [true, null]}, "user": ["not", "an", "object"],'
         b' "serviceAccount": {"id": 7, "name": {"first": "x"}}}'
     )
-    row = DATA_TYPES["audit_logs"].table.rows_to_batch([sent]).to_pylist()[0]
+    row = table_for(DATA_TYPES["audit_logs"]).rows_to_batch([sent]).to_pylist()[0]
     assert row["action_parameters"] == '{"z": 1, "a": [true, null]}'  # key order and spacing kept
     assert row["action"] == "Login"
     assert row["user_id"] is None and row["user_name"] is None  # a list where an object should be
     assert row["service_account_id"] == "7" and row["service_account_name"] == '{"first":"x"}'
     nothing = (
-        DATA_TYPES["audit_logs"]
-        .table.rows_to_batch([b'{"id": "e4", "actionParameters": null}'])
+        table_for(DATA_TYPES["audit_logs"])
+        .rows_to_batch([b'{"id": "e4", "actionParameters": null}'])
         .to_pylist()[0]
     )
     assert nothing["action_parameters"] is None and nothing["timestamp"] is None
@@ -166,8 +167,8 @@ def test_times_of_every_form_in_one_batch_are_read_as_parse_time_reads_them():
         42,
     ]
     nodes = [json.dumps({"id": str(i), "createdAt": s}).encode() for i, s in enumerate(stamps)]
-    rows = DATA_TYPES["issues"].table.rows_to_batch(nodes).to_pylist()
+    rows = table_for(DATA_TYPES["issues"]).rows_to_batch(nodes).to_pylist()
     assert [r["created_at"] for r in rows] == [parse_time(s) for s in stamps]
     good = [json.dumps({"id": "g", "createdAt": s}).encode() for s in stamps[:3]]
-    rows = DATA_TYPES["issues"].table.rows_to_batch(good).to_pylist()  # a batch Arrow reads alone
+    rows = table_for(DATA_TYPES["issues"]).rows_to_batch(good).to_pylist()  # a batch Arrow reads alone
     assert [r["created_at"] for r in rows] == [parse_time(s) for s in stamps[:3]]

@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from wiz_pipeline.checkpoints import checkpoint
+from wiz_pipeline.orchestration.checkpoints import checkpoint
 from wiz_pipeline_tests.connect_proxy import ConnectProxy
 from wiz_pipeline_tests.pipeline.conftest import SEED, Pipeline
 from wiz_pipeline_tests.tls_helpers import (

@@ -10,10 +10,10 @@ from datetime import timedelta
 import httpx
 import pytest
 
+from wiz_pipeline.core.times import parse_time
 from wiz_pipeline.data_types.audit_logs import QUERY as AUDIT_LOG_QUERY
 from wiz_pipeline.data_types.issues import QUERY as ISSUES_QUERY
 from wiz_pipeline.simulator import Fault, WizSimulator, generate_long_tenant, generate_tenant
-from wiz_pipeline.times import parse_time
 from wiz_pipeline_tests.conftest import CLIENT_SECRET, T0, small_tenant
 
 

@@ -27,9 +27,9 @@ import pytest
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from wiz_pipeline.checkpoints import Collection, collections_for
-from wiz_pipeline.demo import patched_environ, prepare_home, simulator_env
-from wiz_pipeline.partitions import floor_to_window
+from wiz_pipeline.cli.demo import patched_environ, prepare_home, simulator_env
+from wiz_pipeline.orchestration.checkpoints import Collection, collections_for
+from wiz_pipeline.orchestration.partitions import floor_to_window
 from wiz_pipeline.settings import load_settings
 from wiz_pipeline.simulator import WizSimulator, generate_tenant
 from wiz_pipeline_tests.conftest import CLIENT_SECRET, stop_process_group
@@ -91,7 +91,7 @@ def collect(env: dict[str, str]) -> dict[str, Collected]:
     """The oldest ``COLLECTED`` windows of every data type, one ranged run each, as a backfill would;
     then every unpartitioned asset (``issues_current``), once. By asset name (``audit_logs``)."""
     with patched_environ(env):
-        from wiz_pipeline.definitions import build_definitions
+        from wiz_pipeline.orchestration.definitions import build_definitions
 
         defs = build_definitions()
         collected = {}

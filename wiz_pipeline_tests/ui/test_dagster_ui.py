@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from wiz_pipeline import current, quality
+from wiz_pipeline.collect import current
+from wiz_pipeline.landing import quality
 from wiz_pipeline_tests.ui.conftest import Collected
 from wiz_pipeline_tests.ui.pages import DagsterUI
 

@@ -11,6 +11,7 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
+from wiz_pipeline.collect.fetch import WindowFetch
 from wiz_pipeline.data_types.audit_logs import AUDIT_LOGS
 from wiz_pipeline.data_types.audit_logs import QUERY as AUDIT_LOG_QUERY
 from wiz_pipeline.data_types.issues import ISSUES
@@ -22,7 +23,6 @@ from wiz_pipeline.wiz import (
     WizPermissionError,
     WizQueryError,
     WizRetriesExhaustedError,
-    fetch_window,
 )
 from wiz_pipeline.wiz.graphql_errors import ErrorKind, classify_error
 from wiz_pipeline.wiz.retry import RetryPolicy, parse_retry_after
@@ -125,7 +125,7 @@ def test_403_for_audit_logs_names_admin_audit_and_project_scoped_accounts(sim, m
     sim.add_account("project-scoped", "another-secret-0000", {"read:issues"})
     client = make_client(client_id="project-scoped", client_secret="another-secret-0000")
     with pytest.raises(WizPermissionError) as caught:
-        list(fetch_window(client, AUDIT_LOGS, T0, T0 + timedelta(minutes=30)))
+        list(WindowFetch(client, AUDIT_LOGS, T0, T0 + timedelta(minutes=30)))
     assert "admin:audit" in str(caught.value)
     assert "scoped to projects" in str(caught.value)
     assert statuses(sim) == [403]
@@ -135,7 +135,7 @@ def test_403_for_issues_names_read_issues(sim, make_client):
     sim.add_account("audit-only", "another-secret-0001", {"admin:audit"})
     client = make_client(client_id="audit-only", client_secret="another-secret-0001")
     with pytest.raises(WizPermissionError, match="read:issues"):
-        list(fetch_window(client, ISSUES, T0, T0 + timedelta(minutes=30)))
+        list(WindowFetch(client, ISSUES, T0, T0 + timedelta(minutes=30)))
     assert statuses(sim) == [403]
 
 
@@ -261,7 +261,7 @@ def test_a_404_that_persists_fails_naming_the_api_url_setting(sim, make_client):
 def test_a_200_with_an_unusable_page_is_retried_and_the_window_still_comes_whole(sim, make_client, fault):
     client = make_client(page_size=50)
     sim.inject(fault, skip=1)  # the second page
-    fetch = fetch_window(client, AUDIT_LOGS, T0, T0 + timedelta(hours=6))
+    fetch = WindowFetch(client, AUDIT_LOGS, T0, T0 + timedelta(hours=6))
     ids = [node["id"] for page in fetch for node in page]
     assert sorted(ids) == sorted(node["id"] for node in sim.tenant.audit_nodes)
     assert fetch.stats.duplicates_dropped == 0
@@ -272,19 +272,19 @@ def test_a_200_with_an_unusable_page_is_retried_and_the_window_still_comes_whole
 def test_an_unusable_page_that_persists_fails_the_window(sim, make_client):
     sim.inject(Fault.null_connection(), times=3)
     with pytest.raises(WizRetriesExhaustedError, match="no `auditLogEntries` object"):
-        list(fetch_window(make_client(max_retries=2), AUDIT_LOGS, T0, T0 + timedelta(hours=1)))
+        list(WindowFetch(make_client(max_retries=2), AUDIT_LOGS, T0, T0 + timedelta(hours=1)))
     assert sim.counters.graphql_requests == 3
 
 
 def test_pages_that_bring_nothing_new_while_saying_hasnextpage_end_the_window(sim, make_client):
     sim.inject(Fault.empty_page(), times=50)
     with pytest.raises(WizPaginationError, match="10 pages in a row brought nothing new"):
-        list(fetch_window(make_client(page_size=5), AUDIT_LOGS, T0, T0 + timedelta(hours=6)))
+        list(WindowFetch(make_client(page_size=5), AUDIT_LOGS, T0, T0 + timedelta(hours=6)))
     assert sim.counters.graphql_requests == 10
 
 
 def test_a_failed_window_fetched_again_with_the_same_object_comes_whole(sim, make_client):
-    fetch = fetch_window(make_client(page_size=50, max_retries=1), AUDIT_LOGS, T0, T0 + timedelta(hours=6))
+    fetch = WindowFetch(make_client(page_size=50, max_retries=1), AUDIT_LOGS, T0, T0 + timedelta(hours=6))
     sim.inject(Fault.http_status(503), times=2, skip=3)  # the fourth page fails for good
     with pytest.raises(WizRetriesExhaustedError):
         list(fetch)
@@ -323,7 +323,7 @@ def test_partial_data_with_a_permission_error_is_a_permission_error(sim, make_cl
     """Partial data is never passed on: the errors beside it decide, as for any other 200."""
     sim.inject(Fault.partial_data("Not authorized to read field serviceAccount", "FORBIDDEN"))
     with pytest.raises(WizPermissionError):
-        list(fetch_window(make_client(), AUDIT_LOGS, T0, T0 + timedelta(hours=1)))
+        list(WindowFetch(make_client(), AUDIT_LOGS, T0, T0 + timedelta(hours=1)))
     assert sim.counters.graphql_requests == 1
 
 
@@ -420,7 +420,7 @@ def test_dead_network_fails_clearly_after_retries(make_client):
 def test_a_page_that_fails_is_resumed_from_its_cursor(sim, make_client):
     client = make_client(page_size=50)
     sim.inject(Fault.http_status(502), skip=2)  # the third page fails once
-    fetch = fetch_window(client, AUDIT_LOGS, T0, T0 + timedelta(hours=6))
+    fetch = WindowFetch(client, AUDIT_LOGS, T0, T0 + timedelta(hours=6))
     ids = [node["id"] for page in fetch for node in page]
     assert len(ids) == len(set(ids)) == len(sim.tenant.audit_nodes)
     assert fetch.stats.requests.retries == 1

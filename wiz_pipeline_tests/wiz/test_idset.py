@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wiz_pipeline.wiz.idset import IdSet, fingerprints
+from wiz_pipeline.collect.idset import IdSet, fingerprints
 
 
 def test_membership_survives_merges_into_the_arrays(monkeypatch):

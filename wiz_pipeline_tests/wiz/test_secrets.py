@@ -11,10 +11,11 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
+from wiz_pipeline.collect.fetch import WindowFetch
 from wiz_pipeline.data_types.audit_logs import AUDIT_LOGS
 from wiz_pipeline.data_types.issues import ISSUES
 from wiz_pipeline.simulator import Fault
-from wiz_pipeline.wiz import WizError, fetch_window
+from wiz_pipeline.wiz import WizError
 from wiz_pipeline_tests.conftest import CLIENT_SECRET, T0
 
 
@@ -32,7 +33,7 @@ def test_no_secret_or_token_in_any_log_line_exception_or_repr_during_a_full_run(
     sim.inject(Fault.truncated_body())
     sim.inject(Fault.graphql_error("Unauthenticated", "UNAUTHENTICATED"), skip=2)  # a later page
     for data_type in (AUDIT_LOGS, ISSUES):
-        fetch = fetch_window(client, data_type, T0, T0 + timedelta(hours=3))
+        fetch = WindowFetch(client, data_type, T0, T0 + timedelta(hours=3))
         for page in fetch:
             assert page
         texts.append(repr(fetch.stats.as_dict()))
@@ -48,7 +49,7 @@ def test_no_secret_or_token_in_any_log_line_exception_or_repr_during_a_full_run(
     for fault, kwargs in failures:
         sim.inject(fault, **kwargs)
         with pytest.raises(WizError) as caught:
-            list(fetch_window(make_client(max_retries=1), AUDIT_LOGS, T0, T0 + timedelta(minutes=30)))
+            list(WindowFetch(make_client(max_retries=1), AUDIT_LOGS, T0, T0 + timedelta(minutes=30)))
         texts += [
             str(caught.value),
             repr(caught.value),

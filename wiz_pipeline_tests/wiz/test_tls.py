@@ -161,7 +161,7 @@ def test_a_dead_proxy_is_a_network_failure_and_no_proxy_goes_around_it(https_sim
     ],
 )
 def test_a_bad_ca_bundle_is_refused_when_the_settings_load_in_one_line(tmp_path, content, says):
-    from wiz_pipeline.definitions import build_definitions
+    from wiz_pipeline.orchestration.definitions import build_definitions
     from wiz_pipeline.settings import SettingsError
 
     path = tmp_path / "bundle.pem"

@@ -8,11 +8,12 @@ from datetime import timedelta
 
 import pytest
 
+from wiz_pipeline.collect.fetch import WindowFetch
+from wiz_pipeline.core.times import parse_time
 from wiz_pipeline.data_types.audit_logs import AUDIT_LOGS
 from wiz_pipeline.data_types.issues import ISSUES
 from wiz_pipeline.simulator import IssueRecord, Tenant, WizSimulator, generate_tenant, wiz_time
-from wiz_pipeline.times import parse_time
-from wiz_pipeline.wiz import WizClient, WizResultCapError, fetch_window
+from wiz_pipeline.wiz import WizClient, WizResultCapError
 from wiz_pipeline_tests.conftest import CLIENT_SECRET, T0, audit_entry, client_options
 
 W = timedelta(minutes=30)
@@ -35,7 +36,7 @@ def serve(tenant):
 
 
 def collect(client, data_type, start, end):
-    fetch = fetch_window(client, data_type, start, end)
+    fetch = WindowFetch(client, data_type, start, end)
     nodes = [node for page in fetch for node in page]
     return nodes, fetch.stats
 
@@ -246,16 +247,16 @@ def test_a_capped_query_that_goes_on_saying_hasnextpage_is_still_a_cap_error():
 
 def test_windows_must_be_aware_and_non_empty(make_client):
     with pytest.raises(ValueError, match="timezone-aware"):
-        fetch_window(make_client(), AUDIT_LOGS, T0.replace(tzinfo=None), T0.replace(tzinfo=None) + W)
+        WindowFetch(make_client(), AUDIT_LOGS, T0.replace(tzinfo=None), T0.replace(tzinfo=None) + W)
     with pytest.raises(ValueError, match="empty window"):
-        fetch_window(make_client(), AUDIT_LOGS, T0, T0)
+        WindowFetch(make_client(), AUDIT_LOGS, T0, T0)
 
 
 def test_records_arriving_while_paging_do_not_come_back_twice(sim, make_client):
     """Audit entries are listed newest first: entries that become visible between two pages push
     the list down, and the next page repeats the tail of the previous one. Each id is passed on once."""
     sim.set_now(T0 + timedelta(hours=1))
-    fetch = fetch_window(make_client(page_size=25), AUDIT_LOGS, T0, T0 + timedelta(hours=2))
+    fetch = WindowFetch(make_client(page_size=25), AUDIT_LOGS, T0, T0 + timedelta(hours=2))
     ids = []
     for page in fetch:
         ids += [node["id"] for node in page]
@@ -280,7 +281,7 @@ def test_an_issue_changing_status_while_its_window_is_paged_costs_no_other_issue
     with serve(tenant) as (sim, client):
         client.page_size = 3
         sim.set_now(T0 + timedelta(hours=1))
-        fetch = fetch_window(client, ISSUES, T0, T0 + W)
+        fetch = WindowFetch(client, ISSUES, T0, T0 + W)
         ids = []
         for page in fetch:
             ids += [node["id"] for node in page]
@@ -291,13 +292,13 @@ def test_an_issue_changing_status_while_its_window_is_paged_costs_no_other_issue
 
 
 def test_a_window_that_fits_in_one_page_is_read_once(sim, make_client):
-    fetch = fetch_window(make_client(), ISSUES, T0, T0 + timedelta(hours=6))
+    fetch = WindowFetch(make_client(), ISSUES, T0, T0 + timedelta(hours=6))
     assert 0 < sum(len(page) for page in fetch) <= 500
     assert (fetch.stats.passes, fetch.stats.requests.requests) == (1, 1)
 
 
 def test_a_multi_page_issue_window_is_read_twice_when_nothing_changes(sim, make_client):
-    fetch = fetch_window(make_client(page_size=10), ISSUES, T0 - timedelta(days=60), T0 + timedelta(days=2))
+    fetch = WindowFetch(make_client(page_size=10), ISSUES, T0 - timedelta(days=60), T0 + timedelta(days=2))
     nodes = [node for page in fetch for node in page]
     assert len(nodes) == len({n["id"] for n in nodes}) == len(sim.tenant.issues)
     assert fetch.stats.passes == 2
@@ -307,7 +308,7 @@ def test_a_multi_page_issue_window_is_read_twice_when_nothing_changes(sim, make_
 
 
 def test_audit_windows_are_read_once_however_many_pages(sim, make_client):
-    fetch = fetch_window(make_client(page_size=10), AUDIT_LOGS, T0, T0 + timedelta(hours=6))
+    fetch = WindowFetch(make_client(page_size=10), AUDIT_LOGS, T0, T0 + timedelta(hours=6))
     nodes = [node for page in fetch for node in page]
     assert fetch.stats.passes == 1
     assert fetch.stats.requests.pages == -(-len(nodes) // 10)

@@ -1,0 +1,288 @@
+"""Writing one window's Parquet file, whole or not at all, and its JSON manifest beside it.
+
+Layout, per data type: ``{WIZ_OUTPUT_URI}/{name}/date=YYYY-MM-DD/{name}_YYYYMMDDTHHMMSSZ.parquet``, by
+the window's UTC start, so a hive-aware reader (pyarrow, DuckDB, Spark, Athena) sees a ``date`` column.
+Rows are written as row groups while pages arrive, to an upload that nobody sees until the window is
+complete (``outputs``: a hidden temporary file renamed into place locally; a multipart upload
+completed in one step on S3): readers see the old file or the new one, never half of one, and a rerun
+of the window replaces exactly its file. The manifest is ``_<file stem>.json``, written the same way
+after the data file; pyarrow and Spark skip names starting with ``_`` or ``.``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from wiz_pipeline.core.records import Nodes
+from wiz_pipeline.core.windows import Window
+from wiz_pipeline.landing.outputs import Output, Upload, open_output
+from wiz_pipeline.landing.tables import Table
+
+log = logging.getLogger(__name__)
+
+# A row group is written once this many rows, or this many bytes of them, are waiting: big enough
+# for good compression and column statistics, small enough that a window is never held whole.
+ROW_GROUP_ROWS = 10_000
+ROW_GROUP_BYTES = 16 * 2**20
+COMPRESSION = "zstd"
+# An open writer keeps buffers the size of its data pages for each column until it is closed, and a
+# span keeps one writer open per window: 1 MiB pages (Arrow's default) cost ~3 MiB per open window.
+DATA_PAGE_BYTES = 64 * 2**10
+
+
+# Columns whose values hardly repeat (ids, times, whole nodes): a dictionary only costs hashing until
+# Parquet gives up on it. Min/max statistics of whole nodes help no reader.
+UNIQUE_COLUMNS = frozenset({"id", "request_id", "raw"})
+
+
+def writer_options(table: Table) -> dict[str, Any]:
+    names = table.schema.names
+    return {
+        "compression": COMPRESSION,
+        "data_page_size": DATA_PAGE_BYTES,
+        "use_dictionary": [
+            c.name for c in table.columns if c.name not in UNIQUE_COLUMNS and c.type == pa.string()
+        ],
+        "write_statistics": [n for n in names if n != "raw"],
+    }
+
+
+def window_key(table_name: str, window_start: datetime) -> str:
+    """The window's file, relative to WIZ_OUTPUT_URI."""
+    return f"{table_name}/date={window_start:%Y-%m-%d}/{table_name}_{window_start:%Y%m%dT%H%M%SZ}.parquet"
+
+
+def manifest_key(data_key: str) -> str:
+    folder, _, name = data_key.rpartition("/")
+    return f"{folder}/_{name.removesuffix('.parquet')}.json"
+
+
+def manifest_path(data_file: Path) -> Path:
+    return data_file.with_name(f"_{data_file.stem}.json")
+
+
+def sweep_stale_temporaries(output: Output | Path | str, dataset: str) -> None:
+    """Delete the temporary files (locally) or abort the incomplete uploads (S3) that dead runs left
+    anywhere under one data type's dataset."""
+    open_output(output).sweep(dataset)
+
+
+class HashingFile(io.RawIOBase):
+    """Passes the writer's bytes on to an upload, hashing them on their way: the file's SHA-256 as
+    written, with no read back (which on S3 would be a second download of every window)."""
+
+    def __init__(self, target: BinaryIO) -> None:
+        self.target = target
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.digest.update(data)
+        self.size += memoryview(data).nbytes
+        return self.target.write(data)
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        self.target.flush()
+
+    def sha256(self) -> str:
+        return self.digest.hexdigest()
+
+
+# What a window's first write records (no earlier file was replaced).
+FIRST_READ: dict[str, Any] = {"reads": 1, "late_records": None, "gone_records": None}
+
+
+def publish_with_manifest(output: Output, upload: Upload, key: str, manifest: dict[str, Any]) -> None:
+    """A finished data upload, then its manifest at ``key``, each made visible in one step."""
+    manifest_upload = output.open(key)
+    try:
+        manifest_upload.file.write((json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+        manifest_upload.finish()
+        output.publish([upload, manifest_upload])
+    except BaseException:
+        manifest_upload.abort()
+        raise
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    path: str  # a local path, or the s3:// URI
+    uri: str  # file:// or s3://
+    manifest: str
+    rows: int
+    bytes: int
+    row_groups: int
+    sha256: str  # of the bytes as written
+
+
+class WindowWriter:
+    """Streams one window's rows into an upload; ``commit`` puts it in place, ``abort`` drops it.
+
+    The file is named by the window's boundary (even when the first window is collected from a
+    later seed), so each partition always maps to the same file.
+    """
+
+    def __init__(self, output: Output, table: Table, window: Window) -> None:
+        self.table = table
+        self.output = output
+        self.key = window_key(table.name, window.boundary)
+        self._upload: Upload | None = None
+        self._sink: HashingFile | None = None
+        self._writer: pq.ParquetWriter | None = None
+        self._pending: list[pa.RecordBatch] = []
+        self.pending_rows = 0
+        self.pending_bytes = 0
+        self.rows = 0
+        self.row_groups = 0
+        self.file_schema: pa.Schema | None = None  # set by commit
+        # The window's ids as written (Arrow arrays sharing the batches' id buffers): compared with
+        # the file this one replaces, if any (``replaced``).
+        self._ids: list[pa.Array] = []
+
+    def add(self, nodes: Nodes) -> pa.RecordBatch | None:
+        """Buffer ``nodes`` as rows; the batch they became (None if there were none)."""
+        if not len(nodes):
+            return None
+        batch = self.table.to_batch(nodes)
+        self._ids.append(batch.column("id"))
+        self._pending.append(batch)
+        self.pending_rows += batch.num_rows
+        self.pending_bytes += batch.nbytes
+        if self.pending_rows >= ROW_GROUP_ROWS or self.pending_bytes >= ROW_GROUP_BYTES:
+            self.flush()
+        return batch
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        self._open().write_table(pa.Table.from_batches(self._pending, schema=self.table.schema))
+        self.rows += self.pending_rows
+        self.row_groups += 1
+        self._pending, self.pending_rows, self.pending_bytes = [], 0, 0
+
+    def _open(self) -> pq.ParquetWriter:
+        if self._writer is None:
+            self._upload = self.output.open(self.key)
+            self._sink = HashingFile(self._upload.file)
+            self._writer = pq.ParquetWriter(self._sink, self.table.schema, **writer_options(self.table))
+        return self._writer
+
+    def commit(self, manifest: dict[str, Any]) -> WrittenFile:
+        """Finish the file and publish it (then its manifest) in place; an empty window gets a file
+        with no rows, so that a rerun that now finds nothing still replaces what was there."""
+        self.flush()
+        writer = self._open()
+        writer.close()
+        # The schema in the file's footer, as a reader will see it (not the schema the writer was
+        # given, which is the declared one by construction): what the columns_as_declared check reads.
+        self.file_schema = writer.writer.metadata.schema.to_arrow_schema()
+        assert self._upload is not None and self._sink is not None
+        size = self._upload.finish()
+        if size != self._sink.size:  # bytes reached the file some other way: the digest would be wrong
+            raise OSError(f"{self.key}: {size} bytes stored but {self._sink.size} hashed")
+        digest = self._sink.sha256()
+        manifest = {
+            **manifest,
+            "file": self.output.location(self.key),
+            "rows": self.rows,
+            "bytes": size,
+            "row_groups": self.row_groups,
+            "sha256": digest,
+        }
+        publish_with_manifest(self.output, self._upload, manifest_key(self.key), manifest)
+        self._writer = self._upload = self._sink = None
+        return WrittenFile(
+            self.output.location(self.key),
+            self.output.uri_of(self.key),
+            self.output.location(manifest_key(self.key)),
+            self.rows,
+            size,
+            self.row_groups,
+            digest,
+        )
+
+    def replaced(self) -> dict[str, Any]:
+        """What this window's file replaces: ``reads`` (the previous manifest's plus one),
+        ``late_records`` (ids this file has that the one in place has not) and ``gone_records`` (the
+        reverse); both None when no file is in place. Call before ``commit``: it reads the file in
+        place (its ``id`` column only) and its manifest; one window's ids are held at a time."""
+        previous = _previous_manifest(self.output, self.key)
+        data = self.output.read(self.key)
+        if data is None:
+            return dict(FIRST_READ)
+        try:
+            with data:
+                old = pq.read_table(data, columns=["id"]).column("id")
+        except Exception as exc:  # unreadable (or on S3 no s3:GetObject): the window is still written
+            log.warning(
+                "Could not read the ids of %s, which this window replaces (%s): late_records and "
+                "gone_records are left empty.",
+                self.output.location(self.key),
+                type(exc).__name__,
+            )
+            return {"reads": _reads(previous) + 1, "late_records": None, "gone_records": None}
+        new = _distinct(pa.chunked_array(self._ids, type=pa.string()))
+        old = _distinct(old)
+        return {
+            "reads": _reads(previous) + 1,
+            "late_records": len(new) - _count_in(new, old),
+            "gone_records": len(old) - _count_in(old, new),
+        }
+
+    def abort(self) -> None:
+        """Drop everything written so far; the window's existing file, if any, is left as it was."""
+        try:
+            if self._writer is not None:
+                self._writer.close()
+        finally:
+            if self._upload is not None:
+                self._upload.abort()
+            self._writer = self._upload = self._sink = None
+            self._pending, self.pending_rows, self.pending_bytes = [], 0, 0
+            self._ids = []
+            self.rows = self.row_groups = 0
+
+
+def _previous_manifest(output: Output, data_key: str) -> dict[str, Any]:
+    """The manifest of the file in place ({} if none, or unreadable: older files may lack one)."""
+    try:
+        manifest = output.read(manifest_key(data_key))
+        if manifest is None:
+            return {}
+        with manifest:
+            value = json.loads(manifest.read())
+        return value if isinstance(value, dict) else {}
+    except Exception:
+        return {}
+
+
+def _reads(manifest: dict[str, Any]) -> int:
+    """How many times the file in place had been read (manifests before re-reads existed: once)."""
+    reads = manifest.get("reads")
+    return reads if isinstance(reads, int) and reads > 0 else 1
+
+
+def _distinct(ids: pa.ChunkedArray) -> pa.Array:
+    flat = ids.combine_chunks() if ids.num_chunks else pa.array([], pa.string())
+    return pc.unique(pc.drop_null(flat.cast(pa.string())))
+
+
+def _count_in(values: pa.Array, others: pa.Array) -> int:
+    return int(pc.sum(pc.is_in(values, value_set=others)).as_py() or 0)

@@ -1,0 +1,71 @@
+"""The gap report's instance side: what the Dagster instance says of a data type's windows, handed to
+``readers.ledger``, which compares it with the output."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+from wiz_pipeline.core.windows import KEY_FORMAT
+from wiz_pipeline.landing.outputs import Output
+from wiz_pipeline.orchestration.checkpoints import Collection, failed_and_in_progress, partial_windows
+from wiz_pipeline.readers import ledger as report
+from wiz_pipeline.readers.ledger import InstanceState, WindowLine
+
+
+def instance_state(instance: dg.DagsterInstance, collection: Collection) -> InstanceState:
+    """A few queries whatever the number of windows (see ``checkpoints``)."""
+    first = collection.partitions_def.start.astimezone(UTC).strftime(KEY_FORMAT)
+    materialized = {k for k in instance.get_materialized_partitions(collection.asset_key) if k >= first}
+    failed, in_progress = failed_and_in_progress(instance, collection, len(materialized))
+    against = {
+        k: "instance: collected from a later seed"
+        for k in partial_windows(instance, collection, materialized)
+    }
+    against |= {k: "instance: latest run failed" for k in failed}
+    # A window being rewritten still has its previous file; one being written for the first time hasn't.
+    against |= {k: "instance: a run is writing it" for k in in_progress - materialized}
+    return InstanceState(materialized, against)
+
+
+def window_range(
+    collection: Collection,
+    now: datetime,
+    lag: timedelta,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> tuple[datetime, int]:
+    """``readers.ledger.window_range`` over a collection's windows."""
+    first = collection.partitions_def.start.astimezone(UTC)
+    return report.window_range(first, collection.interval_seconds, now, lag, start, end)
+
+
+def ledger(
+    instance: dg.DagsterInstance,
+    output: Output,
+    collection: Collection,
+    *,
+    now: datetime,
+    lag: timedelta,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    gaps_only: bool = False,
+) -> Iterator[WindowLine]:
+    """Each closed window of the range, oldest first (see ``readers.ledger``)."""
+    count = window_range(collection, now, lag, start, end)[1]
+    state = instance_state(instance, collection) if count else InstanceState(set(), {})
+    first = collection.partitions_def.start.astimezone(UTC)
+    return report.ledger(
+        state,
+        output,
+        collection.data_type,
+        first,
+        collection.interval_seconds,
+        now=now,
+        lag=lag,
+        start=start,
+        end=end,
+        gaps_only=gaps_only,
+    )
