@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from wiz_pipeline.core.records import Nodes
 from wiz_pipeline.core.windows import Window
 from wiz_pipeline.landing.outputs import Output, Upload, open_output
-from wiz_pipeline.landing.tables import Table
+from wiz_pipeline.landing.tables import Table, arrow_type
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def writer_options(table: Table) -> dict[str, Any]:
         "compression": COMPRESSION,
         "data_page_size": DATA_PAGE_BYTES,
         "use_dictionary": [
-            c.name for c in table.columns if c.name not in UNIQUE_COLUMNS and c.type == pa.string()
+            c.name for c in table.columns if c.name not in UNIQUE_COLUMNS and arrow_type(c) == pa.string()
         ],
         "write_statistics": [n for n in names if n != "raw"],
     }
