@@ -6,12 +6,13 @@ from wiz_pipeline.core.errors import WizConfigError, WizError
 from wiz_pipeline.core.records import Nodes
 from wiz_pipeline.core.times import format_time, from_micros, parse_time, to_micros
 from wiz_pipeline.core.urls import check_url, is_loopback_host
-from wiz_pipeline.core.windows import KEY_FORMAT, Window, floor_to_window
+from wiz_pipeline.core.windows import KEY_FORMAT, Window, WindowGrid, floor_to_window
 
 __all__ = [
     "KEY_FORMAT",
     "Nodes",
     "Window",
+    "WindowGrid",
     "WizConfigError",
     "WizError",
     "check_url",
