@@ -128,7 +128,7 @@ def cmd_ledger(args: argparse.Namespace) -> int:
         raise WizConfigError(f"--type {args.type}: {setting} is off, so {args.type} are not collected")
     output = open_output(settings.output_uri)
     now, lag = datetime.now(UTC), timedelta(seconds=settings.window_lag_seconds)
-    if not any(window_range(c, now, lag, start, end)[1] for c in collections):
+    if not any(window_range(c, now, lag, start, end) for c in collections):
         seeds = ", ".join(f"{c.checkpoint_name}={format_time(c.seed)}" for c in collections)
         raise WizConfigError(
             "no closed window in the range: it must end after the seed and start before "

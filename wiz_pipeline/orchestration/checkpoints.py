@@ -21,8 +21,9 @@ from dagster._core.storage.partition_status_cache import (
 )
 
 from wiz_pipeline.core.times import format_time, parse_time
+from wiz_pipeline.core.windows import WindowGrid
 from wiz_pipeline.data_types import DATA_TYPES, DataType
-from wiz_pipeline.orchestration.partitions import KEY_FORMAT, window_partitions
+from wiz_pipeline.orchestration.partitions import window_partitions
 from wiz_pipeline.settings import Settings
 
 # Bringing the status cache up to date costs Dagster a parse and a check per window it hasn't seen: after
@@ -50,6 +51,11 @@ class Collection:
     # others: issues are a change log, never re-read (rereads.py).
     reread_after_seconds: int = 0
 
+    @property
+    def grid(self) -> WindowGrid:
+        """The windows of today's partitions, numbered from the seed's."""
+        return WindowGrid(self.partitions_def.start.astimezone(UTC), self.interval_seconds)
+
 
 @dataclass(frozen=True)
 class Progress:
@@ -66,15 +72,10 @@ class Progress:
 
 
 def window_keys(collection: Collection, until: datetime) -> list[str]:
-    """Keys of the windows that end at or before ``until``, oldest first.
-
-    Worked out arithmetically: the windows are fixed UTC intervals from the partitions' start, and
-    asking Dagster for half a million one-minute keys takes long enough to time a schedule tick out.
-    """
-    start = collection.partitions_def.start.astimezone(UTC)
-    count = int((until - start).total_seconds() // collection.interval_seconds)
-    step = timedelta(seconds=collection.interval_seconds)
-    return [(start + i * step).strftime(KEY_FORMAT) for i in range(max(0, count))]
+    """Keys of the windows that end at or before ``until``, oldest first (worked out by the grid:
+    asking Dagster for half a million one-minute keys takes long enough to time a schedule tick out)."""
+    grid = collection.grid
+    return grid.keys(range(grid.count_until(until)))
 
 
 def _written_prefix(keys: list[str], written: set[str], done: int = 0) -> int:
@@ -90,10 +91,7 @@ def _checkpoint(collection: Collection, keys: list[str], written: set[str]) -> d
 
 def _end_of(collection: Collection, windows: int) -> datetime:
     """The checkpoint once the first ``windows`` windows are written."""
-    if windows == 0:
-        return collection.seed
-    start = collection.partitions_def.start.astimezone(UTC)
-    return start + windows * timedelta(seconds=collection.interval_seconds)
+    return collection.grid.start_of(windows) if windows else collection.seed
 
 
 def partial_windows(instance: dg.DagsterInstance, collection: Collection, written: set[str]) -> set[str]:
@@ -146,7 +144,7 @@ def recent_max_rows(instance: dg.DagsterInstance, collection: Collection, limit:
 
 def _materialized(instance: dg.DagsterInstance, collection: Collection) -> set[str]:
     """Materialized windows of today's partitions (not those before a seed that has moved later)."""
-    first = collection.partitions_def.start.astimezone(UTC).strftime(KEY_FORMAT)
+    first = collection.grid.key_of(0)
     return {k for k in instance.get_materialized_partitions(collection.asset_key) if k >= first}
 
 
@@ -162,18 +160,16 @@ def _keys_of(subset: object, collection: Collection) -> set[str]:
     ranges = getattr(subset, "included_time_windows", None)
     if ranges is None:
         return set(subset.get_partition_keys())  # type: ignore[attr-defined]
+    grid = collection.grid
     keys: set[str] = set()
     for window in ranges:
-        at, end = _timestamp(window.start), _timestamp(window.end)
-        while at < end:
-            keys.add(datetime.fromtimestamp(at, tz=UTC).strftime(KEY_FORMAT))
-            at += collection.interval_seconds
+        keys.update(grid.keys(grid.overlapping(_datetime(window.start), _datetime(window.end))))
     return keys
 
 
-def _timestamp(value: object) -> float:
+def _datetime(value: object) -> datetime:
     stamp = value.timestamp  # type: ignore[attr-defined]  # a datetime or Dagster's TimestampWithTimezone
-    return stamp() if callable(stamp) else stamp
+    return datetime.fromtimestamp(stamp() if callable(stamp) else stamp, tz=UTC)
 
 
 def failed_and_in_progress(

@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import dagster as dg
 
-from wiz_pipeline.core.windows import KEY_FORMAT
 from wiz_pipeline.landing.outputs import Output
 from wiz_pipeline.orchestration.checkpoints import Collection, failed_and_in_progress, partial_windows
 from wiz_pipeline.readers import ledger as report
@@ -17,7 +16,7 @@ from wiz_pipeline.readers.ledger import InstanceState, WindowLine
 
 def instance_state(instance: dg.DagsterInstance, collection: Collection) -> InstanceState:
     """A few queries whatever the number of windows (see ``checkpoints``)."""
-    first = collection.partitions_def.start.astimezone(UTC).strftime(KEY_FORMAT)
+    first = collection.grid.key_of(0)
     materialized = {k for k in instance.get_materialized_partitions(collection.asset_key) if k >= first}
     failed, in_progress = failed_and_in_progress(instance, collection, len(materialized))
     against = {
@@ -36,10 +35,9 @@ def window_range(
     lag: timedelta,
     start: datetime | None = None,
     end: datetime | None = None,
-) -> tuple[datetime, int]:
+) -> range:
     """``readers.ledger.window_range`` over a collection's windows."""
-    first = collection.partitions_def.start.astimezone(UTC)
-    return report.window_range(first, collection.interval_seconds, now, lag, start, end)
+    return report.window_range(collection.grid, now, lag, start, end)
 
 
 def ledger(
@@ -54,15 +52,13 @@ def ledger(
     gaps_only: bool = False,
 ) -> Iterator[WindowLine]:
     """Each closed window of the range, oldest first (see ``readers.ledger``)."""
-    count = window_range(collection, now, lag, start, end)[1]
-    state = instance_state(instance, collection) if count else InstanceState(set(), {})
-    first = collection.partitions_def.start.astimezone(UTC)
+    wanted = window_range(collection, now, lag, start, end)
+    state = instance_state(instance, collection) if wanted else InstanceState(set(), {})
     return report.ledger(
         state,
         output,
         collection.data_type,
-        first,
-        collection.interval_seconds,
+        collection.grid,
         now=now,
         lag=lag,
         start=start,

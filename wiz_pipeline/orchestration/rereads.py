@@ -25,7 +25,6 @@ import dagster as dg
 
 from wiz_pipeline.core.times import format_time, parse_time
 from wiz_pipeline.orchestration.checkpoints import Collection
-from wiz_pipeline.orchestration.partitions import KEY_FORMAT
 
 WINDOWS_TAG = "wiz/windows"
 REREADS_TAG = "wiz/rereads"
@@ -48,13 +47,11 @@ def due(instance: dg.DagsterInstance, collection: Collection, now: datetime, wri
     after = collection.reread_after_seconds
     if not after:
         return []
-    start = collection.partitions_def.start.astimezone(UTC)
-    interval = collection.interval_seconds
+    grid = collection.grid
     # Windows 0 .. fallen-1 ended at least R ago.
-    fallen = max(0, int((now - timedelta(seconds=after) - start).total_seconds() // interval))
-    first = max(0, fallen - min(LOOKBACK_WINDOWS, LOOKBACK_SECONDS // interval))
-    step = timedelta(seconds=interval)
-    ends = {(start + i * step).strftime(KEY_FORMAT): start + (i + 1) * step for i in range(first, fallen)}
+    fallen = grid.count_until(now - timedelta(seconds=after))
+    looked_at = range(max(0, fallen - min(LOOKBACK_WINDOWS, LOOKBACK_SECONDS // grid.seconds)), fallen)
+    ends = {key: grid.start_of(i + 1) for i, key in zip(looked_at, grid.keys(looked_at), strict=True)}
     candidates = [key for key in ends if key in written]
     read_at = latest_read_at(instance, collection, candidates)
     return [

@@ -30,7 +30,7 @@ import msgspec
 
 from wiz_pipeline.core.errors import WizConfigError
 from wiz_pipeline.core.times import format_time, parse_time
-from wiz_pipeline.core.windows import floor_to_window
+from wiz_pipeline.core.windows import WindowGrid, floor_to_window
 from wiz_pipeline.landing.outputs import Output
 
 # Days whose folders are listed and manifests read together: enough windows for S3's concurrency to
@@ -101,20 +101,17 @@ class Summary:
 
 
 def window_range(
-    first: datetime,
-    step: int,
+    grid: WindowGrid,
     now: datetime,
     lag: timedelta,
     start: datetime | None = None,
     end: datetime | None = None,
-) -> tuple[datetime, int]:
-    """The first window's boundary and how many closed windows (lag included) overlap
-    ``[start, end)`` (default: from the seed's window ``first`` to the latest closed one); windows are
-    ``step`` seconds."""
-    closed = int((now - lag - first).total_seconds() // step)
-    lo = 0 if start is None else max(0, int((start - first).total_seconds() // step))
-    hi = closed if end is None else min(closed, -int(-(end - first).total_seconds() // step))
-    return first + timedelta(seconds=lo * step), max(0, hi - lo)
+) -> range:
+    """The closed windows (lag included) of ``grid`` that overlap ``[start, end)`` (default: from the
+    seed's window, the grid's first, to the latest closed one)."""
+    closed = grid.count_until(now - lag)
+    wanted = grid.overlapping(grid.first if start is None else start, now - lag if end is None else end)
+    return range(wanted.start, max(wanted.start, min(wanted.stop, closed)))
 
 
 @dataclass(frozen=True)
@@ -135,8 +132,7 @@ def ledger(
     state: InstanceState,
     output: Output,
     name: str,
-    first_window: datetime,
-    interval_seconds: int,
+    grid: WindowGrid,
     *,
     now: datetime,
     lag: timedelta,
@@ -146,14 +142,13 @@ def ledger(
 ) -> Iterator[WindowLine]:
     """Each closed window of the range, oldest first, as ``state`` (what the instance says: see
     ``orchestration.ledger``) and the output say; see the module's docstring."""
-    first, count = window_range(first_window, interval_seconds, now, lag, start, end)
-    step = timedelta(seconds=interval_seconds)
-    done = 0
-    while done < count:
-        chunk_start = first + done * step
-        chunk_end_day = floor_to_window(chunk_start, 86400) + timedelta(days=DAYS_PER_CHUNK)
-        in_chunk = min(count - done, int((chunk_end_day - chunk_start) / step))
-        windows = [chunk_start + i * step for i in range(in_chunk)]
+    in_range = window_range(grid, now, lag, start, end)
+    step = grid.step
+    done = in_range.start
+    while done < in_range.stop:
+        chunk_end_day = floor_to_window(grid.start_of(done), 86400) + timedelta(days=DAYS_PER_CHUNK)
+        chunk = range(done, min(in_range.stop, grid.count_until(chunk_end_day)))
+        windows = grid.starts(chunk)
         names = window_names(name, windows)
         folders = sorted({data.rpartition("/")[0] for _, data, _ in names})
         # Sizes are compared with manifests, so they are needed only where manifests are read.
@@ -186,12 +181,12 @@ def ledger(
                     f"output: data file has {sizes[data]} bytes, its manifest says {manifest.bytes}"
                 )
             yield WindowLine(name, key, boundary, boundary + step, tuple(missing), manifest)
-        done += in_chunk
+        done = chunk.stop
 
 
 def window_names(name: str, windows: list[datetime]) -> list[tuple[str, str, str]]:
-    """(partition key, data file, manifest) of each window, as ``KEY_FORMAT``, ``storage.window_key``
-    and ``storage.manifest_key`` name them, built a day at a time: formatting each window's time
+    """(partition key, data file, manifest) of each window, as ``KEY_FORMAT``, ``files.window_key``
+    and ``files.manifest_key`` name them, built a day at a time: formatting each window's time
     with strftime costs seconds over a year of one-minute windows."""
     names = []
     day = None
