@@ -428,10 +428,10 @@ def _pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _merge_windows(output: Output, spool: _Spool, since: datetime) -> list[str]:
     """Add the rows of every issue window file written since ``since`` to the spool; their keys."""
     merged = []
-    for key, written in sorted(output.listing(f"{ISSUES.name}/")):
+    for key, listed in sorted(output.files([f"{ISSUES.name}/"]).items()):
         name = key.rpartition("/")[2]
         window_file = key.startswith(f"{ISSUES.name}/date=") and name.endswith(".parquet")
-        if written < since or not window_file or name.startswith(("_", ".")):
+        if listed.modified < since or not window_file or name.startswith(("_", ".")):
             continue
         source = output.read(key)
         if source is None:  # replaced meanwhile: the new one is newer than `since` too, and listed

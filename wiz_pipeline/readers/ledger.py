@@ -31,7 +31,7 @@ import msgspec
 from wiz_pipeline.core.errors import WizConfigError
 from wiz_pipeline.core.times import format_time, parse_time
 from wiz_pipeline.core.windows import WindowGrid, floor_to_window
-from wiz_pipeline.landing.outputs import Output
+from wiz_pipeline.landing.outputs import UNKNOWN, Output
 
 # Days whose folders are listed and manifests read together: enough windows for S3's concurrency to
 # pay (10,080 one-minute windows), few enough that memory stays small however long the range.
@@ -152,12 +152,12 @@ def ledger(
         names = window_names(name, windows)
         folders = sorted({data.rpartition("/")[0] for _, data, _ in names})
         # Sizes are compared with manifests, so they are needed only where manifests are read.
-        sizes = output.sizes(folders, stat=not gaps_only)
+        listed = output.files(folders, stat=not gaps_only)
         pending: list[tuple[datetime, str, str, str, list[str]]] = []
         for boundary, (key, data, manifest) in zip(windows, names, strict=True):
             side = state.reason(key)
             missing = [side] if side else []
-            has_data, has_manifest = data in sizes, manifest in sizes
+            has_data, has_manifest = data in listed, manifest in listed
             if not (has_data and has_manifest):
                 absent = [
                     what for what, there in (("data file", has_data), ("manifest", has_manifest)) if not there
@@ -165,21 +165,16 @@ def ledger(
                 missing.append(f"output: no {' and no '.join(absent)}")
             pending.append((boundary, key, data, manifest, missing))
         # With gaps_only, the manifests of windows both sides have are not read (see the docstring).
-        wanted = [m for _, _, _, m, missing in pending if m in sizes and (missing or not gaps_only)]
+        wanted = [m for _, _, _, m, missing in pending if m in listed and (missing or not gaps_only)]
         contents = output.read_many(wanted)
         for boundary, key, data, manifest_name, missing in pending:
             manifest = _decode(contents.get(manifest_name))
+            size = listed.get(data, UNKNOWN).size  # -1: not there, or listed without its size (gaps_only)
             if isinstance(manifest, str):
                 missing.append(manifest)
                 manifest = None
-            elif (
-                manifest is not None
-                and sizes.get(data, -1) >= 0  # -1: not listed with its size (gaps_only)
-                and manifest.bytes not in (msgspec.UNSET, sizes[data])
-            ):
-                missing.append(
-                    f"output: data file has {sizes[data]} bytes, its manifest says {manifest.bytes}"
-                )
+            elif manifest is not None and size >= 0 and manifest.bytes not in (msgspec.UNSET, size):
+                missing.append(f"output: data file has {size} bytes, its manifest says {manifest.bytes}")
             yield WindowLine(name, key, boundary, boundary + step, tuple(missing), manifest)
         done = chunk.stop
 

@@ -23,12 +23,21 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from wiz_pipeline.landing.outputs.base import STALE_AFTER_SECONDS, Output, OutputError, Upload
+from wiz_pipeline.landing.outputs.base import (
+    STALE_AFTER_SECONDS,
+    UNKNOWN,
+    Listed,
+    Output,
+    OutputError,
+    Upload,
+)
 from wiz_pipeline.landing.outputs.local import LocalOutput
 from wiz_pipeline.landing.outputs.s3 import S3Output, stale_uploads
 
 __all__ = [
     "STALE_AFTER_SECONDS",
+    "UNKNOWN",
+    "Listed",
     "LocalOutput",
     "Output",
     "OutputError",

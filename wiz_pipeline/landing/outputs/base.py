@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from datetime import datetime
-from typing import BinaryIO
+from datetime import UTC, datetime
+from typing import BinaryIO, NamedTuple
 
 from wiz_pipeline.core.errors import WizConfigError
 
@@ -15,6 +15,24 @@ STALE_AFTER_SECONDS = 6 * 3600
 
 class OutputError(WizConfigError):
     """The output location can't be used; the message names the variable to fix and never a secret."""
+
+
+class Listed(NamedTuple):
+    """A published file as ``Output.files`` lists it."""
+
+    size: int  # bytes; -1 when unknown (listed without ``stat``)
+    # When it was last written, in POSIX seconds (None when unknown): a float costs a listing of a
+    # year of windows nothing, a datetime a second.
+    mtime: float | None
+
+    @property
+    def modified(self) -> datetime | None:
+        """When it was last written (UTC)."""
+        return None if self.mtime is None else datetime.fromtimestamp(self.mtime, UTC)
+
+
+# What a listing without ``stat`` knows of a file besides its name, where more would cost a call per file.
+UNKNOWN = Listed(-1, None)
 
 
 class Upload(ABC):
@@ -56,19 +74,16 @@ class Output(ABC):
     def uri_of(self, key: str) -> str: ...
 
     @abstractmethod
-    def listing(self, folder: str) -> list[tuple[str, datetime]]:
-        """Every visible file under ``folder`` (keys, as ``open`` takes them) and when it was last
-        written (UTC). Temporary files and incomplete uploads are not listed."""
-
-    @abstractmethod
     def sweep(self, dataset: str) -> None:
         """Drop what dead runs left under one dataset (see ``STALE_AFTER_SECONDS``)."""
 
     @abstractmethod
-    def sizes(self, folders: list[str], *, stat: bool = True) -> dict[str, int]:
-        """The published files under these folders (keys relative to the root) and their sizes: one
-        listing per folder, never a request per file. ``stat=False``: sizes may be -1 (unknown) where
-        they would cost a call per file (locally)."""
+    def files(self, folders: list[str], *, stat: bool = True) -> dict[str, Listed]:
+        """Every published file under these folders, at any depth (keys, as ``open`` takes them), with
+        its size and when it was last written: one listing per folder (on S3, a paginated
+        ListObjectsV2, several folders at a time), never a request per file. Temporary files and
+        incomplete uploads are not listed. ``stat=False``: a file may be ``UNKNOWN`` but for its name
+        where more would cost a call per file (locally)."""
 
     @abstractmethod
     def read_many(self, keys: list[str]) -> dict[str, bytes | None]:

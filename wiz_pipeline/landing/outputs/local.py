@@ -6,11 +6,17 @@ import contextlib
 import os
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from wiz_pipeline.landing.outputs.base import STALE_AFTER_SECONDS, Output, OutputError, Upload
+from wiz_pipeline.landing.outputs.base import (
+    STALE_AFTER_SECONDS,
+    UNKNOWN,
+    Listed,
+    Output,
+    OutputError,
+    Upload,
+)
 
 # Whatever the umask: the data is a security team's audit trail.
 FILE_MODE = 0o640
@@ -84,18 +90,6 @@ class LocalOutput(Output):
     def uri_of(self, key: str) -> str:
         return (self.root / key).as_uri()
 
-    def listing(self, folder: str) -> list[tuple[str, datetime]]:
-        base = self.root / folder
-        if not base.is_dir():
-            return []
-        found = []
-        for path in base.rglob("*"):
-            with contextlib.suppress(OSError):  # replaced or deleted meanwhile
-                if not path.name.startswith(".") and path.is_file():
-                    when = datetime.fromtimestamp(path.stat().st_mtime, UTC)
-                    found.append((path.relative_to(self.root).as_posix(), when))
-        return found
-
     def sweep(self, dataset: str) -> None:
         folder = self.root / dataset
         if not folder.is_dir():
@@ -106,16 +100,26 @@ class LocalOutput(Output):
                 if leftover.stat().st_mtime < cutoff:
                     leftover.unlink()
 
-    def sizes(self, folders: list[str], *, stat: bool = True) -> dict[str, int]:
-        found: dict[str, int] = {}
-        for folder in folders:
+    def files(self, folders: list[str], *, stat: bool = True) -> dict[str, Listed]:
+        found: dict[str, Listed] = {}
+        pending = [folder.strip("/") for folder in folders]
+        while pending:
+            folder = pending.pop(0)
+            prefix = f"{folder}/" if folder else ""
             try:
                 with os.scandir(self.root / folder) as entries:
                     for entry in entries:
+                        if entry.is_dir(follow_symlinks=False):
+                            pending.append(f"{prefix}{entry.name}")
                         # Hidden names are temporary files not yet renamed into place.
-                        if not entry.name.startswith(".") and entry.is_file(follow_symlinks=False):
-                            size = entry.stat(follow_symlinks=False).st_size if stat else -1
-                            found[f"{folder}/{entry.name}"] = size
+                        elif entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
+                            continue
+                        elif not stat:  # its name only: scandir tells a file without a call per file
+                            found[f"{prefix}{entry.name}"] = UNKNOWN
+                        else:
+                            with contextlib.suppress(FileNotFoundError):  # deleted meanwhile
+                                info = entry.stat(follow_symlinks=False)
+                                found[f"{prefix}{entry.name}"] = Listed(info.st_size, info.st_mtime)
             except (FileNotFoundError, NotADirectoryError):
                 continue
         return found

@@ -15,7 +15,7 @@ from typing import Any, BinaryIO
 
 from wiz_pipeline.core.errors import WizConfigError
 from wiz_pipeline.core.urls import check_url
-from wiz_pipeline.landing.outputs.base import STALE_AFTER_SECONDS, Output, OutputError, Upload
+from wiz_pipeline.landing.outputs.base import STALE_AFTER_SECONDS, Listed, Output, OutputError, Upload
 
 log = logging.getLogger(__name__)
 
@@ -187,15 +187,6 @@ class S3Output(Output):
     def uri_of(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._key(key)}"
 
-    def listing(self, folder: str) -> list[tuple[str, datetime]]:
-        root = f"{self.bucket}/{self._key('')}"
-        found = self.fs.find(f"{self.bucket}/{self._key(folder)}", detail=True)
-        return [
-            (path.removeprefix(root), info["LastModified"].astimezone(UTC))
-            for path, info in found.items()
-            if info.get("type") == "file" and "LastModified" in info
-        ]
-
     def sweep(self, dataset: str) -> None:
         cutoff = datetime.now(UTC) - timedelta(seconds=STALE_AFTER_SECONDS)
         for upload in stale_uploads(self._uploads(self._key(f"{dataset}/")), cutoff):
@@ -208,8 +199,8 @@ class S3Output(Output):
                 )
                 log.info("Aborted the upload of s3://%s/%s a dead run left.", self.bucket, upload["Key"])
 
-    def sizes(self, folders: list[str], *, stat: bool = True) -> dict[str, int]:
-        # A listing carries every object's size: ``stat`` costs nothing here.
+    def files(self, folders: list[str], *, stat: bool = True) -> dict[str, Listed]:
+        # A listing carries every object's size and time: ``stat`` costs nothing here.
         root = f"{self.bucket}/{self.prefix}/" if self.prefix else f"{self.bucket}/"
 
         def listing(folder: str) -> dict[str, Any]:
@@ -218,12 +209,14 @@ class S3Output(Output):
             except FileNotFoundError:
                 return {}
 
-        found: dict[str, int] = {}
+        found: dict[str, Listed] = {}
         try:
             with ThreadPoolExecutor(LIST_CONCURRENCY) as pool:
                 for entries in pool.map(listing, folders):
                     for path, info in entries.items():
-                        found[path.removeprefix(root)] = int(info.get("size") or 0)
+                        if info.get("type") == "file" and "LastModified" in info:
+                            when = info["LastModified"].timestamp()
+                            found[path.removeprefix(root)] = Listed(int(info.get("size") or 0), when)
         except OutputError:
             raise
         except Exception as exc:
