@@ -38,7 +38,7 @@ from wiz_pipeline.core.records import Nodes
 from wiz_pipeline.core.times import format_time, from_micros, to_micros
 from wiz_pipeline.core.windows import Window
 from wiz_pipeline.data_types import DataType
-from wiz_pipeline.landing.files import FIRST_READ, WindowWriter, WrittenFile, sweep_stale_temporaries
+from wiz_pipeline.landing.files import FIRST_READ, WindowWriter, WrittenFile
 from wiz_pipeline.landing.outputs import Output, open_output
 from wiz_pipeline.landing.quality import Outcome, WindowQuality
 from wiz_pipeline.landing.tables import table_for
@@ -134,7 +134,7 @@ def collect_windows(
     if not windows:
         return
     root = open_output(root)
-    sweep_stale_temporaries(root, data_type.name)
+    root.sweep(data_type.name)  # what dead runs left: temporary files, incomplete uploads
     spans = _cut(_adjacent(windows), windows_per_query or len(windows))
     window_seconds = max((w.end - w.start).total_seconds() for w in windows)
     # Records per second of the window written last (at first, of the recent ones).

@@ -17,7 +17,6 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any, BinaryIO
 
 import pyarrow as pa
@@ -26,7 +25,7 @@ import pyarrow.parquet as pq
 
 from wiz_pipeline.core.records import Nodes
 from wiz_pipeline.core.windows import Window
-from wiz_pipeline.landing.outputs import Output, Upload, open_output
+from wiz_pipeline.landing.outputs import Output, Upload
 from wiz_pipeline.landing.tables import Table, arrow_type
 
 log = logging.getLogger(__name__)
@@ -66,16 +65,6 @@ def window_key(table_name: str, window_start: datetime) -> str:
 def manifest_key(data_key: str) -> str:
     folder, _, name = data_key.rpartition("/")
     return f"{folder}/_{name.removesuffix('.parquet')}.json"
-
-
-def manifest_path(data_file: Path) -> Path:
-    return data_file.with_name(f"_{data_file.stem}.json")
-
-
-def sweep_stale_temporaries(output: Output | Path | str, dataset: str) -> None:
-    """Delete the temporary files (locally) or abort the incomplete uploads (S3) that dead runs left
-    anywhere under one data type's dataset."""
-    open_output(output).sweep(dataset)
 
 
 class HashingFile(io.RawIOBase):

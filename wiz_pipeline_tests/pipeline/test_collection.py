@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pyarrow.parquet as pq
 
-from wiz_pipeline.landing.files import manifest_path
+from wiz_pipeline.landing.files import manifest_key
 from wiz_pipeline.simulator import Fault, WizSimulator
 from wiz_pipeline_tests.conftest import CLIENT_SECRET, T0, audit_entry, small_tenant
 from wiz_pipeline_tests.pipeline.conftest import SEED
@@ -41,7 +41,8 @@ def test_the_unaligned_seed_loses_nothing_and_writes_nothing_before_it(pipeline)
     assert "before-seed" not in ids
     assert ids == expected
     assert min(pipeline.table()["timestamp"].to_pylist()) >= seed
-    manifest = json.loads(manifest_path(pipeline.files()[0]).read_text())
+    data_key = pipeline.files()[0].relative_to(pipeline.root).as_posix()
+    manifest = json.loads((pipeline.root / manifest_key(data_key)).read_text())
     assert manifest["window_start"] == SEED and manifest["window_end"] == "2025-09-12T21:30:00Z"
 
 
@@ -192,7 +193,8 @@ def test_run_metadata_lands_in_dagster_and_in_the_manifest(pipeline):
     event = next(e for e in result.get_asset_materialization_events() if e.partition == keys[1])
     metadata = {k: getattr(v, "value", v) for k, v in event.materialization.metadata.items()}
     path = pipeline.files()[0]
-    manifest = json.loads(manifest_path(path).read_text())
+    data_key = path.relative_to(pipeline.root).as_posix()
+    manifest = json.loads((pipeline.root / manifest_key(data_key)).read_text())
     assert metadata["dagster/row_count"] == manifest["rows"] == pq.read_metadata(path).num_rows > 0
     assert metadata["dagster/uri"] == path.as_uri()
     assert [c.name for c in metadata["dagster/column_schema"].columns][:3] == ["id", "timestamp", "action"]

@@ -15,7 +15,7 @@ from wiz_pipeline.collect.split import plan
 from wiz_pipeline.core.times import to_micros
 from wiz_pipeline.data_types import DATA_TYPES
 from wiz_pipeline.data_types.audit_logs import AUDIT_LOGS
-from wiz_pipeline.landing.files import manifest_path
+from wiz_pipeline.landing.files import manifest_key
 from wiz_pipeline.orchestration.checkpoints import checkpoint
 from wiz_pipeline.simulator import Tenant, WizSimulator
 from wiz_pipeline_tests.conftest import CLIENT_SECRET, T0, audit_entry, small_tenant
@@ -67,7 +67,8 @@ def assert_exactly_once(pipeline, sim, result, start: datetime) -> dict:
     ids = pq.read_table(path)["id"].to_pylist()
     assert len(ids) == len(set(ids))
     assert set(ids) == sim.expected[start]
-    manifest = json.loads(manifest_path(path).read_text())
+    data_key = path.relative_to(pipeline.root).as_posix()
+    manifest = json.loads((pipeline.root / manifest_key(data_key)).read_text())
     assert manifest["rows"] == len(ids)
     key = f"{start:%Y-%m-%d-%H:%M}"
     [event] = [e for e in result.get_asset_materialization_events() if e.partition == key]
