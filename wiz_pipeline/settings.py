@@ -1,7 +1,7 @@
 """Every setting: its environment variable, default, validation and help text, declared once.
 
-The README's settings table and ``wiz-pipeline settings`` are printed from ``SETTINGS``; a test
-checks that the README lists each one.
+The settings table of docs/configuration.md and ``wiz-pipeline settings`` are printed from ``SETTINGS``;
+a test checks that docs/configuration.md lists each one.
 
 Two kinds of settings:
 - The Wiz endpoint and credentials (``required``) are read by Dagster through ``EnvVar`` when a run
@@ -262,8 +262,8 @@ SETTINGS: tuple[Setting, ...] = (
 
 @dataclass(frozen=True)
 class EnvironmentVariable:
-    """A variable read by Dagster, httpx or the AWS SDK rather than by our settings; declared here so that the
-    README, ``wiz-pipeline settings`` and the deployment files' check all know it."""
+    """A variable read by Dagster, httpx or the AWS SDK rather than by our settings; declared here so that
+    docs/configuration.md, ``wiz-pipeline settings`` and the deployment files' check all know it."""
 
     name: str
     read_by: str
@@ -422,7 +422,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
 
 def settings_table() -> str:
-    """The Markdown table of every setting, as in the README."""
+    """The Markdown table of every setting, as in docs/configuration.md."""
     lines = ["| variable | default | meaning |", "|---|---|---|"]
     for s in SETTINGS:
         default = "required" if s.required else (f"`{s.default}`" if s.default else "empty")
@@ -431,7 +431,8 @@ def settings_table() -> str:
 
 
 def environment_table() -> str:
-    """The Markdown table of the variables read by Dagster, httpx and the AWS SDK, as in the README."""
+    """The Markdown table of the variables read by Dagster, httpx and the AWS SDK, as in
+    docs/configuration.md."""
     lines = ["| variable | read by | meaning |", "|---|---|---|"]
     lines += [f"| `{v.name}` | {v.read_by} | {v.help} |" for v in ENVIRONMENT]
     return "\n".join(lines)

@@ -233,8 +233,9 @@ def chart_instance_sections(chart_values: dict[str, Any]) -> dict[str, Any]:
 
 
 def readme_deploying() -> str:
-    text = (ROOT / "README.md").read_text()
-    start = text.index("\n## Deploying\n")
+    """docs/deploying.md's Kubernetes section (the README's "Deploying" until it moved there)."""
+    text = (ROOT / "docs" / "deploying.md").read_text()
+    start = text.index("\n## Kubernetes\n")
     end = text.find("\n## ", start + 1)
     return text[start : end if end != -1 else None]
 
@@ -433,7 +434,7 @@ def test_the_webserver_stays_inside_the_cluster():
     assert webserver["ingress"] == [
         {"from": [{"podSelector": {"matchLabels": {"wiz-pipeline/ui-proxy": "true"}}}]}
     ]
-    # The README's way in is a port-forward bound to loopback, never to every address.
+    # The documented way in is a port-forward bound to loopback, never to every address.
     forwards = [
         line for line in readme_deploying().splitlines() if "port-forward" in line and "kubectl" in line
     ]

@@ -167,7 +167,8 @@ def _open_instance() -> dg.DagsterInstance:
             raise
         raise WizConfigError(
             f"{', '.join(dict.fromkeys(missing))} not set: {home}/dagster.yaml reads "
-            f"{'it' if len(missing) == 1 else 'them'} from the environment (see README, PostgreSQL)"
+            f"{'it' if len(missing) == 1 else 'them'} from the environment "
+            "(see docs/deploying.md, PostgreSQL)"
         ) from None
     except Exception as exc:
         if type(exc).__module__.split(".")[0] not in ("dagster_postgres", "sqlalchemy"):
@@ -293,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
         "settings",
         help="print every setting, its default and meaning",
         description="Print every environment variable wiz-pipeline reads (name, default, meaning), then "
-        "those read by Dagster and the AWS SDK: the tables of the README's Settings section.",
+        "those read by Dagster and the AWS SDK: the tables of docs/configuration.md.",
     )
     settings.set_defaults(func=cmd_settings)
     return parser

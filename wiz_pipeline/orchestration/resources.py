@@ -57,7 +57,8 @@ class WizResource(dg.ConfigurableResource):
             raise MissingCredentialsError(
                 f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set where this run "
                 "started: set the Wiz endpoint and service account credentials in the environment of "
-                "the Dagster webserver, daemon and runs (README, Settings). Nothing was fetched or written."
+                "the Dagster webserver, daemon and runs (docs/configuration.md). Nothing was fetched or "
+                "written."
             )
         return WizOptions(
             api_url=self.api_url,

@@ -82,5 +82,6 @@ def certificate_message(what: str, url: str, failure: ssl.SSLCertVerificationErr
     reason = failure.verify_message or failure.reason or "certificate verify failed"
     return (
         f"{what}: the TLS certificate of {host} was refused ({reason}); not retried. If a proxy or a "
-        f"private CA signs it, set {CA_BUNDLE_VARIABLE} to that CA's PEM file (see README, TLS and proxies)."
+        f"private CA signs it, set {CA_BUNDLE_VARIABLE} to that CA's PEM file "
+        "(see docs/deploying.md, TLS and proxies)."
     )

@@ -1,4 +1,4 @@
-"""wiz_pipeline.analytics and the README's Analytics examples, against what the demo leaves behind.
+"""wiz_pipeline.analytics and the examples of docs/analytics.md, against what the demo leaves behind.
 
 The demo runs once for the module (its own code path: schedule ticks, runs, issues_current) against
 a simulator whose whole tenant lies between the demo's seed and its last closed window, so every
@@ -29,8 +29,8 @@ from wiz_pipeline_tests.pipeline.conftest import s3_environment
 
 # Within the demo's six hours (it runs seconds after the import): a range that skips days and files.
 RECENT = datetime.now(UTC) - timedelta(hours=3)
-README = Path(__file__).resolve().parents[2] / "README.md"
-README_PATH = "wiz-demo/data"  # the output directory the README's examples name
+README = Path(__file__).resolve().parents[2] / "docs" / "analytics.md"
+README_PATH = "wiz-demo/data"  # the output directory the examples name
 
 
 @dataclass(frozen=True)
@@ -283,9 +283,9 @@ def test_each_question_gives_the_same_answer_from_an_s3_output(
 
 
 def readme_blocks() -> list[tuple[str, str]]:
-    """The fenced ``sql`` and ``python`` blocks of the README's Analytics section."""
+    """The fenced ``sql`` and ``python`` blocks of docs/analytics.md (the README's Analytics section)."""
     text = README.read_text()
-    section = text.split("\n## Analytics\n", 1)[1].split("\n## ", 1)[0]
+    section = text.split("# Analytics\n", 1)[1].split("\n## ", 1)[0]
     return re.findall(r"```(sql|python)\n(.*?)```", section, flags=re.DOTALL)
 
 
@@ -308,7 +308,7 @@ def test_each_readme_analytics_example_runs_against_the_demo_output(demo, index)
         assert result, "the example's last statement returned no rows"
     else:
         names: dict[str, Any] = {}
-        exec(compile(code, f"README.md Analytics block {index}", "exec"), names)  # noqa: S102
+        exec(compile(code, f"docs/analytics.md block {index}", "exec"), names)  # noqa: S102
         frames = [v for v in names.values() if isinstance(v, pd.DataFrame)]
         assert frames and all(len(f) for f in frames)
 

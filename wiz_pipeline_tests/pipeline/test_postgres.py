@@ -200,7 +200,7 @@ def test_an_unset_postgres_variable_is_named_in_one_line(tmp_path, monkeypatch, 
     err = capsys.readouterr().err
     assert err.strip().splitlines() == [
         f"wiz-pipeline checkpoints: DAGSTER_PG_PORT not set: {home}/dagster.yaml reads it from the "
-        "environment (see README, PostgreSQL)"
+        "environment (see docs/deploying.md, PostgreSQL)"
     ]
 
 

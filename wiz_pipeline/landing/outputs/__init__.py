@@ -1,6 +1,6 @@
 """Where the datasets go (``WIZ_OUTPUT_URI``): a local directory, or an S3 (compatible) bucket.
 
-Both kinds give the same three guarantees, each in its own way (the README's "Output" says it too):
+Both kinds give the same three guarantees, each in its own way (docs/output.md says it too):
 
 - A reader never sees part of a file. Locally, a file is written under a hidden temporary name
   (``.<name>.tmp-<random>``, which no reader picks up), fsynced, and renamed over its final name.
