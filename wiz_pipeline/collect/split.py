@@ -11,7 +11,7 @@ record with a time lands in exactly one.
 The alternative, streaming each sub-query into the file and restarting the whole window on a cap,
 would write no faster and throw away every finished sub-query's pages with the capped one.
 
-Dagster-free, like ``wiz/``.
+Dagster-free, like the rest of ``collect``.
 """
 
 from __future__ import annotations
