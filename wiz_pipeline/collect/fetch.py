@@ -15,6 +15,7 @@ from wiz_pipeline.collect.idset import IdSet, fingerprints
 from wiz_pipeline.core.records import Nodes
 from wiz_pipeline.core.times import format_time, from_micros, to_micros
 from wiz_pipeline.data_types import DataType
+from wiz_pipeline.landing.tables import table_for
 from wiz_pipeline.landing.times import parse_times
 from wiz_pipeline.wiz.client import Page, RequestStats, WizClient
 from wiz_pipeline.wiz.errors import WizPaginationError, WizResultCapError
@@ -90,6 +91,7 @@ class WindowFetch:
             raise ValueError(f"empty window: start {start} is not before end {end}")
         self.client = client
         self.data_type = data_type
+        self.table = table_for(data_type)
         self.stats = WindowStats(start=start, end=end)
         self._seen_ids = IdSet()
 
@@ -149,6 +151,8 @@ class WindowFetch:
             operation=dt.operation,
             connection=dt.connection,
             time_field=dt.time_field,
+            # Decoded once into the structs the table builds its columns from.
+            node_type=self.table.row_type,
             permission=dt.permission,
             stats=stats.requests,
         ):
@@ -225,6 +229,5 @@ class WindowFetch:
         keep = index[inside | ~known]
         if stats.passes > 1:
             stats.found_on_reread += len(keep)
-        if len(keep) == len(page.nodes):
-            return Nodes(page.nodes, micros, readable), fresh
-        return Nodes([page.nodes[i] for i in keep.tolist()], micros[keep], readable[keep]), fresh
+        nodes = Nodes(page.nodes, micros, readable, page.rows)
+        return (nodes if len(keep) == len(page.nodes) else nodes.take(keep)), fresh
