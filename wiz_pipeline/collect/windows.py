@@ -9,7 +9,9 @@ cascade of halvings; the run's later spans are cut to that size too), down to si
 single window that reaches the cap is fetched again in sub-queries by time inside it (``split``),
 into its one file; one that holds more than the cap within a second fails alone.
 A span is all or nothing: when its fetch fails, none of its windows is written; windows of spans that
-finished before stay written.
+finished before stay written. Within a span, a window's file is closed (not yet published) as soon as
+the newest-first query has passed it, so that memory doesn't grow with the windows a span covers; a
+record the API sends for it after all (its order isn't guaranteed) reopens it (``WindowWriter``).
 
 What a run learns is reused: once a window needed sub-queries, the run's later windows are fetched one
 per query, and a window is split up front when the window written before it (or, for the run's first,
@@ -20,7 +22,6 @@ Dagster-free, like ``wiz/``: the asset turns each ``WindowResult`` into a materi
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections import Counter
 from collections.abc import Collection, Iterator
@@ -32,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from wiz_pipeline.collect.fetch import WindowFetch, WindowStats
+from wiz_pipeline.collect.heap import collecting_rarely
 from wiz_pipeline.collect.prefetch import prefetched
 from wiz_pipeline.collect.split import TARGET_SHARE_OF_CAP, SplitFetch, cut, plan, step_for
 from wiz_pipeline.core.records import Nodes
@@ -46,7 +48,7 @@ from wiz_pipeline.wiz import WizClient, WizResultCapError
 
 log = logging.getLogger(__name__)
 
-# Bytes of rows held in memory across all of a span's open files before the biggest buffers are
+# Bytes of rows held in memory across all of a span's unfinished files before the biggest buffers are
 # written out as row groups; this bounds memory however many records or windows a run covers. Arrow's
 # builders reserve up to twice what a batch reports, so the memory this costs is up to twice this.
 MAX_BUFFERED_BYTES = 8 * 2**20
@@ -247,16 +249,14 @@ def _fetch_split(
     figures = _WindowFigures()
     quality = _quality(data_type, window, seed, writer)
     split = SplitFetch(client, data_type, window.start, window.end, ranges, thrown_away)
-    gc.freeze()  # as in _fetch_span
     try:
-        for nodes in split:
-            figures.note(nodes)
-            _add(writer, quality, nodes)
+        with collecting_rarely():
+            for nodes in split:
+                figures.note(nodes)
+                _add(writer, quality, nodes)
     except BaseException:
         writer.abort()
         raise
-    finally:
-        gc.unfreeze()
     return _Collected(
         window, writer, figures, quality, split.figures(), 1, split.queries, capped_before + split.capped
     )
@@ -281,36 +281,34 @@ def _fetch_span(
     passed = len(span) - 1
     fetch = WindowFetch(client, data_type, span[0].start, span[-1].end)
     seen: list[np.ndarray] = []  # the times of what came, to size a split if the query is capped
-    # Every page allocates thousands of short-lived objects, and each full garbage collection
-    # would walk the whole heap (Dagster's included) again; what exists now is left out of them.
-    gc.freeze()
     try:
-        # Pages are fetched (and sorted by WindowFetch) in a thread while the previous ones are
-        # turned into row groups here, so the wall time approaches the time the API takes.
-        for nodes in prefetched(fetch):
-            known = nodes.micros[nodes.readable]
-            if data_type.result_cap:
-                seen.append(known)
-            index = np.searchsorted(starts, nodes.micros, side="right") - 1
-            # A node without a readable time can't be placed; the query returned it for this
-            # span, so it is kept in the span's last window (and counted in the manifest).
-            index[~nodes.readable] = len(span) - 1
-            present = np.unique(index)
-            for i in present.tolist():
-                part = nodes if len(present) == 1 else nodes.take(np.flatnonzero(index == i))
-                key = span[i].key
-                figures[key].note(part)
-                live[key] = writers[key]  # a finished window that gets rows is reopened
-                _add(writers[key], quality[key], part)
-            if len(known):
-                # Newest first, a page older than a window's start means it gets nothing more: its
-                # file is closed now. If the API's order says otherwise after all, the rows that
-                # still come reopen it (WindowWriter), so a record is never lost or doubled.
-                newest = int(np.searchsorted(starts, known.max(), side="right"))
-                for i in range(newest, passed):
-                    live.pop(span[i].key).finish()
-                passed = min(passed, newest)
-            _bound_memory(live)
+        with collecting_rarely():
+            # Pages are fetched (and sorted by WindowFetch) in a thread while the previous ones are
+            # turned into row groups here, so the wall time approaches the time the API takes.
+            for nodes in prefetched(fetch):
+                known = nodes.micros[nodes.readable]
+                if data_type.result_cap:
+                    seen.append(known)
+                index = np.searchsorted(starts, nodes.micros, side="right") - 1
+                # A node without a readable time can't be placed; the query returned it for this
+                # span, so it is kept in the span's last window (and counted in the manifest).
+                index[~nodes.readable] = len(span) - 1
+                present = np.unique(index)
+                for i in present.tolist():
+                    part = nodes if len(present) == 1 else nodes.take(np.flatnonzero(index == i))
+                    key = span[i].key
+                    figures[key].note(part)
+                    live[key] = writers[key]  # a finished window that gets rows is reopened
+                    _add(writers[key], quality[key], part)
+                if len(known):
+                    # Newest first, a page older than a window's start means it gets nothing more: its
+                    # file is closed now. If the API's order says otherwise after all, the rows that
+                    # still come reopen it (WindowWriter), so a record is never lost or doubled.
+                    newest = int(np.searchsorted(starts, known.max(), side="right"))
+                    for i in range(newest, passed):
+                        live.pop(span[i].key).finish()
+                    passed = min(passed, newest)
+                _bound_memory(live)
     except BaseException as exc:
         for writer in writers.values():
             writer.abort()
@@ -320,8 +318,6 @@ def _fetch_span(
             low, high = min(times, default=None), max(times, default=None)
             raise _SpanCapped(exc, low, high, micros, fetch.stats) from None
         raise
-    finally:
-        gc.unfreeze()
     reopened = sum(w.reopened for w in writers.values())
     if reopened:
         log.info(
