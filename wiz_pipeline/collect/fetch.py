@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from wiz_pipeline.collect.idset import IdSet, fingerprints
+from wiz_pipeline.collect.idset import IdSet, fingerprint_columns, fingerprints
 from wiz_pipeline.core.records import Nodes
 from wiz_pipeline.core.times import format_time, from_micros, to_micros
 from wiz_pipeline.data_types import DataType
@@ -186,12 +186,15 @@ class WindowFetch:
         stats = self.stats
         ids = page.ids
         if set(map(type, ids)) <= {str} and "" not in ids:
-            fps = fingerprints(ids)
-            if len(set(fps)) == len(fps) and self._seen_ids.isdisjoint(fps):  # which holds this pass's too
-                # The usual page: every id one this window has not seen; no per-node bookkeeping.
-                self._seen_ids.update(fps)
+            first, second = fingerprint_columns(ids)
+            # Distinct first hashes mean distinct ids (the reverse fails one time in 2^64: then the
+            # page takes the slow path below, which is exact).
+            if len(set(first)) == len(first) and self._seen_ids.isdisjoint_columns(first, second):
+                # The usual page: every id one this window has not seen (the window's set holds
+                # this pass's too); no per-node bookkeeping.
+                self._seen_ids.update_columns(first, second)
                 if pass_ids is not self._seen_ids:
-                    pass_ids.update(fps)
+                    pass_ids.update_columns(first, second)
                 return self._by_time(page, np.arange(len(ids)), len(ids))
         candidates = []
         fresh = 0
