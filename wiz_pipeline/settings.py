@@ -254,7 +254,8 @@ SETTINGS: tuple[Setting, ...] = (
         "WIZ_MAX_WINDOWS_PER_BACKFILL_RUN",
         "336",
         "UI backfills are cut into runs of at most this many windows (each run costs seconds of "
-        "Dagster's time; a run may hold a file open per window).",
+        "Dagster's time; a run holds a file open per window its query hasn't passed yet, every window "
+        "when the API's order is random).",
         lambda name, text: _int(name, text, minimum=1, maximum=1000),
     ),
 )

@@ -384,13 +384,14 @@ def _read_all(client: WizClient, spool: _Spool, stats: RequestStats, only: np.nd
         operation=ISSUES.operation,
         connection=ISSUES.connection,
         time_field=ISSUES.time_field,
+        node_type=spool.table.row_type,  # decoded once, into the structs the columns are built from
         permission=ISSUES.permission,
         stats=stats,
     ):
         pages += 1
         if not page.nodes:
             continue
-        batch = spool.table.rows_to_batch(page.nodes)
+        batch = spool.table.rows_to_batch(page.nodes, rows=page.rows)
         if only is not None:
             ids = [i or "" for i in batch.column("id").to_pylist()]
             batch = batch.filter(pa.array(np.isin(_as_keys(_fingerprints(ids)), only)))

@@ -11,10 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from wiz_pipeline.collect.idset import IdSet, fingerprints
+from wiz_pipeline.collect.idset import IdSet, fingerprint_columns, fingerprints
 from wiz_pipeline.core.records import Nodes
 from wiz_pipeline.core.times import format_time, from_micros, to_micros
 from wiz_pipeline.data_types import DataType
+from wiz_pipeline.landing.tables import table_for
 from wiz_pipeline.landing.times import parse_times
 from wiz_pipeline.wiz.client import Page, RequestStats, WizClient
 from wiz_pipeline.wiz.errors import WizPaginationError, WizResultCapError
@@ -90,6 +91,7 @@ class WindowFetch:
             raise ValueError(f"empty window: start {start} is not before end {end}")
         self.client = client
         self.data_type = data_type
+        self.table = table_for(data_type)
         self.stats = WindowStats(start=start, end=end)
         self._seen_ids = IdSet()
 
@@ -149,6 +151,8 @@ class WindowFetch:
             operation=dt.operation,
             connection=dt.connection,
             time_field=dt.time_field,
+            # Decoded once into the structs the table builds its columns from.
+            node_type=self.table.row_type,
             permission=dt.permission,
             stats=stats.requests,
         ):
@@ -182,12 +186,15 @@ class WindowFetch:
         stats = self.stats
         ids = page.ids
         if set(map(type, ids)) <= {str} and "" not in ids:
-            fps = fingerprints(ids)
-            if len(set(fps)) == len(fps) and self._seen_ids.isdisjoint(fps):  # which holds this pass's too
-                # The usual page: every id one this window has not seen; no per-node bookkeeping.
-                self._seen_ids.update(fps)
+            first, second = fingerprint_columns(ids)
+            # Distinct first hashes mean distinct ids (the reverse fails one time in 2^64: then the
+            # page takes the slow path below, which is exact).
+            if len(set(first)) == len(first) and self._seen_ids.isdisjoint_columns(first, second):
+                # The usual page: every id one this window has not seen (the window's set holds
+                # this pass's too); no per-node bookkeeping.
+                self._seen_ids.update_columns(first, second)
                 if pass_ids is not self._seen_ids:
-                    pass_ids.update(fps)
+                    pass_ids.update_columns(first, second)
                 return self._by_time(page, np.arange(len(ids)), len(ids))
         candidates = []
         fresh = 0
@@ -225,6 +232,5 @@ class WindowFetch:
         keep = index[inside | ~known]
         if stats.passes > 1:
             stats.found_on_reread += len(keep)
-        if len(keep) == len(page.nodes):
-            return Nodes(page.nodes, micros, readable), fresh
-        return Nodes([page.nodes[i] for i in keep.tolist()], micros[keep], readable[keep]), fresh
+        nodes = Nodes(page.nodes, micros, readable, page.rows)
+        return (nodes if len(keep) == len(page.nodes) else nodes.take(keep)), fresh

@@ -9,7 +9,9 @@ cascade of halvings; the run's later spans are cut to that size too), down to si
 single window that reaches the cap is fetched again in sub-queries by time inside it (``split``),
 into its one file; one that holds more than the cap within a second fails alone.
 A span is all or nothing: when its fetch fails, none of its windows is written; windows of spans that
-finished before stay written.
+finished before stay written. Within a span, a window's file is closed (not yet published) as soon as
+the newest-first query has passed it, so that memory doesn't grow with the windows a span covers; a
+record the API sends for it after all (its order isn't guaranteed) reopens it (``WindowWriter``).
 
 What a run learns is reused: once a window needed sub-queries, the run's later windows are fetched one
 per query, and a window is split up front when the window written before it (or, for the run's first,
@@ -20,7 +22,6 @@ Dagster-free, like ``wiz/``: the asset turns each ``WindowResult`` into a materi
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections import Counter
 from collections.abc import Collection, Iterator
@@ -32,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from wiz_pipeline.collect.fetch import WindowFetch, WindowStats
+from wiz_pipeline.collect.heap import collecting_rarely
 from wiz_pipeline.collect.prefetch import prefetched
 from wiz_pipeline.collect.split import TARGET_SHARE_OF_CAP, SplitFetch, cut, plan, step_for
 from wiz_pipeline.core.records import Nodes
@@ -46,7 +48,7 @@ from wiz_pipeline.wiz import WizClient, WizResultCapError
 
 log = logging.getLogger(__name__)
 
-# Bytes of rows held in memory across all of a span's open files before the biggest buffers are
+# Bytes of rows held in memory across all of a span's unfinished files before the biggest buffers are
 # written out as row groups; this bounds memory however many records or windows a run covers. Arrow's
 # builders reserve up to twice what a batch reports, so the memory this costs is up to twice this.
 MAX_BUFFERED_BYTES = 8 * 2**20
@@ -147,7 +149,7 @@ def collect_windows(
         if requested_at is not None:
             read_at = min(read_at, requested_at)
         try:
-            collected = _fetch(client, data_type, span, root, density, capped, seed)
+            collected = _fetch(client, data_type, span, root, density, capped, seed, replacing)
         except _SpanCapped as exc:
             size = _windows_per_query(span, exc.seen_from, exc.seen_to)
             log.info(
@@ -201,6 +203,7 @@ def _fetch(
     density: float,
     capped: Counter[str],
     seed: datetime | None,
+    replacing: Collection[str],
 ) -> list[_Collected]:
     """Fetch a span whole; a single window that reaches the cap (or that ``density`` says would)
     in sub-queries. Raises ``_SpanCapped`` for a span of several windows that reached the cap."""
@@ -210,9 +213,13 @@ def _fetch(
         step = step_for(density, cap)
         if step < window.end - window.start:
             ranges = cut(window.start, window.end, step)
-            return [_fetch_split(client, data_type, window, root, ranges, capped[window.key], None, seed)]
+            return [
+                _fetch_split(
+                    client, data_type, window, root, ranges, capped[window.key], None, seed, replacing
+                )
+            ]
     try:
-        return _fetch_span(client, data_type, span, root, seed)
+        return _fetch_span(client, data_type, span, root, seed, replacing)
     except _SpanCapped as exc:
         for window in span:
             capped[window.key] += 1
@@ -220,7 +227,11 @@ def _fetch(
             raise
         window = span[0]
         ranges = plan(window.start, window.end, exc.micros, cap)
-        return [_fetch_split(client, data_type, window, root, ranges, capped[window.key], exc.stats, seed)]
+        return [
+            _fetch_split(
+                client, data_type, window, root, ranges, capped[window.key], exc.stats, seed, replacing
+            )
+        ]
 
 
 def _fetch_split(
@@ -232,21 +243,20 @@ def _fetch_split(
     capped_before: int,
     thrown_away: WindowStats | None,
     seed: datetime | None,
+    replacing: Collection[str],
 ) -> _Collected:
-    writer = WindowWriter(root, table_for(data_type), window)
+    writer = WindowWriter(root, table_for(data_type), window, replacing=window.key in replacing)
     figures = _WindowFigures()
-    quality = _quality(data_type, window, seed)
+    quality = _quality(data_type, window, seed, writer)
     split = SplitFetch(client, data_type, window.start, window.end, ranges, thrown_away)
-    gc.freeze()  # as in _fetch_span
     try:
-        for nodes in split:
-            figures.note(nodes)
-            _add(writer, quality, nodes)
+        with collecting_rarely():
+            for nodes in split:
+                figures.note(nodes)
+                _add(writer, quality, nodes)
     except BaseException:
         writer.abort()
         raise
-    finally:
-        gc.unfreeze()
     return _Collected(
         window, writer, figures, quality, split.figures(), 1, split.queries, capped_before + split.capped
     )
@@ -258,33 +268,47 @@ def _fetch_span(
     span: list[Window],
     root: Output,
     seed: datetime | None,
+    replacing: Collection[str],
 ) -> list[_Collected]:
     table = table_for(data_type)
-    writers = {w.key: WindowWriter(root, table, w) for w in span}
+    writers = {w.key: WindowWriter(root, table, w, replacing=w.key in replacing) for w in span}
+    live = dict(writers)  # those not finished: only they hold buffers
     figures = {w.key: _WindowFigures() for w in span}
-    quality = {w.key: _quality(data_type, w, seed) for w in span}
+    quality = {w.key: _quality(data_type, w, seed, writers[w.key]) for w in span}
     starts = np.array([to_micros(w.start) for w in span], dtype=np.int64)
+    # Windows from this index on are finished or were reopened (see below); the last is never
+    # finished early, as the nodes without a readable time go there.
+    passed = len(span) - 1
     fetch = WindowFetch(client, data_type, span[0].start, span[-1].end)
     seen: list[np.ndarray] = []  # the times of what came, to size a split if the query is capped
-    # Every page allocates thousands of short-lived objects, and each full garbage collection
-    # would walk the whole heap (Dagster's included) again; what exists now is left out of them.
-    gc.freeze()
     try:
-        # Pages are fetched (and sorted by WindowFetch) in a thread while the previous ones are
-        # turned into row groups here, so the wall time approaches the time the API takes.
-        for nodes in prefetched(fetch):
-            seen.append(nodes.micros[nodes.readable])
-            index = np.searchsorted(starts, nodes.micros, side="right") - 1
-            # A node without a readable time can't be placed; the query returned it for this
-            # span, so it is kept in the span's last window (and counted in the manifest).
-            index[~nodes.readable] = len(span) - 1
-            present = np.unique(index)
-            for i in present.tolist():
-                part = nodes if len(present) == 1 else nodes.take(np.flatnonzero(index == i))
-                key = span[i].key
-                figures[key].note(part)
-                _add(writers[key], quality[key], part)
-            _bound_memory(writers)
+        with collecting_rarely():
+            # Pages are fetched (and sorted by WindowFetch) in a thread while the previous ones are
+            # turned into row groups here, so the wall time approaches the time the API takes.
+            for nodes in prefetched(fetch):
+                known = nodes.micros[nodes.readable]
+                if data_type.result_cap:
+                    seen.append(known)
+                index = np.searchsorted(starts, nodes.micros, side="right") - 1
+                # A node without a readable time can't be placed; the query returned it for this
+                # span, so it is kept in the span's last window (and counted in the manifest).
+                index[~nodes.readable] = len(span) - 1
+                present = np.unique(index)
+                for i in present.tolist():
+                    part = nodes if len(present) == 1 else nodes.take(np.flatnonzero(index == i))
+                    key = span[i].key
+                    figures[key].note(part)
+                    live[key] = writers[key]  # a finished window that gets rows is reopened
+                    _add(writers[key], quality[key], part)
+                if len(known):
+                    # Newest first, a page older than a window's start means it gets nothing more: its
+                    # file is closed now. If the API's order says otherwise after all, the rows that
+                    # still come reopen it (WindowWriter), so a record is never lost or doubled.
+                    newest = int(np.searchsorted(starts, known.max(), side="right"))
+                    for i in range(newest, passed):
+                        live.pop(span[i].key).finish()
+                    passed = min(passed, newest)
+                _bound_memory(live)
     except BaseException as exc:
         for writer in writers.values():
             writer.abort()
@@ -294,16 +318,26 @@ def _fetch_span(
             low, high = min(times, default=None), max(times, default=None)
             raise _SpanCapped(exc, low, high, micros, fetch.stats) from None
         raise
-    finally:
-        gc.unfreeze()
+    reopened = sum(w.reopened for w in writers.values())
+    if reopened:
+        log.info(
+            "%s: the API sent records for %d window(s) after the query had passed them; their files were "
+            "written again with them.",
+            data_type.name,
+            reopened,
+        )
     query = fetch.stats.as_dict()
     return [
         _Collected(w, writers[w.key], figures[w.key], quality[w.key], query, len(span), 1, 0) for w in span
     ]
 
 
-def _quality(data_type: DataType, window: Window, seed: datetime | None) -> WindowQuality:
-    return WindowQuality(table_for(data_type), window.start, window.end, seed, data_type.summary_columns)
+def _quality(
+    data_type: DataType, window: Window, seed: datetime | None, writer: WindowWriter
+) -> WindowQuality:
+    return WindowQuality(
+        table_for(data_type), window.start, window.end, seed, data_type.summary_columns, ids=writer.ids
+    )
 
 
 def _add(writer: WindowWriter, quality: WindowQuality, nodes: Nodes) -> None:

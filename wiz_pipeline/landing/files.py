@@ -20,11 +20,11 @@ from datetime import datetime
 from typing import Any, BinaryIO
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from wiz_pipeline.core.records import Nodes
 from wiz_pipeline.core.windows import Window
+from wiz_pipeline.landing.ids import IdFigures, WindowIds
 from wiz_pipeline.landing.outputs import Output, Upload
 from wiz_pipeline.landing.tables import Table, arrow_type
 
@@ -36,7 +36,8 @@ ROW_GROUP_ROWS = 10_000
 ROW_GROUP_BYTES = 16 * 2**20
 COMPRESSION = "zstd"
 # An open writer keeps buffers the size of its data pages for each column until it is closed, and a
-# span keeps one writer open per window: 1 MiB pages (Arrow's default) cost ~3 MiB per open window.
+# span keeps one writer open per window it hasn't finished (all of them when the API's order is
+# random): 1 MiB pages (Arrow's default) cost ~3 MiB per open window.
 DATA_PAGE_BYTES = 64 * 2**10
 
 
@@ -126,12 +127,22 @@ class WindowWriter:
 
     The file is named by the window's boundary (even when the first window is collected from a
     later seed), so each partition always maps to the same file.
+
+    ``finish`` closes the file early, once the query has passed the window, so that a run holds an
+    open Parquet writer (and its buffers, most of a megabyte) only for the windows still being
+    written, however many it covers; the upload still waits, unseen, for ``commit``. Rows for a
+    finished window, which an API that doesn't list newest first can send, reopen it: its file is
+    read back and written again with them, and it then stays open until ``commit``.
+
+    ``replacing``: a file is in place that ``replaced`` will be asked about; the comparison is made
+    when the window is finished, before its ids are dropped.
     """
 
-    def __init__(self, output: Output, table: Table, window: Window) -> None:
+    def __init__(self, output: Output, table: Table, window: Window, *, replacing: bool = False) -> None:
         self.table = table
         self.output = output
         self.key = window_key(table.name, window.boundary)
+        self.replacing = replacing
         self._upload: Upload | None = None
         self._sink: HashingFile | None = None
         self._writer: pq.ParquetWriter | None = None
@@ -140,17 +151,21 @@ class WindowWriter:
         self.pending_bytes = 0
         self.rows = 0
         self.row_groups = 0
-        self.file_schema: pa.Schema | None = None  # set by commit
-        # The window's ids as written (Arrow arrays sharing the batches' id buffers): compared with
-        # the file this one replaces, if any (``replaced``).
-        self._ids: list[pa.Array] = []
+        self.file_schema: pa.Schema | None = None  # set when the file is closed
+        self.finished = False
+        self.reopened = 0  # times rows came for it once finished
+        # The window's ids as written, for the checks (``WindowQuality``) and for ``replaced``.
+        self.ids = WindowIds()
+        self._comparison: tuple[bool, IdFigures | None] | None = None  # see _compare
 
     def add(self, nodes: Nodes) -> pa.RecordBatch | None:
         """Buffer ``nodes`` as rows; the batch they became (None if there were none)."""
         if not len(nodes):
             return None
+        if self.finished:
+            self._reopen()
         batch = self.table.to_batch(nodes)
-        self._ids.append(batch.column("id"))
+        self.ids.add(batch.column("id"))
         self._pending.append(batch)
         self.pending_rows += batch.num_rows
         self.pending_bytes += batch.nbytes
@@ -173,15 +188,64 @@ class WindowWriter:
             self._writer = pq.ParquetWriter(self._sink, self.table.schema, **writer_options(self.table))
         return self._writer
 
-    def commit(self, manifest: dict[str, Any]) -> WrittenFile:
-        """Finish the file and publish it (then its manifest) in place; an empty window gets a file
-        with no rows, so that a rerun that now finds nothing still replaces what was there."""
-        self.flush()
+    def _close(self) -> None:
+        """Write the file's footer (an empty window gets a file with no rows)."""
         writer = self._open()
         writer.close()
         # The schema in the file's footer, as a reader will see it (not the schema the writer was
         # given, which is the declared one by construction): what the columns_as_declared check reads.
         self.file_schema = writer.writer.metadata.schema.to_arrow_schema()
+
+    def finish(self) -> None:
+        """No more rows are expected: write the last ones, close the file (not yet published) and
+        drop the ids, keeping their figures."""
+        if self.finished:
+            return
+        self.flush()
+        if self._writer is not None:  # a window without rows so far gets its file at commit
+            self._close()
+        self._seal()
+        self.finished = True
+
+    def _seal(self) -> None:
+        if self.replacing and self._comparison is None:
+            self._comparison = self._compare(seal=True)
+        else:
+            self.ids.seal()
+
+    def _reopen(self) -> None:
+        """Rows for a finished window (rare): its file so far is copied, row group by row group,
+        into a new upload, which the rows then follow; the first upload is dropped."""
+        self.finished, self.reopened = False, self.reopened + 1
+        self.ids.reset()
+        self._comparison = None
+        if self._upload is None:  # nothing was written
+            return
+        old = self._upload
+        self._writer = self._upload = self._sink = None
+        self.rows = self.row_groups = 0
+        try:
+            with old.read_back() as data:
+                written = pq.ParquetFile(data)
+                for index in range(written.num_row_groups):
+                    group = written.read_row_group(index).cast(self.table.schema)
+                    self._open().write_table(group)
+                    self.ids.add(group.column("id").combine_chunks())
+                    self.rows += group.num_rows
+                    self.row_groups += 1
+        finally:
+            old.abort()
+
+    def commit(self, manifest: dict[str, Any]) -> WrittenFile:
+        """Finish the file and publish it (then its manifest) in place; an empty window gets a file
+        with no rows, so that a rerun that now finds nothing still replaces what was there."""
+        if not self.finished:
+            self.flush()
+            self._close()
+            self._seal()
+            self.finished = True
+        elif self._writer is None:  # finished before any row came
+            self._close()
         assert self._upload is not None and self._sink is not None
         size = self._upload.finish()
         if size != self._sink.size:  # bytes reached the file some other way: the digest would be wrong
@@ -213,9 +277,24 @@ class WindowWriter:
         reverse); both None when no file is in place. Call before ``commit``: it reads the file in
         place (its ``id`` column only) and its manifest; one window's ids are held at a time."""
         previous = _previous_manifest(self.output, self.key)
+        if self._comparison is None:
+            if self.finished:
+                raise RuntimeError(f"{self.key}: replaced() on a window finished without replacing=True")
+            self._comparison = self._compare(seal=False)
+        in_place, figures = self._comparison
+        if not in_place:
+            return dict(FIRST_READ)
+        if figures is None:
+            return {"reads": _reads(previous) + 1, "late_records": None, "gone_records": None}
+        return {"reads": _reads(previous) + 1, "late_records": figures.late, "gone_records": figures.gone}
+
+    def _compare(self, *, seal: bool) -> tuple[bool, IdFigures | None]:
+        """Whether a file is in place, and the ids' figures against it (None if it can't be read)."""
+        figures = self.ids.seal if seal else self.ids.figures
         data = self.output.read(self.key)
         if data is None:
-            return dict(FIRST_READ)
+            figures()
+            return False, None
         try:
             with data:
                 old = pq.read_table(data, columns=["id"]).column("id")
@@ -226,26 +305,21 @@ class WindowWriter:
                 self.output.location(self.key),
                 type(exc).__name__,
             )
-            return {"reads": _reads(previous) + 1, "late_records": None, "gone_records": None}
-        new = _distinct(pa.chunked_array(self._ids, type=pa.string()))
-        old = _distinct(old)
-        return {
-            "reads": _reads(previous) + 1,
-            "late_records": len(new) - _count_in(new, old),
-            "gone_records": len(old) - _count_in(old, new),
-        }
+            figures()
+            return True, None
+        return True, figures(old)
 
     def abort(self) -> None:
         """Drop everything written so far; the window's existing file, if any, is left as it was."""
         try:
-            if self._writer is not None:
+            if self._writer is not None and not self.finished:
                 self._writer.close()
         finally:
             if self._upload is not None:
                 self._upload.abort()
             self._writer = self._upload = self._sink = None
             self._pending, self.pending_rows, self.pending_bytes = [], 0, 0
-            self._ids = []
+            self.ids.reset()
             self.rows = self.row_groups = 0
 
 
@@ -266,12 +340,3 @@ def _reads(manifest: dict[str, Any]) -> int:
     """How many times the file in place had been read (manifests before re-reads existed: once)."""
     reads = manifest.get("reads")
     return reads if isinstance(reads, int) and reads > 0 else 1
-
-
-def _distinct(ids: pa.ChunkedArray) -> pa.Array:
-    flat = ids.combine_chunks() if ids.num_chunks else pa.array([], pa.string())
-    return pc.unique(pc.drop_null(flat.cast(pa.string())))
-
-
-def _count_in(values: pa.Array, others: pa.Array) -> int:
-    return int(pc.sum(pc.is_in(values, value_set=others)).as_py() or 0)

@@ -5,7 +5,8 @@ and its ``Summary`` into the Markdown table of its metadata. Nothing here reads 
 figure comes from the batches on their way to the writer.
 
 - **ids unique**: every row has a non-empty id and no id is there twice. The client drops a repeated
-  id within a read, so a failure is a bug (ours, or an API that sends ids we can't compare).
+  id within a read, so a failure is a bug (ours, or an API that sends ids we can't compare). The ids
+  are the writer's (``WindowWriter.ids``, gathered once for this and for a re-read's comparison).
 - **records in window** and **none before the seed**: every readable time is in ``[start, end)`` and
   not before the seed. The client cuts windows exactly, so a failure is a bug too.
 - **columns as declared**: the file's schema is exactly the data type's declared columns plus ``raw``.
@@ -32,6 +33,7 @@ import pyarrow.compute as pc
 
 from wiz_pipeline.core.records import Nodes
 from wiz_pipeline.core.times import format_time, to_micros
+from wiz_pipeline.landing.ids import WindowIds
 from wiz_pipeline.landing.tables import Table
 
 IDS_UNIQUE = "ids_unique"
@@ -102,7 +104,14 @@ class WindowQuality:
     unknown: Counter[str] = field(default_factory=Counter)
     counts: dict[str, Counter[str]] = field(default_factory=dict)
     schemas: set[str] = field(default_factory=set)
-    _ids: list[pa.Array] = field(default_factory=list)
+    # The window's ids, gathered once: a writer's (``WindowWriter.ids``), which it feeds itself, or
+    # if none is given this quality's own, fed by ``note``.
+    ids: WindowIds | None = None
+
+    def __post_init__(self) -> None:
+        self._own_ids = self.ids is None
+        if self.ids is None:
+            self.ids = WindowIds()
 
     def note(self, nodes: Nodes, batch: pa.RecordBatch) -> None:
         self.rows += batch.num_rows
@@ -111,7 +120,8 @@ class WindowQuality:
         self.outside += int(np.count_nonzero(~inside))
         if self.seed is not None:
             self.before_seed += int(np.count_nonzero(known < to_micros(self.seed)))
-        self._ids.append(batch.column("id"))
+        if self._own_ids:
+            self.ids.add(batch.column("id"))
         if not batch.schema.equals(self.table.schema):
             self.schemas.add(str(batch.schema))
         for name in self.summary_columns:
@@ -124,10 +134,8 @@ class WindowQuality:
                 self.unknown[path] += 1
 
     def outcomes(self, written_schema: pa.Schema) -> list[Outcome]:
-        ids = pa.chunked_array(self._ids, type=pa.string())
-        blank = int(pc.sum(pc.fill_null(pc.equal(ids, ""), True)).as_py() or 0) if len(ids) else 0
-        distinct = len(pc.unique(pc.drop_null(ids))) if len(ids) else 0
-        repeated = int(pc.count(ids).as_py()) - distinct if len(ids) else 0
+        figures = self.ids.figures()
+        blank, repeated = figures.without_id, figures.repeated
         declared = self.table.schema
         schema_ok = written_schema.equals(declared) and not self.schemas
         window = {"window_start": format_time(self.start), "window_end": format_time(self.end)}

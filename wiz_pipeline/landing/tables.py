@@ -7,14 +7,15 @@ the API sent them, so no field the API adds later is lost. Values of an unexpect
 window: a timestamp that does not parse becomes null (``raw`` still has it), and a non-text value in a
 text column is kept as JSON.
 
-A batch is decoded by msgspec into structs built from the column paths (only the fields the columns
-read), and each column is made with one Arrow call; times go through Arrow's ISO-8601 parser.
+Each node is decoded once, into msgspec structs of only the fields the columns read (``rows``); the
+client does it as it reads a page, and the window fetch takes each node's id and time from the same
+structs. Each column is then made with one Arrow call per path; times go through Arrow's ISO-8601
+parser, the time field's once for the fetch and the column both.
 """
 
 from __future__ import annotations
 
 import functools
-import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -26,7 +27,9 @@ import pyarrow.compute as pc
 
 from wiz_pipeline.data_types import DataType
 from wiz_pipeline.data_types.columns import RAW_DOC, Column, Kind, as_json, text, when
-from wiz_pipeline.landing.times import MICROS_UTC, parse_times
+from wiz_pipeline.landing.arrays import joined, numbers
+from wiz_pipeline.landing.rows import RowShape, column_array
+from wiz_pipeline.landing.times import MICROS_UTC
 
 if TYPE_CHECKING:
     from wiz_pipeline.core.records import Nodes
@@ -53,128 +56,45 @@ class Table:
     columns: tuple[Column, ...]
     time_field: str  # the node field that places a row in its window (parsed once, in wiz/)
 
-    @property
+    @functools.cached_property
     def schema(self) -> pa.Schema:
         return pa.schema(
             [*(pa.field(c.name, arrow_type(c)) for c in self.columns), pa.field("raw", pa.string())]
         )
 
+    @functools.cached_property
+    def shape(self) -> RowShape:
+        return RowShape(self.name, self.columns, self.time_field)
+
+    @property
+    def row_type(self) -> type[msgspec.Struct]:
+        """The struct a node is decoded into: the columns' fields, with the node's id as ``id`` and
+        its time field as ``time`` (as ``WizClient.paginate`` reads them)."""
+        return self.shape.row_type
+
     def to_batch(self, nodes: Nodes) -> pa.RecordBatch:
-        return self.rows_to_batch(nodes.raw, (nodes.micros, nodes.readable))
+        return self.rows_to_batch(nodes.raw, (nodes.micros, nodes.readable), nodes.rows)
 
     def rows_to_batch(
         self,
         raw: Sequence[bytes | msgspec.Raw],
         times: tuple[np.ndarray, np.ndarray] | None = None,
+        rows: Sequence[Any] | None = None,
     ) -> pa.RecordBatch:
-        """``raw``: each node's JSON bytes; ``times``: its ``time_field`` already parsed, if it was."""
-        decoder, getters = _decoder(self)
-        rows = decoder.decode(b"[" + b",".join(raw) + b"]")
-        memo: dict[tuple[str, ...], list[Any]] = {}
+        """``raw``: each node's JSON bytes; ``times``: its ``time_field`` already parsed, if it was;
+        ``rows``: the nodes already decoded as ``row_type``, if they were."""
+        shape = self.shape
+        if rows is None:
+            rows = shape.decode(raw)
+        leaves = shape.leaves(rows)
         arrays = []
         for column in self.columns:
             if times is not None and column.kind is Kind.TIME and column.path == (self.time_field,):
                 micros, readable = times
-                arrays.append(pa.array(micros, TIMESTAMP, mask=~readable))
+                arrays.append(numbers(TIMESTAMP, micros, readable))
                 continue
-            found = [_column_array(column, getter(rows, memo)) for getter in getters[column.name]]
-            arrays.append(found[0] if len(found) == 1 else pc.coalesce(*found))
-        arrays.append(_raw_array(raw))
+            found = [column_array(column, *leaves[path], len(rows)) for path in column.paths]
+            array = found[0] if len(found) == 1 else pc.coalesce(*found)
+            arrays.append(pc.utf8_trim_whitespace(array) if column.strip else array)
+        arrays.append(joined(raw))
         return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
-
-
-def _column_array(column: Column, values: list[Any]) -> pa.Array:
-    if column.kind is Kind.TIME:
-        micros, readable = parse_times(values)
-        return pa.array(micros, TIMESTAMP, mask=~readable)
-    if column.kind is Kind.JSON:
-        texts = [None if raw is None or (b := bytes(raw)) == b"null" else b for raw in values]
-        return pa.array(texts, pa.binary()).cast(pa.string())
-    try:
-        array = pa.array(values, pa.string())
-    except (pa.ArrowTypeError, pa.ArrowInvalid):  # a number, object or list where text was expected
-        array = pa.array([_text(v) for v in values], pa.string())
-    return pc.utf8_trim_whitespace(array) if column.strip else array
-
-
-def _text(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    return msgspec.json.encode(value).decode()
-
-
-def _raw_array(raw: Sequence[bytes | msgspec.Raw]) -> pa.Array:
-    """One string column over all the nodes' bytes, without a Python string per node."""
-    lengths = np.fromiter(map(len, raw), dtype=np.int64, count=len(raw))
-    offsets = np.zeros(len(raw) + 1, dtype=np.int32)
-    np.cumsum(lengths, out=offsets[1:])
-    data = b"".join(raw)
-    return pa.Array.from_buffers(pa.string(), len(raw), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
-
-
-@functools.cache
-def _decoder(table: Table) -> tuple[msgspec.json.Decoder, dict[str, list[Any]]]:
-    """A decoder for a list of nodes that reads only the fields the columns use, and per column
-    (per alternative path) a function from the decoded rows to that column's values.
-
-    Each object on a column's path becomes a struct; where a node has something else there (a
-    string where an object should be), the struct's union takes it and the column gets null, as a
-    lookup in a missing object does. Leaves are kept as decoded (text, times) or as raw JSON.
-    """
-    tree: dict[str, Any] = {}
-    for column in table.columns:
-        for path in column.paths:
-            branch = tree
-            for part in path[:-1]:
-                branch = branch.setdefault(part, {})
-                if not isinstance(branch, dict):
-                    raise ValueError(f"{table.name}: {part!r} is both a value and an object")
-            branch[path[-1]] = column.kind
-    counter = iter(range(10**6))
-
-    def struct(branch: dict[str, Any]) -> type[msgspec.Struct]:
-        fields: list[tuple[str, Any, Any]] = []
-        rename: dict[str, str] = {}
-        for key, sub in branch.items():
-            attr = f"f{next(counter)}"
-            rename[attr] = key
-            if isinstance(sub, dict):
-                fields.append((attr, struct(sub) | str | int | float | bool | list | None, None))
-            elif sub is Kind.JSON:
-                fields.append((attr, msgspec.Raw, None))
-            else:
-                fields.append((attr, Any, None))
-            sub_attrs[id(branch), key] = attr
-        made = msgspec.defstruct(f"{table.name}_node", fields, rename=rename, gc=False)
-        struct_of[id(branch)] = made
-        return made
-
-    sub_attrs: dict[tuple[int, str], str] = {}
-    struct_of: dict[int, type[msgspec.Struct]] = {}
-    root = struct(tree)
-
-    def getter(path: tuple[str, ...]) -> Any:
-        steps = []
-        branch = tree
-        for part in path:
-            steps.append((sub_attrs[id(branch), part], struct_of[id(branch)]))
-            branch = branch.get(part) if isinstance(branch.get(part), dict) else {}
-
-        def values(rows: list[Any], memo: dict[tuple[str, ...], list[Any]]) -> list[Any]:
-            """The values at ``path``; ``memo`` keeps each prefix's values for the other columns
-            under the same object (a dozen columns read `entitySnapshot`)."""
-            found = rows
-            for depth, (attr, owner) in enumerate(steps, 1):
-                prefix = path[:depth]
-                if prefix in memo:
-                    found = memo[prefix]
-                elif depth == 1:
-                    found = memo[prefix] = list(map(operator.attrgetter(attr), found))
-                else:
-                    found = memo[prefix] = [getattr(v, attr) if type(v) is owner else None for v in found]
-            return found
-
-        return values
-
-    getters = {c.name: [getter(p) for p in c.paths] for c in table.columns}
-    return msgspec.json.Decoder(list[root]), getters

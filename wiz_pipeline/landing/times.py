@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from wiz_pipeline.core.times import parse_time
+from wiz_pipeline.landing.arrays import int64s, strings
 
 MICROS_UTC = pa.timestamp("us", tz="UTC")
 _NANOS_UTC = pa.timestamp("ns", tz="UTC")
@@ -22,15 +23,12 @@ def parse_times(values: Sequence[object]) -> tuple[np.ndarray, np.ndarray]:
     surrounding spaces, not a time, out of its range), and only then is each value read with
     ``parse_time``. Unreadable values are 0 and not readable.
     """
-    try:
-        strings = pa.array(values, pa.string())
-    except (pa.ArrowTypeError, pa.ArrowInvalid):  # a number or an object among them
-        strings = pa.array([v if type(v) is str else None for v in values], pa.string())
+    texts = strings(values)
+    if texts is None:  # a number or an object among them
+        texts = strings([v if type(v) is str else None for v in values])
     try:
         # Truncating nanoseconds to microseconds, as parse_time does with longer fractions.
-        parsed = pc.cast(strings, _NANOS_UTC).cast(MICROS_UTC, safe=False)
+        parsed = pc.cast(texts, _NANOS_UTC).cast(MICROS_UTC, safe=False)
     except pa.ArrowException:
         parsed = pa.array([parse_time(v) for v in values], MICROS_UTC)
-    readable = parsed.is_valid().to_numpy(zero_copy_only=False)
-    micros = pc.fill_null(parsed.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
-    return micros, readable
+    return int64s(parsed.cast(pa.int64()))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import functools
 import hashlib
 import json
 import logging
@@ -118,6 +119,9 @@ class WizSimulator:
         self.audit_result_cap = audit_result_cap
         # How a capped audit query ends: hasNextPage false (as reported), or true with empty pages.
         self.audit_cap_says_more = False
+        # (every, delay): every `every`-th entry of an audit query's newest-first list is served
+        # `delay` places later, among older entries, as an API whose order isn't guaranteed may.
+        self.audit_stragglers: tuple[int, int] | None = None
         # Merged into every token response, to play a token endpoint with odd answers.
         self.token_response_extra: dict[str, Any] = {}
         self.accounts = {client_id: ServiceAccount(client_id, client_secret, frozenset(permissions))}
@@ -369,6 +373,9 @@ class WizSimulator:
         offset = _decode_cursor(root.arguments.get("after"), key)
         if root.name == "auditLogEntries":
             total, fetch = self._audit(filter_by)
+            if self.audit_stragglers:
+                order = _straggling(total, *self.audit_stragglers)
+                fetch = lambda i, f=fetch: f(order[i])  # noqa: E731
             if total > self.audit_result_cap:
                 capped = self.audit_result_cap
                 if self.audit_cap_says_more:
@@ -460,6 +467,22 @@ _ISSUE_ORDER: dict[str, Callable[[dict[str, Any]], Any]] = {
     "STATUS_CHANGED_AT": lambda n: (parse_time(n["statusChangedAt"]) or _NEVER, n["id"]),
     "SEVERITY": lambda n: (_SEVERITY_RANK.get(n["severity"], -1), n["id"]),
 }
+
+
+@functools.lru_cache(maxsize=16)
+def _straggling(total: int, every: int, delay: int) -> tuple[int, ...]:
+    """Positions ``0 .. total - 1`` with every ``every``-th one moved ``delay`` places later."""
+    order: list[int] = []
+    late: collections.deque[tuple[int, int]] = collections.deque()  # (due at, position)
+    for position in range(total):
+        if position % every == every - 1:
+            late.append((len(order) + delay, position))
+        else:
+            order.append(position)
+        while late and late[0][0] <= len(order):
+            order.append(late.popleft()[1])
+    order.extend(position for _, position in late)
+    return tuple(order)
 
 
 def _within(value: str | None, bounds: dict[str, datetime]) -> bool:

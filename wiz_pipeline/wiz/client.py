@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import json
 import logging
+import operator
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -59,14 +60,26 @@ class RequestStats:
 @dataclass(frozen=True)
 class Page:
     """One page of a connection. ``nodes`` are each node's bytes exactly as the API sent them;
-    ``ids`` and ``times`` are, per node, its ``id`` and its time field as decoded JSON values
-    (whatever their type: the caller decides what to make of a missing or odd one)."""
+    ``rows`` the same nodes decoded once, each as the ``node_type`` given to ``paginate``; ``ids``
+    and ``times`` are, per node, its ``id`` and its time field as decoded JSON values (whatever
+    their type: the caller decides what to make of a missing or odd one), read from ``rows``."""
 
     nodes: list[msgspec.Raw]
-    ids: list[Any]
-    times: list[Any]
+    rows: list[Any]
     has_next_page: bool
     end_cursor: str | None
+    timed: bool = True  # whether ``rows`` carry a time field
+
+    @functools.cached_property
+    def ids(self) -> list[Any]:
+        return list(map(_ID, self.rows))
+
+    @functools.cached_property
+    def times(self) -> list[Any]:
+        return list(map(_TIME, self.rows)) if self.timed else [None] * len(self.rows)
+
+
+_ID, _TIME = operator.attrgetter("id"), operator.attrgetter("time")
 
 
 class _Envelope(msgspec.Struct, gc=False):
@@ -91,23 +104,31 @@ class _Connection(msgspec.Struct, gc=False):
 
 @functools.cache
 def _page_decoders(
-    connection: str, time_field: str | None
+    connection: str, time_field: str | None, node_type: type[msgspec.Struct] | None
 ) -> tuple[msgspec.json.Decoder, msgspec.json.Decoder]:
-    """Two decoders for ``data``: one keeping each node's bytes, one reading only its id and time.
-    Two passes of msgspec over a page cost less than building one Python object per node. The
-    structs hold no references back (``gc=False``), so the garbage collector needn't track them."""
+    """Two decoders for ``data``: one keeping each node's bytes, one decoding each node once into
+    ``node_type`` (by default a struct of its id and time field only). Two passes of msgspec over a
+    page cost less than building one Python object per JSON value, and the second builds only the
+    values the caller reads. The structs hold no references back (``gc=False``), so the garbage
+    collector needn't track them."""
     nodes = msgspec.defstruct(
         "Nodes", [("conn", _Connection | None, None)], rename={"conn": connection}, gc=False
     )
-    key_fields: list[tuple[str, Any, Any]] = [("id", Any, None)]
-    if time_field is not None:
-        key_fields.append(("time", Any, None))
-    keys = msgspec.defstruct("NodeKeys", key_fields, rename={"time": time_field or "time"}, gc=False)
-    key_conn = msgspec.defstruct("KeyConnection", [("nodes", list[keys])], gc=False)
-    key_data = msgspec.defstruct(
-        "Keys", [("conn", key_conn | None, None)], rename={"conn": connection}, gc=False
-    )
-    return msgspec.json.Decoder(nodes), msgspec.json.Decoder(key_data)
+    if node_type is None:
+        keys: list[tuple[str, Any, Any]] = [("id", Any, None)]
+        if time_field is not None:
+            keys.append(("time", Any, None))
+        node_type = msgspec.defstruct("NodeKeys", keys, rename={"time": time_field or "time"}, gc=False)
+    else:
+        names = dict(zip(node_type.__struct_fields__, node_type.__struct_encode_fields__, strict=True))
+        if names.get("id") != "id" or (time_field is not None and names.get("time") != time_field):
+            raise ValueError(
+                f"node_type {node_type.__name__} must have the fields `id` and `time` (named "
+                f"{time_field!r} in the node)"
+            )
+    row_conn = msgspec.defstruct("RowConnection", [("nodes", list[node_type])], gc=False)
+    rows = msgspec.defstruct("Rows", [("conn", row_conn | None, None)], rename={"conn": connection}, gc=False)
+    return msgspec.json.Decoder(nodes), msgspec.json.Decoder(rows)
 
 
 class WizClient:
@@ -345,11 +366,16 @@ class WizClient:
         operation: str,
         connection: str,
         time_field: str | None = None,
+        node_type: type[msgspec.Struct] | None = None,
         permission: str | None = None,
         stats: RequestStats | None = None,
     ) -> Iterator[Page]:
         """Yield every page of the connection ``connection`` (a top-level field or alias of ``data``),
         with each node's ``id`` and ``time_field`` read out.
+
+        ``node_type``, a msgspec struct with the fields ``id`` and ``time`` (renamed to
+        ``time_field``), is what each node is decoded into (``Page.rows``), once: give it the fields
+        you will read, so that nothing decodes the page again.
 
         Each page is fetched with its own retries, resuming from the last good cursor.
         """
@@ -363,7 +389,7 @@ class WizClient:
                 operation,
                 permission,
                 stats,
-                parse=lambda data: _read_page(data, connection, time_field, operation),
+                parse=lambda data: _read_page(data, connection, time_field, node_type, operation),
             )
             stats.pages += 1
             yield page
@@ -378,8 +404,14 @@ class WizClient:
             after = page.end_cursor
 
 
-def _read_page(data: msgspec.Raw, connection: str, time_field: str | None, operation: str) -> Page:
-    nodes_decoder, keys_decoder = _page_decoders(connection, time_field)
+def _read_page(
+    data: msgspec.Raw,
+    connection: str,
+    time_field: str | None,
+    node_type: type[msgspec.Struct] | None,
+    operation: str,
+) -> Page:
+    nodes_decoder, rows_decoder = _page_decoders(connection, time_field, node_type)
     try:
         # msgspec skips the fields no column reads without checking them, and `raw` keeps every
         # node's bytes: a body that isn't UTF-8 would land as a file no reader can decode.
@@ -388,7 +420,7 @@ def _read_page(data: msgspec.Raw, connection: str, time_field: str | None, opera
         raise WizResponseError(f"{operation}: the response is not valid UTF-8 ({exc.reason}).") from None
     try:
         conn = getattr(nodes_decoder.decode(data), "conn")  # noqa: B009 - a renamed field
-        keys = getattr(keys_decoder.decode(data), "conn")  # noqa: B009
+        rows = getattr(rows_decoder.decode(data), "conn")  # noqa: B009
     except msgspec.DecodeError as exc:
         try:
             whole = msgspec.json.decode(data)
@@ -396,7 +428,7 @@ def _read_page(data: msgspec.Raw, connection: str, time_field: str | None, opera
             raise WizResponseError(f"{operation}: `{connection}` could not be read: {exc}") from None
         _explain_bad_page(whole, connection, operation)
         raise WizResponseError(f"{operation}: `{connection}` could not be read: {exc}") from None
-    if conn is None or keys is None:
+    if conn is None or rows is None:
         raise WizResponseError(f"{operation}: the response has no `{connection}` object.")
     page_info = conn.pageInfo
     cursor = page_info.endCursor
@@ -405,10 +437,10 @@ def _read_page(data: msgspec.Raw, connection: str, time_field: str | None, opera
         raise WizResponseError(f"{operation}: `{connection}.pageInfo` says hasNextPage but has no endCursor.")
     return Page(
         nodes=conn.nodes,
-        ids=[k.id for k in keys.nodes],
-        times=[k.time for k in keys.nodes] if time_field is not None else [None] * len(conn.nodes),
+        rows=rows.nodes,
         has_next_page=has_next_page,
         end_cursor=cursor if isinstance(cursor, str) and cursor else None,
+        timed=time_field is not None,
     )
 
 

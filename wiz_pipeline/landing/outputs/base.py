@@ -37,12 +37,16 @@ UNKNOWN = Listed(-1, None)
 
 class Upload(ABC):
     """One file being written: ``file`` takes the bytes; ``finish`` stores them all (not yet visible)
-    and returns the size; ``Output.publish`` makes it visible; ``abort`` drops it."""
+    and returns the size; ``Output.publish`` makes it visible; ``abort`` drops it. ``read_back``
+    opens what was written so far, for reading (seekable), before ``finish``."""
 
     file: BinaryIO
 
     @abstractmethod
     def finish(self) -> int: ...
+
+    @abstractmethod
+    def read_back(self) -> BinaryIO: ...
 
     @abstractmethod
     def abort(self) -> None: ...

@@ -38,6 +38,10 @@ class _LocalUpload(Upload):
         self.file.close()
         return size
 
+    def read_back(self) -> BinaryIO:
+        self.file.flush()
+        return self.tmp.open("rb")
+
     def abort(self) -> None:
         try:
             self.file.close()

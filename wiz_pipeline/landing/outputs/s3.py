@@ -23,20 +23,22 @@ log = logging.getLogger(__name__)
 # one-minute windows is 365 folders of 2,880 keys.
 LIST_CONCURRENCY = 16
 
-# Bytes sent per multipart part (S3's minimum is 5 MiB): the most a file keeps waiting on local disk.
+# Bytes sent per multipart part (S3's minimum is 5 MiB), as soon as a file has that many more.
 S3_PART_BYTES = 5 * 2**20
 
 
 class _PartSpool(io.RawIOBase):
-    """What the Parquet writer writes to: bytes wait in an unlinked temporary file (mode 0600, gone
-    with the process however it ends) until a part's worth is there, which then goes to S3 at once.
-    A run keeps a window file open until its whole span is fetched, so holding each file's unsent
-    tail in memory would cost up to a part per window of the run."""
+    """What the Parquet writer writes to: bytes go to an unlinked temporary file (mode 0600, gone
+    with the process however it ends), and each part's worth goes on to S3 as soon as it is there.
+    A run keeps a window's file until its whole span is fetched, so holding its bytes in memory would
+    cost up to a part per window of the run. The whole file stays on disk until the upload ends, so
+    that it can be read back (a finished window reopened)."""
 
     def __init__(self, target: Any) -> None:
         self.target = target
         self.spool = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
         self.size = 0
+        self.sent = 0  # bytes passed on to the S3 file
         self.parts_sent = False
 
     def writable(self) -> bool:
@@ -45,16 +47,13 @@ class _PartSpool(io.RawIOBase):
     def write(self, data: Any) -> int:
         written = self.spool.write(data)
         self.size += written
-        if self.spool.tell() >= S3_PART_BYTES:
-            waiting = self.waiting()
-            whole = len(waiting) - len(waiting) % S3_PART_BYTES
+        whole = (self.size - self.sent) // S3_PART_BYTES * S3_PART_BYTES
+        if whole:
             # Parts of exactly S3_PART_BYTES (R2 wants every part but the last the same size): each
             # fills the S3 file's block, which sends it as one part at once.
-            for start in range(0, whole, S3_PART_BYTES):
-                self.target.write(waiting[start : start + S3_PART_BYTES])
-            self.spool.seek(0)
-            self.spool.truncate()
-            self.spool.write(waiting[whole:])
+            for _ in range(whole // S3_PART_BYTES):
+                self.target.write(self._read(self.sent, S3_PART_BYTES))
+                self.sent += S3_PART_BYTES
             self.parts_sent = True
         return written
 
@@ -64,14 +63,49 @@ class _PartSpool(io.RawIOBase):
     def send(self) -> None:
         """Pass the rest to the S3 file, to be sent as the last part when it closes."""
         self.target.write(self.waiting())
+        self.sent = self.size
 
     def waiting(self) -> bytes:
-        self.spool.seek(0)
-        return self.spool.read()
+        return self._read(self.sent, self.size - self.sent)
+
+    def _read(self, start: int, length: int) -> bytes:
+        self.spool.flush()
+        return os.pread(self.spool.fileno(), length, start)
+
+    def read_back(self) -> BinaryIO:
+        self.spool.flush()
+        return io.BufferedReader(_Reading(self.spool.fileno(), self.size))
 
     def close(self) -> None:
         self.spool.close()
         super().close()
+
+
+class _Reading(io.RawIOBase):
+    """The spool read from its start by ``pread``, leaving the writer's own position alone."""
+
+    def __init__(self, fd: int, size: int) -> None:
+        self.fd, self.size, self.at = fd, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = os.pread(self.fd, min(len(buffer), max(0, self.size - self.at)), self.at)
+        buffer[: len(data)] = data
+        self.at += len(data)
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.at, io.SEEK_END: self.size}[whence]
+        self.at = base + offset
+        return self.at
+
+    def tell(self) -> int:
+        return self.at
 
 
 class _S3Upload(Upload):
@@ -98,6 +132,9 @@ class _S3Upload(Upload):
         else:
             self.target.closed = True  # never started: nothing to send, complete or abort
         return self.file.size
+
+    def read_back(self) -> BinaryIO:
+        return self.file.read_back()
 
     def publish(self) -> None:
         if self.file.parts_sent:
