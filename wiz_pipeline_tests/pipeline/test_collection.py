@@ -143,7 +143,9 @@ def test_records_served_out_of_order_land_once_in_their_own_window_file(pipeline
         nodes = zip(tenant.audit_times, tenant.audit_nodes, strict=True)
         expected = Counter(n["id"] for t, n in nodes if start <= t < end)
         assert Counter(pq.read_table(path)["id"].to_pylist()) == expected, key
-        manifest = json.loads(manifest_path(path).read_text())
+        manifest = json.loads(
+            (pipeline.root / manifest_key(path.relative_to(pipeline.root).as_posix())).read_text()
+        )
         assert manifest["rows"] == sum(expected.values())
         assert manifest["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
         assert manifest["row_groups"] == pq.ParquetFile(path).num_row_groups
