@@ -17,7 +17,7 @@ What a run learns is reused: once a window needed sub-queries, the run's later w
 per query, and a window is split up front when the window written before it (or, for the run's first,
 its recent neighbours) held more than a query returns, instead of each wasting a capped query first.
 
-Dagster-free, like ``wiz/``: the asset turns each ``WindowResult`` into a materialization.
+Dagster-free, like the rest of ``collect``: the asset turns each ``WindowResult`` into a materialization.
 """
 
 from __future__ import annotations

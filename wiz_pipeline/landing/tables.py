@@ -54,7 +54,7 @@ def table_for(data_type: DataType) -> Table:
 class Table:
     name: str
     columns: tuple[Column, ...]
-    time_field: str  # the node field that places a row in its window (parsed once, in wiz/)
+    time_field: str  # the node field that places a row in its window (parsed once, by collect.fetch)
 
     @functools.cached_property
     def schema(self) -> pa.Schema:
