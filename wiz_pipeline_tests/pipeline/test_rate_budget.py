@@ -41,15 +41,21 @@ from wiz_pipeline_tests.conftest import CLIENT_SECRET, audit_entry, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-INTERVAL, LAG = 1800, 300
+INTERVAL = 1800
 RATE = 3
 
 
-def last_tick(now: datetime) -> datetime:
-    """The schedules' latest cron tick at or before ``now`` (ticks at :05 and :35)."""
-    assert cron_for(INTERVAL, LAG) == "5,35 * * * *"
-    tick = now.replace(minute=35 if now.minute >= 35 else 5, second=0, microsecond=0)
-    return tick if tick <= now else tick - timedelta(minutes=30)
+def recent_tick(now: datetime) -> tuple[datetime, int]:
+    """A tick a minute or two before ``now`` and the window lag that puts the schedules' cron on it.
+
+    With the default lag (ticks at :05 and :35), a test started just before a tick would see the
+    daemon evaluate that real tick too, and stop with its run still queued. This lag puts the next
+    real tick 28 minutes away."""
+    tick = now.replace(second=0, microsecond=0) - timedelta(minutes=1)
+    lag = (tick.minute % 30 or 30) * 60
+    minute = tick.minute % 30
+    assert cron_for(INTERVAL, lag) == f"{minute},{minute + 30} * * * *"
+    return tick, lag
 
 
 def max_in_any_second(times: list[float]) -> int:
@@ -133,8 +139,8 @@ def window_rows(instance: dg.DagsterInstance, asset: str, key: str) -> list[dict
 
 def test_schedules_a_backfill_and_a_terminal_run_share_one_rate_budget(tmp_path, monkeypatch):
     now = datetime.now(UTC)
-    tick = last_tick(now)
-    closed = tick - timedelta(seconds=LAG)  # the last window the tick finds closed ends here
+    tick, lag = recent_tick(now)
+    closed = tick - timedelta(seconds=lag)  # the last window the tick finds closed ends here
     seed = closed - timedelta(hours=2) + timedelta(seconds=9)  # four windows, the first from the seed
     # Nothing happens after `closed`, so no issue moves between windows while the test runs.
     tenant = generate_tenant(
@@ -155,7 +161,7 @@ def test_schedules_a_backfill_and_a_terminal_run_share_one_rate_budget(tmp_path,
         env = {
             **simulator_env(sim, seed, tmp_path / "data", home),
             "WIZ_POLL_INTERVAL_SECONDS": str(INTERVAL),
-            "WIZ_WINDOW_LAG_SECONDS": str(LAG),
+            "WIZ_WINDOW_LAG_SECONDS": str(lag),
             "WIZ_MAX_REQUESTS_PER_SECOND": str(RATE),
             "WIZ_MAX_WINDOWS_PER_RUN": "4",
             "WIZ_PAGE_SIZE": "3",  # small pages: each run's step sends several requests
@@ -199,7 +205,9 @@ def test_schedules_a_backfill_and_a_terminal_run_share_one_rate_budget(tmp_path,
             runs = instance.get_runs()
             assert terminal.returncode == 0, logs[1].read_text()[-3000:]
             assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), [
-                (r.run_id, r.status) for r in runs
+                (r.status.value, r.tags.get("dagster/partition"), origin(r, backfill_id))
+                for r in runs
+                if r.status != dg.DagsterRunStatus.SUCCESS
             ]
             by_origin = Counter(origin(run, backfill_id) for run in runs)
             assert set(by_origin) == {
