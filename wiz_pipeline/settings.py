@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from wiz_pipeline.core.urls import check_url
-from wiz_pipeline.data_types import DATA_TYPES
+from wiz_pipeline.data_types import DATA_TYPES, DataType
 from wiz_pipeline.landing.outputs import DEFAULT_OUTPUT_URI, parse_output_uri
 from wiz_pipeline.wiz.errors import WizConfigError
 from wiz_pipeline.wiz.options import MAX_PAGE_SIZE, WizOptions
@@ -114,6 +114,27 @@ def _json_object(name: str, text: str) -> dict[str, str]:
     return value
 
 
+def _choices(allowed: tuple[str, ...]) -> Callable[[str, str], tuple[str, ...]]:
+    """A parser of a comma list of ``allowed`` values (case-insensitive, at least one)."""
+
+    def parse(name: str, text: str) -> tuple[str, ...]:
+        values = tuple(dict.fromkeys(v.strip().upper() for v in text.split(",") if v.strip()))
+        wrong = [v for v in values if v not in allowed]
+        if wrong or not values:
+            raise WizConfigError(
+                f"{name}={text!r}: expected a comma list of {', '.join(allowed)}"
+                + (f"; {', '.join(wrong)} is not one" if wrong else "")
+            )
+        return values
+
+    return parse
+
+
+def _daily(cron: str) -> str:
+    minute, hour, *_ = cron.split()
+    return f"daily at {int(hour):02d}:{int(minute):02d}"
+
+
 def parse_cron(name: str, text: str) -> str:
     """A cron expression as Dagster's schedules take it (checked with Dagster's own validator, so
     that a value accepted here can't fail the definitions later)."""
@@ -190,13 +211,39 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     # Each data type's seed, and the switch of those that can be turned off (see data_types/).
     *(Setting(dt.checkpoint_variable, DEFAULT_SEED, dt.seed_help, parse_seed) for dt in DATA_TYPES.values()),
-    *(Setting(dt.enabled_by, "true", dt.enabled_help, _bool) for dt in DATA_TYPES.values() if dt.enabled_by),
-    Setting(
-        "WIZ_ISSUES_CURRENT_CRON",
-        "20 4 * * *",
-        "When the current state of every issue (issues_current) is rebuilt: a cron expression in UTC "
-        "(default daily at 04:20, between the window ticks).",
-        parse_cron,
+    *(
+        Setting(dt.enabled_by, "true" if dt.enabled_by_default else "false", dt.enabled_help, _bool)
+        for dt in DATA_TYPES.values()
+        if dt.enabled_by
+    ),
+    *(
+        Setting(dt.choice.setting, ",".join(dt.choice.default), dt.choice.help, _choices(dt.choice.choices))
+        for dt in DATA_TYPES.values()
+        if dt.choice
+    ),
+    *(
+        Setting(
+            dt.current.cron_setting,
+            dt.current.cron_default,
+            f"When the current state of every {dt.current.noun[:-1]} ({dt.current.dataset}) is "
+            f"rebuilt: a cron expression in UTC (default {_daily(dt.current.cron_default)}, between "
+            "the window ticks).",
+            parse_cron,
+        )
+        for dt in DATA_TYPES.values()
+        if dt.current
+    ),
+    *(
+        Setting(
+            dt.current.full_read_days_setting,
+            str(dt.current.full_read_days_default),
+            f"Every how many days a {dt.current.dataset} build reads every {dt.current.noun[:-1]} from "
+            "the API (reconciling deletions and anything a window missed); the builds between are the "
+            "previous build plus the windows written since (0: every build reads everything).",
+            lambda name, text: _int(name, text, minimum=0, maximum=366),
+        )
+        for dt in DATA_TYPES.values()
+        if dt.current and dt.current.full_read_days_setting
     ),
     Setting(
         "WIZ_OUTPUT_URI",
@@ -340,7 +387,10 @@ class Settings:
     poll_interval_seconds: int
     seeds: dict[str, datetime]  # by data type: where its collection starts
     enabled: dict[str, bool]  # by data type: collected or not
-    issues_current_cron: str
+    # By data type name, as its setting says: the declaration with its choice filter filled in.
+    data_types: dict[str, DataType]
+    current_crons: dict[str, str]  # by data type with a current table: when it is rebuilt
+    full_read_days: dict[str, int]  # by data type whose current table reads everything only now and then
     output_uri: str  # an absolute directory, or s3://bucket[/prefix]
     page_size: int
     max_retries: int
@@ -415,10 +465,24 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError("Bad settings:\n  " + "\n  ".join(problems))
     per_data_type = {dt.checkpoint_variable for dt in DATA_TYPES.values()}
     per_data_type |= {dt.enabled_by for dt in DATA_TYPES.values() if dt.enabled_by}
+    per_data_type |= {dt.choice.setting for dt in DATA_TYPES.values() if dt.choice}
+    currents = [dt for dt in DATA_TYPES.values() if dt.current]
+    per_data_type |= {dt.current.cron_setting for dt in currents}
+    per_data_type |= {dt.current.full_read_days_setting or "" for dt in currents}
     return Settings(
         **{_field(name): value for name, value in values.items() if name not in per_data_type},
         seeds={dt.name: values[dt.checkpoint_variable] for dt in DATA_TYPES.values()},
         enabled={dt.name: not dt.enabled_by or values[dt.enabled_by] for dt in DATA_TYPES.values()},
+        data_types={
+            dt.name: dt.with_choice(values[dt.choice.setting]) if dt.choice else dt
+            for dt in DATA_TYPES.values()
+        },
+        current_crons={dt.name: values[dt.current.cron_setting] for dt in currents},
+        full_read_days={
+            dt.name: values[dt.current.full_read_days_setting]
+            for dt in currents
+            if dt.current.full_read_days_setting
+        },
     )
 
 

@@ -153,7 +153,7 @@ class WindowFetch:
             time_field=dt.time_field,
             # Decoded once into the structs the table builds its columns from.
             node_type=self.table.row_type,
-            permission=dt.permission,
+            permission=dt.permission_hint,
             stats=stats.requests,
         ):
             pages += 1

@@ -13,6 +13,9 @@ class Kind(Enum):
     TEXT = "text"  # a string; anything else as JSON text
     TIME = "time"  # an ISO-8601 timestamp, null when it doesn't parse
     JSON = "json"  # any JSON value, as JSON text
+    FLOAT = "float"  # a JSON number, as a double; anything else null
+    INT = "int"  # a JSON integer, as a 64-bit integer; anything else null
+    BOOL = "bool"  # true or false; anything else null
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,18 @@ def when(name: str, *path: str, doc: str = "") -> Column:
 
 def as_json(name: str, *path: str, doc: str = "") -> Column:
     return Column(name, Kind.JSON, path, doc=doc)
+
+
+def number(name: str, *path: str, doc: str = "") -> Column:
+    return Column(name, Kind.FLOAT, path, doc=doc)
+
+
+def count(name: str, *path: str, doc: str = "") -> Column:
+    return Column(name, Kind.INT, path, doc=doc)
+
+
+def flag(name: str, *path: str, doc: str = "") -> Column:
+    return Column(name, Kind.BOOL, path, doc=doc)
 
 
 RAW_DOC = "the whole node, JSON, byte for byte as received"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wiz_pipeline.data_types import DataType
+from wiz_pipeline.data_types import CurrentState, DataType
 from wiz_pipeline.data_types.columns import as_json, text, when
 
 QUERY = """
@@ -91,8 +91,18 @@ COLUMNS = (
     as_json("notes", "notes", doc="JSON text"),
 )
 
-# The current state of every issue, rebuilt whole (collect.current): its dataset and asset name.
-CURRENT_DATASET = "issues_current"
+# The current state of every issue, rebuilt whole from a full read at each build (collect.current).
+CURRENT = CurrentState(
+    dataset="issues_current",
+    noun="issues",
+    cron_setting="WIZ_ISSUES_CURRENT_CRON",
+    cron_default="20 4 * * *",
+    # updatedAt alone can't order versions: the API shows it earlier than statusChangedAt now and then.
+    version_columns=("status_changed_at", "updated_at"),
+    # New issues land at the end, and nothing but a deletion moves an issue (see collect.current).
+    read_order={"field": "CREATED_AT", "direction": "ASC"},
+)
+CURRENT_DATASET = CURRENT.dataset
 
 # statusChangedAt catches new issues and every status change (see the shared API notes).
 ISSUES = DataType(
@@ -116,4 +126,5 @@ ISSUES = DataType(
     enabled_help="Collect issues too (true/false); false drops both issue assets (issues, "
     "issues_current) and their schedules.",
     records_can_leave=True,
+    current=CURRENT,
 )

@@ -13,7 +13,7 @@ and its values are placed at those nodes' rows (null elsewhere).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,6 +132,26 @@ def _present(values: Sequence[Any], struct: type) -> np.ndarray | None:
     return np.fromiter((type(v) is struct for v in values), bool, len(values))  # odd values: rare
 
 
+def _float(value: Any) -> float | None:
+    return float(value) if type(value) in (float, int) else None  # type(): a bool is no number
+
+
+def _int(value: Any) -> int | None:
+    return value if type(value) is int and -(2**63) <= value < 2**63 else None
+
+
+def _bool(value: Any) -> bool | None:
+    return value if type(value) is bool else None
+
+
+# JSON scalars by column kind: the Arrow type, and the value or None of what msgspec decoded.
+_SCALARS: dict[Kind, tuple[pa.DataType, Callable[[Any], Any]]] = {
+    Kind.FLOAT: (pa.float64(), _float),
+    Kind.INT: (pa.int64(), _int),
+    Kind.BOOL: (pa.bool_(), _bool),
+}
+
+
 def column_array(column: Column, values: Sequence[Any], rows: np.ndarray | None, count: int) -> pa.Array:
     """The column of one of ``column``'s paths over ``count`` rows, from that path's leaf values
     (which go to ``rows``, or one to each row in order)."""
@@ -140,6 +160,11 @@ def column_array(column: Column, values: Sequence[Any], rows: np.ndarray | None,
         return numbers(MICROS_UTC, micros, readable, rows, count)
     if column.kind is Kind.JSON:
         return json_array(values, rows, count)
+    if column.kind in _SCALARS:
+        arrow_type, convert = _SCALARS[column.kind]
+        # A value of another type (a number as text, a flag as 0/1) is null; `raw` keeps it.
+        array = pa.array([convert(v) for v in values], arrow_type)
+        return array if rows is None else spread(array, rows, count)
     array = strings(values, rows, count)
     if array is None:  # a number, object or list where text was expected: kept as JSON (rare)
         array = pa.array([_text(v) for v in values], pa.string())

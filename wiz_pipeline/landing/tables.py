@@ -40,8 +40,11 @@ TIMESTAMP = MICROS_UTC
 __all__ = ["RAW_DOC", "Column", "Kind", "Table", "arrow_type", "as_json", "table_for", "text", "when"]
 
 
+_ARROW_TYPES = {Kind.TIME: TIMESTAMP, Kind.FLOAT: pa.float64(), Kind.INT: pa.int64(), Kind.BOOL: pa.bool_()}
+
+
 def arrow_type(column: Column) -> pa.DataType:
-    return TIMESTAMP if column.kind is Kind.TIME else pa.string()
+    return _ARROW_TYPES.get(column.kind, pa.string())
 
 
 @functools.cache

@@ -50,6 +50,8 @@ class Collection:
     # WIZ_REREAD_AFTER_SECONDS for a data type whose records can appear late (audit logs); 0 for the
     # others: issues are a change log, never re-read (rereads.py).
     reread_after_seconds: int = 0
+    # The declaration as the settings fill it in (a choice filter's values); None: DATA_TYPES's.
+    definition: DataType | None = None
 
     @property
     def grid(self) -> WindowGrid:
@@ -334,6 +336,7 @@ def _collection(data_type: DataType, settings: Settings) -> Collection:
         schedule_name=data_type.schedule_name,
         interval_seconds=settings.poll_interval_seconds,
         reread_after_seconds=_reread_after(data_type, settings),
+        definition=settings.data_types[data_type.name],
     )
 
 

@@ -64,7 +64,7 @@ def build_definitions(
         )
     if settings.enabled["issues"]:
         # The current state of every issue: a full read on its own schedule (WIZ_ISSUES_CURRENT_CRON).
-        asset, job, schedule = issues_current_definitions(settings.issues_current_cron)
+        asset, job, schedule = issues_current_definitions(settings.current_crons["issues"])
         assets.append(asset)
         jobs.append(job)
         schedules.append(schedule)

@@ -48,7 +48,7 @@ def column_schema(data_type: str) -> dg.TableSchema:
 
 def window_asset(collection: Collection, max_windows_per_backfill_run: int) -> dg.AssetsDefinition:
     """The asset of ``collection``'s data type, described and shaped by its definition."""
-    data_type = DATA_TYPES[collection.data_type]
+    data_type = collection.definition or DATA_TYPES[collection.data_type]
     schema = column_schema(collection.data_type)
 
     with warnings.catch_warnings():
