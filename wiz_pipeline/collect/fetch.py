@@ -18,7 +18,7 @@ from wiz_pipeline.data_types import DataType
 from wiz_pipeline.landing.tables import table_for
 from wiz_pipeline.landing.times import parse_times
 from wiz_pipeline.wiz.client import Page, RequestStats, WizClient
-from wiz_pipeline.wiz.errors import WizPaginationError, WizResultCapError
+from wiz_pipeline.wiz.errors import WizPaginationError, WizPermissionError, WizQueryError, WizResultCapError
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,15 @@ class WindowStats:
             "max_time": format_time(self.max_time) if self.max_time else None,
             "duration_seconds": round(self.duration_seconds, 3),
         }
+
+
+def refusals_named(dt: DataType, pages: Iterator[Page]) -> Iterator[Page]:
+    """``pages``, with a refused query (a missing permission, a field the API doesn't know) saying
+    which data type's query it was: the operator's fix is per data type (grant, or turn it off)."""
+    try:
+        yield from pages
+    except (WizPermissionError, WizQueryError) as exc:
+        raise type(exc)(f"{dt.name}: {exc}") from None
 
 
 class WindowFetch:
@@ -145,7 +154,7 @@ class WindowFetch:
         """Page through the window once; return the number of pages."""
         dt, stats = self.data_type, self.stats
         received = pages = stalled = 0
-        for page in self.client.paginate(
+        pages_read = self.client.paginate(
             dt.query,
             dt.variables(stats.start, stats.end),
             operation=dt.operation,
@@ -155,7 +164,8 @@ class WindowFetch:
             node_type=self.table.row_type,
             permission=dt.permission_hint,
             stats=stats.requests,
-        ):
+        )
+        for page in refusals_named(dt, pages_read):
             pages += 1
             received += len(page.nodes)
             stats.nodes_received += len(page.nodes)

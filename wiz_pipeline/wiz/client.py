@@ -218,7 +218,12 @@ class WizClient:
             stats.bytes_received += response.num_bytes_downloaded
             try:
                 return parse(self._interpret(response, operation, variables, permission))
-            except WizUnauthorizedResponse:
+            except WizUnauthorizedResponse as exc:
+                if refreshed and exc.in_graphql:
+                    # The token is fresh and accepted (no HTTP 401), yet the query is refused: Wiz
+                    # reports a missing permission this way too (see the shared API notes).
+                    message = self._permission_message(operation, permission, str(exc))
+                    raise WizPermissionError(message) from None
                 if refreshed:
                     raise WizAuthError(
                         f"{operation}: the Wiz API answered 401 again with a freshly issued token. "
@@ -287,7 +292,7 @@ class WizClient:
         if status == 401:
             raise WizUnauthorizedResponse(server_says())
         if status == 403:
-            raise WizPermissionError(self._permission_message(operation, permission, server_says()))
+            raise WizPermissionError(self._permission_message(operation, permission, f"403: {server_says()}"))
         retry_after = response.retry_after()
         if status == 429:
             if retry_after is None and errors:
@@ -326,7 +331,7 @@ class WizClient:
     ) -> None:
         kind = classify_errors(errors)
         if kind is ErrorKind.AUTH:
-            raise WizUnauthorizedResponse(text)
+            raise WizUnauthorizedResponse(text, in_graphql=True)
         if kind is ErrorKind.FORBIDDEN:
             raise WizPermissionError(self._permission_message(operation, permission, text))
         if kind is ErrorKind.BAD_QUERY:
@@ -352,7 +357,7 @@ class WizClient:
     def _permission_message(operation: str, permission: str | None, server_says: str) -> str:
         need = f" It needs {permission}." if permission else ""
         return (
-            f"{operation}: the service account is not allowed to run this query (403: {server_says}).{need} "
+            f"{operation}: the service account is not allowed to run this query ({server_says}).{need} "
             "Grant the permission to the service account in Wiz (Settings > Service Accounts)."
         )
 

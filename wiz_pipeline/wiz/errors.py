@@ -72,3 +72,8 @@ class WizRetriesExhaustedError(WizError):
 
 class WizUnauthorizedResponse(WizError):
     """Internal signal: the API answered 401 (or an auth GraphQL error). The client refreshes once."""
+
+    def __init__(self, message: str, *, in_graphql: bool = False) -> None:
+        super().__init__(message)
+        # A 200 whose errors say UNAUTHORIZED: with a fresh token too, it means a missing permission.
+        self.in_graphql = in_graphql
