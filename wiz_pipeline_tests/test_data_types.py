@@ -132,7 +132,34 @@ def test_every_data_type_keeps_its_asset_key_job_schedule_and_checkpoint_names()
             "ISSUES_SINCE_TIME",
             "WIZ_COLLECT_ISSUES",
         ),
+        # Issue 14's names, as its table gives them.
+        "vulnerability_findings": (
+            ("wiz", "vulnerability_findings"),
+            "collect_vulnerability_findings",
+            "collect_vulnerability_findings_schedule",
+            "VULNERABILITY_FINDINGS_SINCE_TIME",
+            "WIZ_COLLECT_VULNERABILITY_FINDINGS",
+        ),
+        "configuration_findings": (
+            ("wiz", "configuration_findings"),
+            "collect_configuration_findings",
+            "collect_configuration_findings_schedule",
+            "CONFIGURATION_FINDINGS_SINCE_TIME",
+            "WIZ_COLLECT_CONFIGURATION_FINDINGS",
+        ),
+        "detections": (
+            ("wiz", "detections"),
+            "collect_detections",
+            "collect_detections_schedule",
+            "DETECTIONS_SINCE_TIME",
+            "WIZ_COLLECT_DETECTIONS",
+        ),
     }
+    assert [name for name, dt in DATA_TYPES.items() if not dt.enabled_by_default] == [
+        "vulnerability_findings",
+        "configuration_findings",
+        "detections",
+    ]
 
 
 def _modules_after(code: str) -> list[str]:

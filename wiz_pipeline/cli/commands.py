@@ -198,7 +198,10 @@ def cmd_settings(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wiz-pipeline",
-        description="Collect Wiz audit logs and issues into Parquet, orchestrated by Dagster.",
+        description=(
+            "Collect Wiz audit logs, issues, vulnerability findings, configuration findings and "
+            "detections into Parquet, orchestrated by Dagster."
+        ),
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO (secrets are never logged)")
     parser.add_argument(

@@ -191,7 +191,9 @@ def test_schedules_a_backfill_and_a_terminal_run_share_one_rate_budget(tmp_path,
                 def all_done() -> bool:
                     if terminal.poll() is None:
                         return False
-                    if instance.get_runs(dg.RunsFilter(statuses=list(IN_PROGRESS_RUN_STATUSES))):
+                    # Dagster's "in progress" leaves out runs still waiting in the queue.
+                    waiting = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED]
+                    if instance.get_runs(dg.RunsFilter(statuses=[*IN_PROGRESS_RUN_STATUSES, *waiting])):
                         return False
                     origins = {origin(run, backfill_id) for run in instance.get_runs()}
                     return origins >= {"collect_audit_logs_schedule", "collect_issues_schedule", "backfill"}
