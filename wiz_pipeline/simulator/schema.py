@@ -142,7 +142,8 @@ type Detection {{
 type DetectionConnection {{ nodes: [Detection!]!, pageInfo: PageInfo! }}
 """
 
-SDL = """
+SDL = (
+    """
 scalar DateTime
 scalar JSON
 
@@ -155,7 +156,9 @@ type Query {
   configurationFindings(
     filterBy: ConfigurationFindingFilters, first: Int, after: String, orderBy: ConfigurationFindingOrder
   ): ConfigurationFindingConnection!
-  detections(filterBy: DetectionFilters, first: Int, after: String, orderBy: DetectionOrder): DetectionConnection!
+  detections(
+    filterBy: DetectionFilters, first: Int, after: String, orderBy: DetectionOrder
+  ): DetectionConnection!
 }
 
 input DateTimeFilter { after: DateTime, before: DateTime }
@@ -214,7 +217,9 @@ type Issue {
   notes: [IssueNote!]
 }
 type IssueConnection { nodes: [Issue!]!, pageInfo: PageInfo! }
-""" + FINDINGS_SDL
+"""
+    + FINDINGS_SDL
+)
 
 
 def _parse_datetime(value: Any) -> Any:
@@ -356,11 +361,12 @@ def project(
             on = condition.name.value if condition else concrete
             if on in (concrete, type_name):
                 out.update(project(value, sub, fragments, on or type_name))
-            elif isinstance(on_type := SCHEMA.type_map.get(on), GraphQLInterfaceType) and isinstance(
-                owner, GraphQLObjectType
+            elif (
+                isinstance(on_type := SCHEMA.type_map.get(on), GraphQLInterfaceType)
+                and isinstance(owner, GraphQLObjectType)
+                and SCHEMA.is_sub_type(on_type, owner)
             ):
-                if SCHEMA.is_sub_type(on_type, owner):
-                    out.update(project(value, sub, fragments, concrete))
+                out.update(project(value, sub, fragments, concrete))
     return out
 
 
