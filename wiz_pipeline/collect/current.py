@@ -21,7 +21,8 @@ reads the API in full (``{"filterBy": <the data type's filters>}``: the status l
 results) only at the first build, when the previous file or manifest can't be read, when the filters
 changed since, when the last full read is older than ``WIZ_<TYPE>_FULL_READ_DAYS`` days (0: at every
 build), or when the run asks (``full_read``). Only a full read sees a finding deleted (no window
-holds a deletion) or a change a window missed, so between full reads nothing is ``gone``. The
+holds a deletion), a change a window missed, or a configuration finding whose result left the
+collected ones (FAIL to PASS: its windows ask for FAIL only), so between full reads nothing is ``gone``. The
 manifest records whether the build read in full, why (``full_read_reason``), when the last full read
 was (``last_full_read``, carried forward by the builds between) and the windows merged (``windows``).
 Re-merging a window is harmless: the latest version wins either way.
