@@ -18,9 +18,10 @@ windows written since that build's read began (file time, less ``CLOCK_SKEW``) a
 latest version: by ``version_columns`` (``updated_at``); on a tie the later source wins (a window
 over the previous build, a later window over an earlier one). Such a build makes no API request. It
 reads the API in full (``{"filterBy": <the data type's filters>}``: the status list, the chosen
-results) only at the first build, when the previous file or manifest can't be read, when the filters
-changed since, when the last full read is older than ``WIZ_<TYPE>_FULL_READ_DAYS`` days (0: at every
-build), or when the run asks (``full_read``). Only a full read sees a finding deleted (no window
+results; for a data type with a result cap, in sub-queries by time each below it) only at the first
+build, when the previous file or manifest can't be read, when the filters changed since, when the
+last full read is older than ``WIZ_<TYPE>_FULL_READ_DAYS`` days (0: at every build), or when the run
+asks (``full_read``). Only a full read sees a finding deleted (no window
 holds a deletion), a change a window missed, or a configuration finding whose result left the
 collected ones (FAIL to PASS: its windows ask for FAIL only), so between full reads nothing is ``gone``. The
 manifest records whether the build read in full, why (``full_read_reason``), when the last full read
@@ -73,6 +74,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from wiz_pipeline.collect.changes import Changes, Keys, KeysBuilder, compare
+from wiz_pipeline.collect.split import SplitFetch
 from wiz_pipeline.collect.spool import Spool, as_keys, conform, fingerprints_of, row_groups
 from wiz_pipeline.core.times import format_time, parse_time
 from wiz_pipeline.data_types import CurrentState, DataType
@@ -81,7 +83,7 @@ from wiz_pipeline.landing.files import ROW_GROUP_BYTES, ROW_GROUP_ROWS, publish_
 from wiz_pipeline.landing.outputs import Output, Upload
 from wiz_pipeline.landing.quality import Outcome
 from wiz_pipeline.landing.tables import Table, table_for
-from wiz_pipeline.wiz import RequestStats, WizClient, WizResultCapError
+from wiz_pipeline.wiz import RequestStats, WizClient
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,10 @@ CLOCK_SKEW = timedelta(minutes=5)
 # A full read is due this much before its days are up, so that a daily schedule's run starting a
 # few seconds earlier than the last full read's doesn't put the next one off by a day.
 FULL_READ_LEEWAY = timedelta(hours=1)
+# A capped data type's full read asks for every time from long before any Wiz record to a day after
+# the read began (a record updated during the read moves into a later sub-range, not out of all).
+FULL_READ_FROM = datetime(2000, 1, 1, tzinfo=UTC)
+FULL_READ_PAST_START = timedelta(days=1)
 
 
 def state_of(data_type: DataType) -> CurrentState:
@@ -269,7 +275,11 @@ def build_current(
         if plan.full_read:
             assert client is not None
             previous = _previous_keys(output, data_type)
-            pages = _read_all(client, data_type, spool, stats)
+            if data_type.result_cap:
+                _read_by_time(client, data_type, spool, stats, started)
+                pages = 1  # each sub-query was read until stable: no second pass
+            else:
+                pages = _read_all(client, data_type, spool, stats)
             read_rows = spool.rows
             passes = 1
             missing = _missing(previous.fp, spool.fingerprints()) if previous is not None else None
@@ -388,7 +398,7 @@ def _read_all(
         variables["filterBy"] = dict(data_type.filters)
     if state.read_order:
         variables["orderBy"] = dict(state.read_order)
-    pages = received = 0
+    pages = 0
     for page in client.paginate(
         data_type.query,
         variables,
@@ -400,15 +410,6 @@ def _read_all(
         stats=stats,
     ):
         pages += 1
-        received += len(page.nodes)
-        if data_type.result_cap and received >= data_type.result_cap:
-            # The API stops silently at its cap: a file written short would drop the rest unseen.
-            raise WizResultCapError(
-                f"{state.dataset}: the full read of {state.noun} returned {received} nodes, the API's "
-                "cap for one query, so it is incomplete; the build is failed rather than written "
-                "short, and the previous file stays. Collect fewer results (the data type's filter "
-                "setting) until full reads are split by time."
-            )
         if not page.nodes:
             continue
         batch = spool.table.rows_to_batch(page.nodes, rows=page.rows)
@@ -417,6 +418,21 @@ def _read_all(
             batch = batch.filter(pa.array(np.isin(as_keys(fingerprints_of(ids)), only)))
         spool.add(batch)
     return pages
+
+
+def _read_by_time(
+    client: WizClient, data_type: DataType, spool: Spool, stats: RequestStats, started: datetime
+):
+    """A full read of a data type whose queries stop silently at a result cap: in sub-queries by
+    time (``SplitFetch``, as a window past the cap is), each below the cap and re-read until stable
+    where records can leave it (``WindowFetch``), so no second pass is needed."""
+    end = started + FULL_READ_PAST_START
+    split = SplitFetch(client, data_type, FULL_READ_FROM, end, [(FULL_READ_FROM, end)])
+    for nodes in split:
+        spool.add(spool.table.rows_to_batch(nodes.raw, rows=nodes.rows))
+    figures = split.figures()
+    for name, value in stats.as_dict().items():
+        setattr(stats, name, value + figures.get(name, 0))
 
 
 def _missing(previous: np.ndarray, found: np.ndarray) -> np.ndarray:
