@@ -3,6 +3,7 @@ unpartitioned asset rebuilt on its own schedule (``collect.current`` says how)."
 
 # No `from __future__ import annotations` here: Dagster reads the asset function's annotations
 # (context, config and resources) at definition time.
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -95,13 +96,9 @@ def current_definitions(
             unshared = unshared_budget(context.instance)
             if unshared:
                 context.log.warning(unshared)
-            with wiz.client() as client:
-                built = build_current(
-                    client, output, run_id=context.run.run_id, data_type=data_type, plan=plan
-                )
-        else:
-            # The previous file and the windows written since: no Wiz request, no client.
-            built = build_current(None, output, run_id=context.run.run_id, data_type=data_type, plan=plan)
+        # Between full reads a build reads only files: no client, no Wiz request.
+        with wiz.client() if plan.full_read else contextlib.nullcontext() as client:
+            built = build_current(client, output, run_id=context.run.run_id, data_type=data_type, plan=plan)
         c = built.changes
         how = (
             ""
