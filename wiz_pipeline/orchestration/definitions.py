@@ -13,7 +13,7 @@ from typing import Any
 
 import dagster as dg
 
-from wiz_pipeline.orchestration.assets.issues_current import issues_current_definitions
+from wiz_pipeline.orchestration.assets.current import current_definitions
 from wiz_pipeline.orchestration.assets.window_asset import window_asset
 from wiz_pipeline.orchestration.checkpoints import collections_for
 from wiz_pipeline.orchestration.resources import ParquetDatasets, WizResource
@@ -62,9 +62,13 @@ def build_definitions(
                 settings.max_windows_per_backfill_run,
             )
         )
-    if settings.enabled["issues"]:
-        # The current state of every issue: a full read on its own schedule (WIZ_ISSUES_CURRENT_CRON).
-        asset, job, schedule = issues_current_definitions(settings.current_crons["issues"])
+    for name, data_type in settings.data_types.items():
+        if data_type.current is None or not settings.enabled[name]:
+            continue
+        # The current state of every record, on its own schedule (its cron setting).
+        asset, job, schedule = current_definitions(
+            data_type, settings.current_crons[name], settings.full_read_days.get(name)
+        )
         assets.append(asset)
         jobs.append(job)
         schedules.append(schedule)

@@ -152,7 +152,10 @@ def test_the_window_metadata_has_a_markdown_table_of_its_top_values(pipeline):
 
 
 def test_issues_current_records_its_checks_with_its_build(pipeline):
-    from wiz_pipeline.orchestration.assets.issues_current import ASSET_KEY, JOB_NAME
+    from wiz_pipeline.data_types.issues import ISSUES
+    from wiz_pipeline.orchestration.assets.current import asset_key, current_job_name
+
+    ASSET_KEY, JOB_NAME = asset_key(ISSUES), current_job_name(ISSUES)
 
     result = pipeline.defs.resolve_job_def(JOB_NAME).execute_in_process(instance=pipeline.instance)
     assert result.success
@@ -173,6 +176,8 @@ def test_issues_current_counts_a_row_older_than_the_read_and_a_repeated_id():
     # The merge is right by construction, so its mistakes are made by hand: keeping the older of an
     # issue's two read versions, then keeping both.
     from wiz_pipeline.collect import current
+    from wiz_pipeline.collect.changes import Keys
+    from wiz_pipeline.collect.spool import Spool
     from wiz_pipeline.data_types.issues import ISSUES
 
     def node(changed: str, updated: str) -> bytes:
@@ -180,17 +185,15 @@ def test_issues_current_counts_a_row_older_than_the_read_and_a_repeated_id():
 
     older = node("2025-09-12T21:00:00Z", "2025-09-12T21:00:00Z")
     edited = node("2025-09-12T21:00:00Z", "2025-09-12T21:05:00Z")
-    with current._Spool(table_for(ISSUES)) as spool:
+    with Spool(table_for(ISSUES), ISSUES.current.version_columns) as spool:
         spool.add(table_for(ISSUES).rows_to_batch([older, edited]))
-        right = spool.latest(2)
+        right = spool.latest(2, base_wins_ties=True)
         assert right.tolist() == [False, True]
-        assert spool.older_than_read(right, 2) == 0
-        assert spool.older_than_read(np.array([True, False]), 2) == 1
+        assert spool.older_than_base(right, 2) == 0
+        assert spool.older_than_base(np.array([True, False]), 2) == 1
         fp = spool.fingerprints()
-    both = current._Written(
-        None, 2, 0, 1, {}, {}, current._Keys(fp, np.zeros(2, bool), np.zeros(2, np.int64))
-    )
-    outcomes = {o.name: o for o in current._checks(both, 0, 1)}
+    both = current._Written(None, 2, 0, 1, {}, {}, Keys(fp, np.zeros(2, bool), np.zeros(2, np.int64)))
+    outcomes = {o.name: o for o in current._checks(ISSUES, both, 0, 1, True)}
     assert not outcomes["one_row_per_id"].passed and outcomes["one_row_per_id"].metadata["repeated_ids"] == 1
     assert not outcomes["not_older_than_read"].passed and outcomes["not_older_than_read"].error
 

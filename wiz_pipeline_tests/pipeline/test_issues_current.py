@@ -14,17 +14,22 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from wiz_pipeline.collect import current
+from wiz_pipeline.collect import current, spool
 from wiz_pipeline.collect.windows import collect_windows
 from wiz_pipeline.core.times import parse_time
 from wiz_pipeline.data_types.issues import ISSUES
-from wiz_pipeline.orchestration.assets.issues_current import ASSET_KEY, JOB_NAME, SCHEDULE_NAME
+from wiz_pipeline.orchestration.assets.current import asset_key, current_job_name, current_schedule_name
 from wiz_pipeline.orchestration.partitions import windows_for
 from wiz_pipeline.settings import SettingsError, load_settings
 from wiz_pipeline.simulator import Fault, generate_tenant
 from wiz_pipeline.wiz import WizClient
 from wiz_pipeline_tests.conftest import T0, client_options
 
+ASSET_KEY, JOB_NAME, SCHEDULE_NAME = (
+    asset_key(ISSUES),
+    current_job_name(ISSUES),
+    current_schedule_name(ISSUES),
+)
 NOW = T0 + timedelta(hours=6, days=1)  # the `sim` fixture's clock
 DATA = "issues_current/issues_current.parquet"
 MANIFEST = "issues_current/_issues_current.json"
@@ -268,6 +273,7 @@ def test_a_bad_cron_stops_the_definitions_naming_the_variable():
 def test_a_few_thousand_issues_stream_through_row_groups_with_a_small_buffer(pipeline, sim, monkeypatch):
     sim.tenant = generate_tenant(T0, T0 + timedelta(hours=6), audit_entries=10, issues=3000, seed=5)
     monkeypatch.setattr(current, "ROW_GROUP_ROWS", 250)
+    monkeypatch.setattr(spool, "ROW_GROUP_ROWS", 250)
     assert build(pipeline).success
     path = pipeline.root / DATA
     meta = pq.ParquetFile(path).metadata
