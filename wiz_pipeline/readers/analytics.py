@@ -16,6 +16,15 @@ Where the data comes from:
   ``AnalyticsError`` saying how to build it, or, with ``from_windows=True``, use each issue's latest
   version in the issue windows instead (which misses issues whose status last changed before
   ``ISSUES_SINCE_TIME`` and edits that left the status alone).
+- ``vulnerability_findings``, ``configuration_findings`` and ``detections`` are state, not events: each
+  change moves a record's ``updatedAt`` and the API returns only its current version, so their windows
+  (by ``updatedAt``) are a change log, a record in one window per change seen, and counting their rows
+  counts changes. ``<name>_latest`` is each id's latest version in the windows. The findings' current
+  tables (``vulnerability_findings_current``, ``configuration_findings_current``) hold the state, and
+  their questions read them, or with ``from_windows=True`` the ``_latest`` views (which also keep
+  findings since deleted). Detections have no current table: their question reads ``detections_latest``.
+  A type that isn't collected (they are off by default) has no view, and its questions raise
+  ``AnalyticsError`` naming the setting that turns it on.
 
 Local output is read by DuckDB itself (``read_parquet`` with ``hive_partitioning``). For
 ``s3://bucket/prefix`` DuckDB would need its ``httpfs`` extension, which isn't in the duckdb wheel:
