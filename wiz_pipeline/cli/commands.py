@@ -49,6 +49,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
         tenant_seed=args.seed,
         late_share=args.late_share,
         max_late_seconds=args.late_max_seconds,
+        vulnerability_findings=args.vulnerability_findings,
+        configuration_findings=args.configuration_findings,
+        detections=args.detections,
     )
     sim = sandbox.simulator(args.simulator_port, args.rate_limit or None)
     try:

@@ -38,6 +38,9 @@ class Sandbox:
     output: str
     late_share: float = 0.0  # of audit entries the simulated API publishes late (re-reads)
     max_late_seconds: float = 3000.0
+    vulnerability_findings: int = 0
+    configuration_findings: int = 0
+    detections: int = 0
 
     @classmethod
     def new(
@@ -49,6 +52,9 @@ class Sandbox:
         output: Path,
         late_share: float = 0.0,
         max_late_seconds: float = 3000.0,
+        vulnerability_findings: int = 0,
+        configuration_findings: int = 0,
+        detections: int = 0,
     ) -> Sandbox:
         """A tenant ``days`` back and ``DAYS_AHEAD`` days ahead at the same density, the collection
         seed ``days`` back, deliberately off a window boundary."""
@@ -64,6 +70,9 @@ class Sandbox:
             output=str(output.absolute()),
             late_share=min(1.0, late_share),
             max_late_seconds=max_late_seconds,
+            vulnerability_findings=round(vulnerability_findings * scale),
+            configuration_findings=round(configuration_findings * scale),
+            detections=round(detections * scale),
         )
 
     @classmethod
@@ -87,6 +96,9 @@ class Sandbox:
             seed=self.tenant_seed,
             late_share=self.late_share,
             max_late_seconds=self.max_late_seconds,
+            vulnerability_findings=self.vulnerability_findings,
+            configuration_findings=self.configuration_findings,
+            detections=self.detections,
         )
         return WizSimulator(tenant, port=port, rate_limit_per_second=rate_limit)
 

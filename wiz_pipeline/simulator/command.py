@@ -43,6 +43,18 @@ def add_tenant_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--issues", type=int, default=500, help="issues in the --days of history (default 500)"
     )
+    for flag, noun in (
+        ("--vulnerability-findings", "vulnerability findings"),
+        ("--configuration-findings", "configuration findings"),
+        ("--detections", "detections"),
+    ):
+        parser.add_argument(
+            flag,
+            type=int,
+            default=0,
+            metavar="N",
+            help=f"{noun} in the --days of history, ~10%% of them changing later (default 0)",
+        )
     parser.add_argument(
         "--late-share",
         type=_not_negative,
@@ -75,6 +87,9 @@ def simulator_from_args(args: argparse.Namespace, host: str = "127.0.0.1", port:
         now + timedelta(days=ahead),
         audit_entries=round(args.audit_entries * scale),
         issues=round(args.issues * scale),
+        vulnerability_findings=round(getattr(args, "vulnerability_findings", 0) * scale),
+        configuration_findings=round(getattr(args, "configuration_findings", 0) * scale),
+        detections=round(getattr(args, "detections", 0) * scale),
         seed=args.seed,
         late_share=min(1.0, getattr(args, "late_share", 0.0)),
         max_late_seconds=getattr(args, "late_max_seconds", 3000.0),
@@ -121,6 +136,17 @@ def serve(args: argparse.Namespace) -> int:
         f"  tenant: {args.audit_entries} audit entries and {args.issues} issues over the {args.days:g} "
         f"day(s) up to now; more appear as time passes, for {args.days_ahead:g} day(s)"
     )
+    findings = [
+        f"{count} {noun}"
+        for count, noun in (
+            (args.vulnerability_findings, "vulnerability findings"),
+            (args.configuration_findings, "configuration findings"),
+            (args.detections, "detections"),
+        )
+        if count
+    ]
+    if findings:
+        print(f"  and {', '.join(findings)}")
     print(
         "Try:"
         + ("  (HTTPS: add --cacert with the PEM of the CA that issued --tls-cert)" if args.tls_cert else "")

@@ -20,10 +20,12 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
+    GraphQLInterfaceType,
     GraphQLObjectType,
     GraphQLScalarType,
     GraphQLUnionType,
     InlineFragmentNode,
+    IntValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
     build_schema,
@@ -35,13 +37,128 @@ from graphql.execution.values import get_argument_values, get_variable_values
 
 from wiz_pipeline.core.times import parse_time
 
-SDL = """
+_ASSET_BASE = """
+  id: ID!, type: String, name: String, region: String, providerUniqueId: String,
+  cloudProviderURL: String, cloudPlatform: String, status: String, subscriptionName: String,
+  subscriptionExternalId: String, subscriptionId: String, tags: JSON,
+  hasLimitedInternetExposure: Boolean, hasWideInternetExposure: Boolean, isAccessibleFromVPN: Boolean,
+  isAccessibleFromOtherVnets: Boolean, isAccessibleFromOtherSubscriptions: Boolean
+"""
+
+# Order enums are accepted, not honoured: findings are served in a stable order that isn't by time.
+FINDINGS_SDL = f"""
+enum FindingStatus {{ OPEN IN_PROGRESS RESOLVED REJECTED }}
+enum FindingSeverity {{ NONE LOW MEDIUM HIGH CRITICAL }}
+enum FindingOrderField {{ ID UPDATED_AT SEVERITY FIRST_DETECTED_AT }}
+
+input VulnerabilityFindingFilters {{
+  updatedAt: DateTimeFilter, status: [FindingStatus!], severity: [FindingSeverity!]
+}}
+input VulnerabilityFindingOrder {{ direction: OrderDirection!, field: FindingOrderField! }}
+type LayerMetadata {{ id: ID, details: String, isBaseLayer: Boolean }}
+type IgnoreRule {{ id: ID!, name: String, enabled: Boolean, expiredAt: DateTime }}
+interface VulnerableAssetBase {{ {_ASSET_BASE} }}
+type VulnerableAssetVirtualMachine implements VulnerableAssetBase {{
+  {_ASSET_BASE}, operatingSystem: String, ipAddresses: [String!]
+}}
+type VulnerableAssetServerless implements VulnerableAssetBase {{ {_ASSET_BASE}, runtime: String }}
+type VulnerableAssetContainerImage implements VulnerableAssetBase {{ {_ASSET_BASE}, imageId: String }}
+type VulnerableAssetContainer implements VulnerableAssetBase {{
+  {_ASSET_BASE}, ImageExternalId: String, VmExternalId: String, ServerlessContainer: Boolean,
+  PodNamespace: String, PodName: String, NodeName: String
+}}
+union VulnerableAsset = VulnerableAssetVirtualMachine | VulnerableAssetServerless
+  | VulnerableAssetContainerImage | VulnerableAssetContainer
+type VulnerabilityFinding {{
+  id: ID!, portalUrl: String, name: String, CVEDescription: String, CVSSSeverity: String,
+  score: Float, exploitabilityScore: Float, impactScore: Float, dataSourceName: String,
+  hasExploit: Boolean, hasCisaKevExploit: Boolean, status: String, vendorSeverity: String,
+  firstDetectedAt: DateTime, lastDetectedAt: DateTime, resolvedAt: DateTime, updatedAt: DateTime,
+  description: String, remediation: String, detailedName: String, version: String,
+  fixedVersion: String, detectionMethod: String, link: String, locationPath: String,
+  resolutionReason: String, epssSeverity: String, epssPercentile: Float, epssProbability: Float,
+  validatedInRuntime: Boolean, layerMetadata: LayerMetadata, projects: [Project!],
+  ignoreRules: [IgnoreRule!], vulnerableAsset: VulnerableAsset
+}}
+type VulnerabilityFindingConnection {{ nodes: [VulnerabilityFinding!]!, pageInfo: PageInfo! }}
+
+enum ConfigurationFindingResult {{ PASS FAIL ERROR NOT_ASSESSED }}
+input ConfigurationFindingFilters {{
+  updatedAt: DateTimeFilter, result: [ConfigurationFindingResult!], status: [FindingStatus!],
+  severity: [FindingSeverity!]
+}}
+input ConfigurationFindingOrder {{ direction: OrderDirection!, field: FindingOrderField! }}
+type CloudSubscription {{ id: ID, name: String, externalId: String, cloudProvider: String }}
+type ResourceTag {{ key: String, value: String }}
+type ConfigurationFindingResource {{
+  id: ID, providerId: String, name: String, nativeType: String, type: String, region: String,
+  cloudPlatform: String, subscription: CloudSubscription, tags: [ResourceTag!]
+}}
+type ConfigurationRule {{
+  id: ID!, shortId: String, name: String, description: String, remediationInstructions: String,
+  functionAsControl: Boolean
+}}
+type ConfigurationEvidence {{
+  currentValue: String, expectedValue: String, configurationPath: String,
+  cloudConfigurationLink: String
+}}
+type ConfigurationFinding {{
+  id: ID!, name: String, analyzedAt: DateTime, firstSeenAt: DateTime, updatedAt: DateTime,
+  severity: String, result: String, status: String, remediation: String,
+  resource: ConfigurationFindingResource, rule: ConfigurationRule,
+  securitySubCategories: [SecuritySubCategory!], evidence: ConfigurationEvidence,
+  ignoreRules: [IgnoreRule!]
+}}
+type ConfigurationFindingConnection {{ nodes: [ConfigurationFinding!]!, pageInfo: PageInfo! }}
+
+enum DetectionType {{ GENERATED_THREAT MATCH_ONLY }}
+enum DescriptionFormat {{ MARKDOWN TEXT }}
+input DetectionTypeFilter {{ equals: [DetectionType!] }}
+input DetectionFilters {{ updatedAt: DateTimeFilter, type: DetectionTypeFilter }}
+input DetectionOrder {{ direction: OrderDirection!, field: FindingOrderField! }}
+type IssueRef {{ id: ID! }}
+type DetectionRule {{
+  id: ID!, name: String, builtin: Boolean, securitySubCategories: [SecuritySubCategory!]
+}}
+type DetectionRuleMatch {{ rule: DetectionRule }}
+type DetectionResource {{
+  id: ID, type: String, name: String, externalId: String, region: String, providerUniqueId: String
+}}
+type CloudAccount {{ id: ID, externalId: String, name: String, cloudProvider: String }}
+type DetectionActor {{
+  id: ID, name: String, type: String, nativeType: String, email: String, userAgent: String,
+  externalId: String, providerUniqueId: String, cloudAccount: CloudAccount
+}}
+type CloudEvent {{ id: ID!, description: String, actorIP: String, timestamp: DateTime }}
+union DetectionEvent = CloudEvent
+type DetectionEventConnection {{ totalCountV2: Int, nodes: [DetectionEvent!] }}
+type Detection {{
+  id: ID!, type: String, origins: [String!], createdAt: DateTime, updatedAt: DateTime,
+  severity: String, description(format: DescriptionFormat): String, issue: IssueRef,
+  ruleMatch: DetectionRuleMatch, primaryResource: DetectionResource, resources: [DetectionResource!],
+  primaryActor: DetectionActor, actors: [DetectionActor!], cloudAccounts: [CloudAccount!],
+  triggeringEvents(first: Int): DetectionEventConnection
+}}
+type DetectionConnection {{ nodes: [Detection!]!, pageInfo: PageInfo! }}
+"""
+
+SDL = (
+    """
 scalar DateTime
 scalar JSON
 
 type Query {
   auditLogEntries(first: Int, after: String, filterBy: AuditLogEntryFilters): AuditLogEntryConnection!
   issuesV2(filterBy: IssueFilters, first: Int, after: String, orderBy: IssueOrder): IssueConnection!
+  vulnerabilityFindings(
+    filterBy: VulnerabilityFindingFilters, first: Int, after: String, orderBy: VulnerabilityFindingOrder
+  ): VulnerabilityFindingConnection!
+  configurationFindings(
+    filterBy: ConfigurationFindingFilters, first: Int, after: String, orderBy: ConfigurationFindingOrder
+  ): ConfigurationFindingConnection!
+  detections(
+    filterBy: DetectionFilters, first: Int, after: String, orderBy: DetectionOrder
+  ): DetectionConnection!
 }
 
 input DateTimeFilter { after: DateTime, before: DateTime }
@@ -68,9 +185,9 @@ type AuditLogEntry {
 }
 type AuditLogEntryConnection { nodes: [AuditLogEntry!]!, pageInfo: PageInfo! }
 
-type SecurityFramework { name: String }
-type SecurityCategory { name: String, framework: SecurityFramework }
-type SecuritySubCategory { title: String, category: SecurityCategory }
+type SecurityFramework { id: ID, name: String }
+type SecurityCategory { id: ID, name: String, framework: SecurityFramework }
+type SecuritySubCategory { id: ID, title: String, category: SecurityCategory }
 type Control {
   id: ID!, name: String, description: String, resolutionRecommendation: String,
   securitySubCategories: [SecuritySubCategory!]
@@ -101,6 +218,8 @@ type Issue {
 }
 type IssueConnection { nodes: [Issue!]!, pageInfo: PageInfo! }
 """
+    + FINDINGS_SDL
+)
 
 
 def _parse_datetime(value: Any) -> Any:
@@ -212,7 +331,9 @@ def project(
     if isinstance(value, list):
         return [project(item, selection, fragments, type_name) for item in value]
     static = SCHEMA.type_map[type_name]
-    concrete = value.get("__typename") if isinstance(static, GraphQLUnionType) else type_name
+    abstract = isinstance(static, GraphQLUnionType | GraphQLInterfaceType)
+    concrete = value.get("__typename") if abstract else type_name
+    owner = SCHEMA.type_map[concrete] if abstract else static
     out: dict[str, Any] = {}
     for sel in selection.selections:
         if isinstance(sel, FieldNode):
@@ -221,9 +342,13 @@ def project(
             if name == "__typename":
                 out[key] = concrete
                 continue
-            assert isinstance(static, GraphQLObjectType)  # validation allows no other field selections
-            field_type = get_named_type(static.fields[name].type)
-            out[key] = project(value.get(name), sel.selection_set, fragments, field_type.name)
+            assert isinstance(owner, GraphQLObjectType)  # validation allows no other field selections
+            field_type = get_named_type(owner.fields[name].type)
+            item = value.get(name)
+            limit = _first_argument(sel)
+            if limit is not None and isinstance(item, dict) and isinstance(item.get("nodes"), list):
+                item = {**item, "nodes": item["nodes"][:limit]}  # a nested connection's page
+            out[key] = project(item, sel.selection_set, fragments, field_type.name)
         else:
             if isinstance(sel, InlineFragmentNode):
                 condition, sub = sel.type_condition, sel.selection_set
@@ -236,4 +361,19 @@ def project(
             on = condition.name.value if condition else concrete
             if on in (concrete, type_name):
                 out.update(project(value, sub, fragments, on or type_name))
+            elif (
+                isinstance(on_type := SCHEMA.type_map.get(on), GraphQLInterfaceType)
+                and isinstance(owner, GraphQLObjectType)
+                and SCHEMA.is_sub_type(on_type, owner)
+            ):
+                out.update(project(value, sub, fragments, concrete))
     return out
+
+
+def _first_argument(node: FieldNode) -> int | None:
+    """A literal ``first:`` on a nested field (``triggeringEvents(first: 50)``); variables there are
+    not supported, as no query sends one."""
+    for argument in node.arguments or ():
+        if argument.name.value == "first" and isinstance(argument.value, IntValueNode):
+            return int(argument.value.value)
+    return None

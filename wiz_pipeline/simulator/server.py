@@ -17,7 +17,7 @@ import ssl
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,8 +36,31 @@ log = logging.getLogger(__name__)
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 50
 AUDIT_RESULT_CAP = 10_000  # reported: an audit-log query stops after 10,000 nodes
-ALL_PERMISSIONS = frozenset({"admin:audit", "read:issues", "read:reports", "create:reports"})
-_PERMISSION_FOR = {"auditLogEntries": "admin:audit", "issuesV2": "read:issues"}
+CONFIGURATION_RESULT_CAP = 10_000  # reported for configuration findings too
+ALL_PERMISSIONS = frozenset(
+    {
+        "admin:audit",
+        "read:issues",
+        "read:reports",
+        "create:reports",
+        "read:vulnerabilities",
+        "read:cloud_configuration",
+        "read:detections",
+    }
+)
+_PERMISSION_FOR = {
+    "auditLogEntries": "admin:audit",
+    "issuesV2": "read:issues",
+    "vulnerabilityFindings": "read:vulnerabilities",
+    "configurationFindings": "read:cloud_configuration",
+    "detections": "read:detections",
+}
+# Root field: (tenant kind, connection type).
+_FINDINGS = {
+    "vulnerabilityFindings": ("vulnerability_findings", "VulnerabilityFindingConnection"),
+    "configurationFindings": ("configuration_findings", "ConfigurationFindingConnection"),
+    "detections": ("detections", "DetectionConnection"),
+}
 
 
 @dataclass
@@ -102,6 +125,7 @@ class WizSimulator:
         rate_limit_per_second: float | None = None,
         rate_limit_sends_retry_after: bool = True,
         audit_result_cap: int = AUDIT_RESULT_CAP,
+        configuration_result_cap: int = CONFIGURATION_RESULT_CAP,
         tls_cert: str | os.PathLike[str] | None = None,
         tls_key: str | os.PathLike[str] | None = None,
     ) -> None:
@@ -117,6 +141,10 @@ class WizSimulator:
         self.rate_limit_per_second = rate_limit_per_second
         self.rate_limit_sends_retry_after = rate_limit_sends_retry_after
         self.audit_result_cap = audit_result_cap
+        self.configuration_result_cap = configuration_result_cap
+        # How a missing permission is answered, by root field ("vulnerabilityFindings"...): "403"
+        # (the default), or 200 with errors and null data, code "FORBIDDEN" or "UNAUTHORIZED".
+        self.permission_denial: dict[str, str] = {}
         # How a capped audit query ends: hasNextPage false (as reported), or true with empty pages.
         self.audit_cap_says_more = False
         # (every, delay): every `every`-th entry of an audit query's newest-first list is served
@@ -340,6 +368,10 @@ class WizSimulator:
         for root in prepared.fields:
             needed = _PERMISSION_FOR.get(root.name)
             if needed and account is not None and needed not in account.permissions:
+                denial = self.permission_denial.get(root.name, "403")
+                if denial != "403":
+                    message = f"Unauthorized: the service account lacks the {needed} permission"
+                    return 200, _errors(message, denial), prepared.operation_name, variables
                 return (
                     403,
                     _errors(f"Unauthorized: the service account lacks the {needed} permission", "FORBIDDEN"),
@@ -383,6 +415,11 @@ class WizSimulator:
                     fetch = lambda i: real(i) if i < capped else None  # noqa: E731
                 else:
                     total = capped
+        elif root.name in _FINDINGS:
+            found = self._findings(root.name, filter_by)
+            total, fetch = len(found), found.__getitem__
+            if root.name == "configurationFindings":
+                total = min(total, self.configuration_result_cap)  # and hasNextPage false there
         else:
             matches = self._issues(filter_by, root.arguments.get("orderBy"), key)
             total, fetch = len(matches), matches.__getitem__
@@ -396,8 +433,36 @@ class WizSimulator:
                 "endCursor": _encode_cursor(key, end) if nodes or end < total else None,
             },
         }
-        type_name = "AuditLogEntryConnection" if root.name == "auditLogEntries" else "IssueConnection"
+        if root.name in _FINDINGS:
+            type_name = _FINDINGS[root.name][1]
+        else:
+            type_name = "AuditLogEntryConnection" if root.name == "auditLogEntries" else "IssueConnection"
         return project(connection, root.selection, prepared.fragments, type_name)
+
+    def _findings(self, name: str, filter_by: dict[str, Any]) -> Sequence[dict[str, Any]]:
+        """Filtered as Wiz does, quirks included; ``orderBy`` is accepted but not honoured (a stable
+        order that isn't by time: clients must not rely on the order)."""
+        kind = _FINDINGS[name][0]
+        allowed: dict[str, frozenset[str]] = {}
+        if kind == "vulnerability_findings":
+            # Quirk: without a status filter only OPEN findings come back.
+            allowed["status"] = frozenset(filter_by.get("status") or ["OPEN"])
+            if filter_by.get("severity"):
+                allowed["severity"] = frozenset(filter_by["severity"])
+        elif kind == "configuration_findings":
+            for field_name in ("result", "status", "severity"):
+                if filter_by.get(field_name):
+                    allowed[field_name] = frozenset(filter_by[field_name])
+        else:
+            types = (filter_by.get("type") or {}).get("equals")
+            if types:
+                allowed["type"] = frozenset(types)
+            elif filter_by:
+                # Quirk: any filterBy without a type filter drops MATCH_ONLY detections.
+                allowed["type"] = frozenset({"GENERATED_THREAT"})
+        window = filter_by.get("updatedAt") or {}
+        store = self.tenant.finding_store(kind)
+        return store.select(self.now(), window.get("after"), window.get("before"), allowed)
 
     def _audit(self, filter_by: dict[str, Any]) -> tuple[int, Callable[[int], dict[str, Any]]]:
         """Newest first, as the Wiz UI lists them; bounds inclusive on both ends."""

@@ -18,16 +18,9 @@ from typing import Any, overload
 import msgspec
 
 from wiz_pipeline.core.times import parse_time
-
-
-def wiz_time(value: datetime, digits: int = 6) -> str:
-    """Wiz-style timestamp: ``Z`` suffix, 0 to 6 fractional digits (the API's length varies)."""
-    text = value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    if digits:
-        frac = f"{value.microsecond:06d}"[:digits].rstrip("0")
-        if frac:
-            text += "." + frac
-    return text + "Z"
+from wiz_pipeline.simulator.findings import KINDS, FindingStore
+from wiz_pipeline.simulator.stamps import mix as _mix
+from wiz_pipeline.simulator.stamps import wiz_time
 
 
 @dataclass
@@ -95,6 +88,8 @@ class Tenant:
     revision: int = 0  # counts changes to the issues, so that the server's cached lists follow them
     audit_published: list[datetime] | None = None
     max_audit_delay: timedelta = timedelta(0)
+    # Vulnerability findings, configuration findings and detections, by kind (see findings.py).
+    findings: dict[str, FindingStore] = field(default_factory=dict)
 
     def add_audit_entry(self, node: dict[str, Any], *, published_at: datetime | None = None) -> None:
         """Add an entry; ``published_at`` (after its timestamp) makes it visible only from then on."""
@@ -188,6 +183,49 @@ class Tenant:
 
     def issues_as_of(self, now: datetime) -> list[dict[str, Any]]:
         return [node for record in self.issues if (node := record.as_of(now)) is not None]
+
+    # Findings and detections, ``kind`` one of KINDS. Each change makes a new version at ``at``,
+    # shown from then on with ``updatedAt`` = ``at``; the API shows only the latest version.
+
+    def finding_store(self, kind: str) -> FindingStore:
+        store = self.findings.get(kind)
+        if store is None:
+            store = self.findings[kind] = FindingStore(kind, _EPOCH, _EPOCH + timedelta(seconds=1), 0, 0)
+        return store
+
+    def add_finding(self, kind: str, node: dict[str, Any]) -> None:
+        """A hand-made finding (with ``id`` and ``updatedAt``, its first version's time)."""
+        self.finding_store(kind).add(node)
+
+    def update_finding(self, kind: str, finding_id: str, at: datetime, **fields: Any) -> None:
+        """A new version at ``at`` with ``fields`` changed. A vulnerability whose ``status`` becomes
+        RESOLVED gets ``resolvedAt`` = ``at`` (OPEN or IN_PROGRESS: null), unless given."""
+        self.finding_store(kind).update(finding_id, at, fields)
+
+    def delete_finding(self, kind: str, finding_id: str, at: datetime) -> None:
+        """Gone from the API from ``at`` on: no version of it is served, in no window."""
+        self.finding_store(kind).delete(finding_id, at)
+
+    def findings_as_of(self, kind: str, now: datetime) -> list[dict[str, Any]]:
+        """The current version of every finding visible at ``now``, whatever its status, result or
+        type: what an unfiltered full read would ideally return (the API's quirks aside)."""
+        return list(self.finding_store(kind).select(now))
+
+    def finding_ids(self, kind: str) -> Sequence[str]:
+        """Every id, made when read (a million cost nothing until then), including findings not yet
+        visible and deleted ones."""
+        return self.finding_store(kind).ids()
+
+    def finding_versions(self, kind: str, finding_id: str) -> list[dict[str, Any]]:
+        """Every version of a finding, oldest first, as the API showed each (deletion aside)."""
+        return self.finding_store(kind).versions(finding_id)
+
+    def update_random_findings(
+        self, kind: str, share: float, start: datetime, end: datetime, *, seed: int = 17
+    ) -> list[str]:
+        """Updates ``share`` of the existing findings once each, at random times in ``[start, end)``
+        (status changes, resolutions; severity for detections); the ids changed."""
+        return self.finding_store(kind).update_random(share, start, end, seed)
 
 
 # -- generation ----------------------------------------------------------------------------------
@@ -529,12 +567,20 @@ def _issue(rng: random.Random, created: datetime, end: datetime) -> IssueRecord:
     )
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def generate_tenant(
     start: datetime,
     end: datetime,
     *,
     audit_entries: int = 2000,
     issues: int = 300,
+    vulnerability_findings: int = 0,
+    configuration_findings: int = 0,
+    detections: int = 0,
+    finding_update_share: float = 0.1,
+    finding_delete_share: float = 0.01,
     seed: int = 7,
     boundary_share: float = 0.01,
     late_share: float = 0.0,
@@ -546,6 +592,10 @@ def generate_tenant(
     boundaries are exercised by ordinary data, not only by hand-made cases. ``late_share`` of them
     are published late, each a random 60 s .. ``max_late_seconds`` after its timestamp (drawn from
     a generator of their own, so the rest of the tenant is the same with or without them).
+
+    Findings and detections (generators of their own, too) have a first version each, spread over
+    ``[start, end)``; ``finding_update_share`` of them change once later in the range (so a change
+    log has repeats) and ``finding_delete_share`` disappear at a time in it.
     """
     if start.tzinfo is None or end.tzinfo is None or not start < end:
         raise ValueError("generate_tenant needs timezone-aware start < end")
@@ -579,6 +629,18 @@ def generate_tenant(
         if rng.random() < 0.2 and len(record.changes) > 1:
             record.changes[0] = (created - timedelta(days=rng.randrange(1, 30)), "OPEN")
         tenant.add_issue(record)
+    counts = zip(KINDS, (vulnerability_findings, configuration_findings, detections), strict=True)
+    for number, (kind, count) in enumerate(counts):
+        if count <= 0:
+            continue
+        store = tenant.findings[kind] = FindingStore(kind, start, end, count, seed)
+        store.update_random(finding_update_share, start, end, seed * 31 + number)
+        doomed = random.Random(seed * 37 + number)
+        ids = store.ids()
+        for pick in doomed.sample(range(count), round(finding_delete_share * count)):
+            first = store.base_us(pick)
+            at = first + doomed.randrange(1, max(2, store.end_us - first))
+            store.delete(ids[pick], datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=at))
     return tenant
 
 
@@ -589,14 +651,6 @@ def generate_tenant(
 # Weekday working hours (08:00-18:00 UTC) are busier than nights, weekends quieter still.
 _HOUR_WEIGHTS = [1.0] * 8 + [3.0] * 10 + [1.0] * 6
 _WEEKEND_WEIGHT = 0.4
-
-
-def _mix(value: int) -> int:
-    """splitmix64: a cheap, well-spread hash of an index."""
-    value = (value + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
-    value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-    value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-    return value ^ (value >> 31)
 
 
 class _AuditTimes(Sequence[datetime]):
