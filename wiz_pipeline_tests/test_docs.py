@@ -9,6 +9,9 @@ from urllib.parse import unquote
 
 import pytest
 
+from wiz_pipeline.data_types import DATA_TYPES
+from wiz_pipeline.landing.tables import columns_table
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 PAGES = sorted((ROOT / "docs").glob("*.md"))
@@ -111,3 +114,10 @@ def test_the_readme_fits_on_a_few_screens_and_links_every_page():
 )
 def test_anchors_follow_githubs_rules(heading, anchor):
     assert slug(heading) == anchor
+
+
+@pytest.mark.parametrize("name", list(DATA_TYPES))
+def test_the_output_page_has_each_data_types_column_table_as_declared(name):
+    # The tables are generated from the declarations: paste columns_table(DATA_TYPES[name]) after a change.
+    page = (ROOT / "docs" / "output.md").read_text()
+    assert f"`{name}`:\n\n{columns_table(DATA_TYPES[name])}\n" in page

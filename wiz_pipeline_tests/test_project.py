@@ -17,7 +17,9 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
+from wiz_pipeline import analytics
 from wiz_pipeline.cli.commands import main
+from wiz_pipeline.data_types import DATA_TYPES
 from wiz_pipeline_tests.conftest import stop_process_group
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -60,7 +62,8 @@ def test_demo_collects_through_dagster_and_reports(capsys, tmp_path, monkeypatch
     monkeypatch.setenv("WIZ_API_URL", "https://api.us1.app.wiz.io/graphql")
     monkeypatch.setenv("WIZ_CLIENT_ID", "someone")
     args = ["demo", "--dir", str(tmp_path / "demo"), "--days", "0.5", "--audit-entries", "1500"]
-    assert main([*args, "--issues", "150", "--rate-limit", "20"]) == 0
+    findings = ["--vulnerability-findings", "800", "--configuration-findings", "200", "--detections", "150"]
+    assert main([*args, "--issues", "150", *findings, "--rate-limit", "20"]) == 0
     captured = capsys.readouterr()
     out = captured.out
     notice = [line for line in captured.err.splitlines() if "WIZ_API_URL" in line]
@@ -68,14 +71,29 @@ def test_demo_collects_through_dagster_and_reports(capsys, tmp_path, monkeypatch
         "wiz-pipeline demo: ignoring WIZ_API_URL, WIZ_CLIENT_ID from the environment: it always uses its own "
         'simulator (to collect from a Wiz tenant, see README, "Running it against a Wiz tenant").'
     ]
-    # Half a day back from a seed off the boundary: 24 or 25 windows, written in one run per data type;
-    # then issues_current (which wiz_pipeline.analytics reads for the current state of issues).
-    runs = [line for line in out.splitlines() if " run " in line]
-    assert len(runs) == 3 and all(line.endswith(", ok") for line in runs)
-    assert runs[-1].startswith("issues_current run ")
-    assert (tmp_path / "demo" / "data" / "issues_current" / "issues_current.parquet").is_file()
-    assert "AUDIT_SINCE_TIME=" in out and "ISSUES_SINCE_TIME=" in out
+    # Half a day back from a seed off the boundary: 24 or 25 windows, written in one run per data type
+    # (the three off by default too); then the current tables, which wiz_pipeline.analytics reads.
+    runs = [line.split()[0] for line in out.splitlines() if " run " in line and line.endswith(", ok")]
+    currents = ["issues_current", "vulnerability_findings_current", "configuration_findings_current"]
+    assert runs == [*DATA_TYPES, *currents]
+    for current in currents:
+        assert (tmp_path / "demo" / "data" / current / f"{current}.parquet").is_file()
+    assert all(f"{dt.checkpoint_variable}=" in out for dt in DATA_TYPES.values())
     assert "Top audit actions:" in out and "Open issues by severity" in out
+    # The findings' questions, answered from what landed (their tests are in test_analytics).
+    data = tmp_path / "demo" / "data"
+    exploitable = dict(uri=data, severities=["CRITICAL"], known_exploit=True)
+    findings = int(analytics.open_vulnerabilities(**exploitable)["findings"].sum())
+    assert f"with a known exploit (or in CISA's KEV): {findings} findings of" in out and findings
+    assert f"most widespread: {analytics.top_cves(**exploitable, top=1)['cve'][0]} (" in out
+    frameworks = analytics.failing_controls(uri=data).groupby("framework")["findings"].sum()
+    top_framework = frameworks.sort_values(ascending=False).index[0]
+    assert f"{int(frameworks.max()):>6}  {top_framework}\n" in out[out.index("Failing controls") :]
+    detections = analytics.detections_by_day(uri=data).groupby("severity")["detections"].sum()
+    report = out[out.index("Detections by severity") :]
+    for severity in ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL"):
+        assert f"{int(detections.get(severity, 0)):>6}  {severity}\n" in report, severity
+    assert detections.sum() > 0
     files = list((tmp_path / "demo" / "data" / "audit_logs").rglob("*.parquet"))
     assert 23 <= len(files) <= 25
     # Open issues are those whose latest state is OPEN or IN_PROGRESS (being worked on is still open).

@@ -16,7 +16,8 @@ import dagster as dg
 import pyarrow.dataset as ds
 
 from wiz_pipeline.core.times import format_time
-from wiz_pipeline.orchestration import ISSUES_CURRENT_JOB, POOL, collections_for, progress
+from wiz_pipeline.data_types import DATA_TYPES
+from wiz_pipeline.orchestration import CURRENT_JOBS, POOL, collections_for, progress
 from wiz_pipeline.settings import load_settings
 from wiz_pipeline.simulator import WizSimulator
 
@@ -79,14 +80,18 @@ def prepare_home(home: Path) -> None:
             instance.event_log_storage.set_concurrency_slots(POOL, 1)
 
 
+SEEDS = tuple(dt.checkpoint_variable for dt in DATA_TYPES.values())
+# The demo shows every data type, those off by default included: the simulator needs no permission.
+DEMO_ENABLED = tuple(dt.enabled_by for dt in DATA_TYPES.values() if dt.enabled_by)
+
+
 def simulator_env(sim: WizSimulator, seed: datetime, output: Path, home: Path) -> dict[str, str]:
     return {
         "WIZ_API_URL": sim.graphql_url,
         "WIZ_TOKEN_URL": sim.token_url,
         "WIZ_CLIENT_ID": sim.client_id,
         "WIZ_CLIENT_SECRET": sim.client_secret,
-        "AUDIT_SINCE_TIME": format_time(seed),
-        "ISSUES_SINCE_TIME": format_time(seed),
+        **dict.fromkeys(SEEDS, format_time(seed)),
         "WIZ_OUTPUT_URI": str(output),
         "DAGSTER_HOME": str(home),
     }
@@ -98,8 +103,7 @@ SIMULATOR_VARIABLES = (
     "WIZ_TOKEN_URL",
     "WIZ_CLIENT_ID",
     "WIZ_CLIENT_SECRET",
-    "AUDIT_SINCE_TIME",
-    "ISSUES_SINCE_TIME",
+    *SEEDS,
     "WIZ_OUTPUT_URI",
 )
 
@@ -151,7 +155,7 @@ def run_demo(sim: WizSimulator, directory: Path, days: float) -> int:
     now = datetime.now(UTC).replace(microsecond=0)
     # Deliberately not on a window boundary: the first window runs from the seed to the next one.
     seed = now - timedelta(days=days) + timedelta(seconds=9)
-    env = simulator_env(sim, seed, output, home)
+    env = {**simulator_env(sim, seed, output, home), **dict.fromkeys(DEMO_ENABLED, "true")}
     started = time.monotonic()
     with patched_environ(env):
         # Imported here: importing the module builds `defs` from the environment, and the demo's
@@ -182,11 +186,12 @@ def run_demo(sim: WizSimulator, directory: Path, days: float) -> int:
                     job, instance, partition_key=request.partition_key, tags=tags
                 )
                 print(
-                    f"{collection.data_type:<10} run {result.run_id[:8]} {first} .. {last}: {windows} "
+                    f"{collection.data_type:<22} run {result.run_id[:8]} {first} .. {last}: {windows} "
                     f"windows, {rows} rows, {status}"
                 )
-        if settings.enabled["issues"]:
-            _build_issues_current(defs, instance)
+        for name, job_name in CURRENT_JOBS.items():
+            if settings.enabled[name]:
+                _build_current(defs, instance, name, job_name)
         print()
         for collection in collections_for(settings):
             state = progress(instance, collection, now, timedelta(seconds=settings.window_lag_seconds))
@@ -207,14 +212,12 @@ def run_demo(sim: WizSimulator, directory: Path, days: float) -> int:
     return 0
 
 
-def _build_issues_current(defs: dg.Definitions, instance: dg.DagsterInstance) -> None:
-    """The current state of every issue, after the windows (as its daily schedule would): what
-    wiz_pipeline.analytics reads for open issues and time to resolve."""
-
-    result, _, rows, status = _execute(defs.resolve_job_def(ISSUES_CURRENT_JOB), instance)
-    print(
-        f"{'issues_current':<10} run {result.run_id[:8]} (every issue's current state): {rows} rows, {status}"
-    )
+def _build_current(defs: dg.Definitions, instance: dg.DagsterInstance, name: str, job_name: str) -> None:
+    """The current state of every record of a data type, after its windows (as its daily schedule
+    would): what wiz_pipeline.analytics reads for what is open now and the times to resolve."""
+    dataset = DATA_TYPES[name].current.dataset  # type: ignore[union-attr]  (CURRENT_JOBS: those with one)
+    result, _, rows, status = _execute(defs.resolve_job_def(job_name), instance)
+    print(f"{dataset:<22} run {result.run_id[:8]} (the current state of each): {rows} rows, {status}")
 
 
 def _execute(
@@ -237,13 +240,49 @@ def _report(output: Path) -> None:
     print("\nTop audit actions:")
     for action, count in audit["action"].value_counts().head(5).items():
         print(f"  {count:>6}  {action}")
-    if not (output / "issues").exists():
-        return
-    issues = ds.dataset(output / "issues", partitioning="hive").to_table(
-        columns=["id", "status", "severity", "status_changed_at"]
-    )
-    frame = issues.to_pandas().sort_values("status_changed_at").drop_duplicates("id", keep="last")
-    open_issues = frame[frame["status"].isin(OPEN_STATUSES)]["severity"].value_counts()
-    print(f"Open issues by severity ({' or '.join(OPEN_STATUSES)}; latest state of each issue):")
-    for severity in ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL"):
-        print(f"  {int(open_issues.get(severity, 0)):>6}  {severity}")
+    if (output / "issues").exists():
+        issues = ds.dataset(output / "issues", partitioning="hive").to_table(
+            columns=["id", "status", "severity", "status_changed_at"]
+        )
+        frame = issues.to_pandas().sort_values("status_changed_at").drop_duplicates("id", keep="last")
+        open_issues = frame[frame["status"].isin(OPEN_STATUSES)]["severity"].value_counts()
+        print(f"Open issues by severity ({' or '.join(OPEN_STATUSES)}; latest state of each issue):")
+        for severity in ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL"):
+            print(f"  {int(open_issues.get(severity, 0)):>6}  {severity}")
+    _report_findings(output)
+
+
+def _report_findings(output: Path) -> None:
+    """What the findings and detections are collected for, through wiz_pipeline.analytics: each
+    question reads the current tables where they were built, else each id's latest version."""
+    from wiz_pipeline.readers import analytics
+
+    views = analytics.connect(output).execute("SELECT table_name FROM information_schema.tables")
+    present = {row[0] for row in views.fetchall()}
+    if "vulnerability_findings" in present:
+        critical = dict(uri=output, severities=["CRITICAL"], known_exploit=True, from_windows=True)
+        assets = analytics.open_vulnerabilities(**critical)
+        cves = {cve for listed in assets["cves"] for cve in listed}
+        print(
+            "Open critical vulnerabilities with a known exploit (or in CISA's KEV): "
+            f"{int(assets['findings'].sum())} findings of {len(cves)} CVEs on {len(assets)} assets"
+        )
+        widespread = [
+            f"{row.cve} ({row.assets} assets{', in KEV' if row.has_cisa_kev_exploit else ''})"
+            for row in analytics.top_cves(**critical, top=3).itertuples()
+        ]
+        print(f"  most widespread: {', '.join(widespread) or '(none)'}")
+        exposed = [f"{row.asset} ({row.findings})" for row in assets.head(3).itertuples()]
+        print(f"  most exposed assets: {', '.join(exposed) or '(none)'}")
+    if "configuration_findings" in present:
+        failing = analytics.failing_controls(uri=output, from_windows=True)
+        by_framework = failing.groupby("framework", sort=False)["findings"].sum().sort_values(ascending=False)
+        print("Failing controls (open configuration findings with result FAIL), findings by framework:")
+        for framework, findings in by_framework.head(5).items():
+            print(f"  {int(findings):>6}  {framework}")
+    if "detections" in present:
+        detections = analytics.detections_by_day(uri=output)
+        by_severity = detections.groupby("severity")["detections"].sum()
+        print("Detections by severity (each detection once):")
+        for severity in analytics.SEVERITIES:
+            print(f"  {int(by_severity.get(severity, 0)):>6}  {severity}")

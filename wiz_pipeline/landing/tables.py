@@ -37,7 +37,18 @@ if TYPE_CHECKING:
 TIMESTAMP = MICROS_UTC
 
 
-__all__ = ["RAW_DOC", "Column", "Kind", "Table", "arrow_type", "as_json", "table_for", "text", "when"]
+__all__ = [
+    "RAW_DOC",
+    "Column",
+    "Kind",
+    "Table",
+    "arrow_type",
+    "as_json",
+    "columns_table",
+    "table_for",
+    "text",
+    "when",
+]
 
 
 _ARROW_TYPES = {Kind.TIME: TIMESTAMP, Kind.FLOAT: pa.float64(), Kind.INT: pa.int64(), Kind.BOOL: pa.bool_()}
@@ -101,3 +112,16 @@ class Table:
             arrays.append(pc.utf8_trim_whitespace(array) if column.strip else array)
         arrays.append(joined(raw))
         return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+
+
+_DOC_TYPES = {Kind.TIME: "timestamp (UTC)", Kind.FLOAT: "double", Kind.INT: "int64", Kind.BOOL: "bool"}
+
+
+def columns_table(data_type: DataType) -> str:
+    """The Markdown table of a data type's columns, as in docs/output.md (a test keeps them equal)."""
+    lines = ["| column | type | from the node | notes |", "|---|---|---|---|"]
+    for c in data_type.columns:
+        source = " or ".join(".".join(path) for path in c.paths)
+        lines.append(f"| `{c.name}` | {_DOC_TYPES.get(c.kind, 'string')} | `{source}` | {c.doc} |")
+    lines.append("| `raw` | string | the whole node | JSON, byte for byte as received |")
+    return "\n".join(lines)

@@ -16,6 +16,15 @@ Where the data comes from:
   ``AnalyticsError`` saying how to build it, or, with ``from_windows=True``, use each issue's latest
   version in the issue windows instead (which misses issues whose status last changed before
   ``ISSUES_SINCE_TIME`` and edits that left the status alone).
+- ``vulnerability_findings``, ``configuration_findings`` and ``detections`` are state, not events: each
+  change moves a record's ``updatedAt`` and the API returns only its current version, so their windows
+  (by ``updatedAt``) are a change log, a record in one window per change seen, and counting their rows
+  counts changes. ``<name>_latest`` is each id's latest version in the windows. The findings' current
+  tables (``vulnerability_findings_current``, ``configuration_findings_current``) hold the state, and
+  their questions read them, or with ``from_windows=True`` the ``_latest`` views (which also keep
+  findings since deleted). Detections have no current table: their question reads ``detections_latest``.
+  A type that isn't collected (they are off by default) has no view, and its questions raise
+  ``AnalyticsError`` naming the setting that turns it on.
 
 Local output is read by DuckDB itself (``read_parquet`` with ``hive_partitioning``). For
 ``s3://bucket/prefix`` DuckDB would need its ``httpfs`` extension, which isn't in the duckdb wheel:
@@ -42,6 +51,7 @@ import duckdb
 import pandas as pd
 
 from wiz_pipeline.core.times import parse_time
+from wiz_pipeline.data_types import DATA_TYPES
 from wiz_pipeline.data_types.issues import CURRENT_DATASET as CURRENT
 from wiz_pipeline.landing.outputs import DEFAULT_OUTPUT_URI, parse_output_uri
 
@@ -50,16 +60,28 @@ __all__ = [
     "api_calls_by_service_account",
     "audit_activity",
     "connect",
+    "detections_by_day",
     "failed_logins",
+    "failing_controls",
+    "mean_time_to_remediate",
     "mean_time_to_resolve",
     "open_issues",
+    "open_vulnerabilities",
     "status_changes",
+    "top_cves",
 ]
 
-WINDOW_DATASETS = ("audit_logs", "issues")
-DATASETS = (*WINDOW_DATASETS, CURRENT)
+WINDOW_DATASETS = tuple(DATA_TYPES)
+CURRENT_DATASETS = tuple(dt.current.dataset for dt in DATA_TYPES.values() if dt.current)
+DATASETS = (*WINDOW_DATASETS, *CURRENT_DATASETS)
+# A view per change log of state (findings, detections): each id's latest version in its windows.
+LATEST = {
+    name: f"{name}_latest" for name in ("vulnerability_findings", "configuration_findings", "detections")
+}
 OPEN_STATUSES = ("OPEN", "IN_PROGRESS")
 SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL")  # most severe first
+# Vulnerability and configuration findings say NONE where issues and detections say INFORMATIONAL.
+RANKED_SEVERITIES = (*SEVERITIES, "NONE")
 
 
 class AnalyticsError(Exception):
@@ -75,9 +97,12 @@ def output_uri(uri: str | Path | None = None) -> str:
 
 def connect(uri: str | Path | None = None, datasets: Sequence[str] = DATASETS) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with a view per dataset found under ``uri`` (default
-    ``WIZ_OUTPUT_URI``): ``audit_logs``, ``issues`` (with the hive ``date`` column) and
-    ``issues_current``, or only ``datasets``. A dataset with no file yet has no view. The
-    session's time zone is UTC."""
+    ``WIZ_OUTPUT_URI``), or only ``datasets``: one per data type's windows (``audit_logs``,
+    ``issues``, ``vulnerability_findings``, ``configuration_findings``, ``detections``, with the hive
+    ``date`` column), one per current table (``issues_current``, ``vulnerability_findings_current``,
+    ``configuration_findings_current``), and ``<name>_latest`` for the findings and detections: each
+    id's latest version in its windows. A dataset with no file yet (a type not collected) has no
+    view. The session's time zone is UTC."""
     root = output_uri(uri)
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
@@ -88,6 +113,15 @@ def connect(uri: str | Path | None = None, datasets: Sequence[str] = DATASETS) -
         _register_s3(con, root, datasets)
     else:
         _register_local(con, Path(root), datasets)
+    present = _views(con)
+    for name, latest in LATEST.items():
+        if name in present:
+            # A window is cut by updated_at, so two versions of an id never share one.
+            con.execute(
+                f"CREATE VIEW {latest} AS SELECT * FROM {name} "
+                "QUALIFY row_number() OVER (PARTITION BY id ORDER BY updated_at DESC NULLS LAST, "
+                "date DESC) = 1"
+            )
     return con
 
 
@@ -112,9 +146,10 @@ def _register_local(con: duckdb.DuckDBPyConnection, root: Path, datasets: Sequen
             f"CREATE VIEW {name} AS SELECT * FROM read_parquet({files}, hive_partitioning = true, "
             "hive_types = {'date': 'DATE'}, union_by_name = true)"
         )
-    current = root / CURRENT / f"{CURRENT}.parquet"
-    if CURRENT in datasets and current.is_file():
-        con.execute(f"CREATE VIEW {CURRENT} AS SELECT * FROM read_parquet({_quote(str(current))})")
+    for name in CURRENT_DATASETS:
+        current = root / name / f"{name}.parquet"
+        if name in datasets and current.is_file():
+            con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({_quote(str(current))})")
 
 
 def _register_s3(con: duckdb.DuckDBPyConnection, root: str, datasets: Sequence[str]) -> None:
@@ -135,13 +170,12 @@ def _register_s3(con: duckdb.DuckDBPyConnection, root: str, datasets: Sequence[s
             continue
         if dataset.files:
             con.register(name, dataset)
-    if CURRENT not in datasets:
-        return
-    try:
-        current = ds.dataset(f"{base}/{CURRENT}/{CURRENT}.parquet", filesystem=fs, format="parquet")
-    except FileNotFoundError:
-        return
-    con.register(CURRENT, current)
+    for name in (n for n in CURRENT_DATASETS if n in datasets):
+        try:
+            current = ds.dataset(f"{base}/{name}/{name}.parquet", filesystem=fs, format="parquet")
+        except FileNotFoundError:
+            continue
+        con.register(name, current)
 
 
 def _views(con: duckdb.DuckDBPyConnection) -> set[str]:
@@ -150,9 +184,13 @@ def _views(con: duckdb.DuckDBPyConnection) -> set[str]:
 
 def _require(con: duckdb.DuckDBPyConnection, name: str, root: str) -> None:
     if name not in _views(con):
+        data_type = DATA_TYPES.get(name)
+        turn_on = ""
+        if data_type is not None and data_type.enabled_by and not data_type.enabled_by_default:
+            turn_on = f"; it is off unless {data_type.enabled_by}=true, and needs {data_type.permission}"
         raise AnalyticsError(
             f"No {name} data under {root}/{name}: collect it first (scripts/demo, or the pipeline's "
-            f"collect_{name} job), or point uri / WIZ_OUTPUT_URI at the pipeline's output."
+            f"collect_{name} job{turn_on}), or point uri / WIZ_OUTPUT_URI at the pipeline's output."
         )
 
 
@@ -302,31 +340,43 @@ def api_calls_by_service_account(
     return _frame(con, sql, params)
 
 
-def _current(con: duckdb.DuckDBPyConnection, root: str, from_windows: bool) -> str:
-    """The relation holding each issue's current state."""
-    if CURRENT in _views(con):
-        return CURRENT
+def _current(con: duckdb.DuckDBPyConnection, root: str, from_windows: bool, name: str = "issues") -> str:
+    """The relation holding the current state of each record of data type ``name``."""
+    current = DATA_TYPES[name].current
+    assert current is not None, name  # only data types with a current table get here
+    if current.dataset in _views(con):
+        return current.dataset
     if not from_windows:
+        what = f"each {current.noun.removesuffix('s')}'s latest version in the {name} windows"
         raise AnalyticsError(
-            f"No {CURRENT} under {root}/{CURRENT}: materialize the wiz/{CURRENT} asset (job "
-            f"collect_{CURRENT}), or pass from_windows=True to use each issue's latest version in "
-            "the issue windows (issues whose status last changed before ISSUES_SINCE_TIME are missed)."
+            f"No {current.dataset} under {root}/{current.dataset}: materialize the wiz/{current.dataset} "
+            f"asset (job collect_{current.dataset}), or pass from_windows=True to use {what} "
+            f"({current.noun} whose last change came before {DATA_TYPES[name].checkpoint_variable} "
+            "are missed)."
         )
-    _require(con, "issues", root)
+    _require(con, name, root)
+    if name in LATEST:
+        return LATEST[name]
     return """(
         SELECT * FROM issues QUALIFY row_number() OVER (
             PARTITION BY id ORDER BY status_changed_at DESC NULLS LAST, updated_at DESC NULLS LAST) = 1
     )"""
 
 
-def _severities(severities: Sequence[str]) -> list[str]:
+def _severity_order(column: str = "severity") -> str:
+    """An ORDER BY term putting the most severe first, unknown severities last."""
+    ranks = ", ".join(f"'{s}': {i}" for i, s in enumerate(RANKED_SEVERITIES))
+    return f"coalesce(MAP {{{ranks}}}[{column}], {len(RANKED_SEVERITIES)})"
+
+
+def _severities(severities: Sequence[str], known: Sequence[str] = SEVERITIES) -> list[str]:
     if isinstance(severities, str):
         severities = [severities]
     chosen = [s.upper() for s in severities]
-    unknown = [s for s in chosen if s not in SEVERITIES]
+    unknown = [s for s in chosen if s not in known]
     if unknown or not chosen:
-        raise AnalyticsError(f"severities={list(severities)!r}: choose among {', '.join(SEVERITIES)}.")
-    return sorted(set(chosen), key=SEVERITIES.index)
+        raise AnalyticsError(f"severities={list(severities)!r}: choose among {', '.join(known)}.")
+    return sorted(set(chosen), key=list(known).index)
 
 
 def open_issues(
@@ -431,5 +481,211 @@ def status_changes(
         )
         WHERE {where}
         ORDER BY status_changed_at, id
+    """
+    return _frame(con, sql, params)
+
+
+VULNERABILITIES = "vulnerability_findings"
+CONFIGURATION = "configuration_findings"
+DETECTIONS = "detections"
+
+
+def _known_exploit(known_exploit: bool) -> str:
+    return "AND (has_exploit OR has_cisa_kev_exploit)" if known_exploit else ""
+
+
+def open_vulnerabilities(
+    *,
+    uri: str | Path | None = None,
+    severities: Sequence[str] = ("CRITICAL", "HIGH"),
+    known_exploit: bool = False,
+    top: int | None = None,
+    from_windows: bool = False,
+) -> pd.DataFrame:
+    """Which assets carry the open vulnerabilities: vulnerability findings now OPEN or IN_PROGRESS,
+    of the given CVSS ``severities`` (``NONE`` too), by asset and its cloud account. One column per
+    severity (lower case), then ``with_exploit`` (a known exploit), ``in_kev`` (in CISA's Known
+    Exploited Vulnerabilities), ``fixable`` (a fixed version exists), ``findings`` and ``cves``
+    (the distinct CVE or advisory ids, sorted). ``known_exploit=True`` keeps only findings with an
+    exploit or in KEV. Sorted from the most severe counts down (``top`` keeps that many rows). Columns:
+    asset_id, asset, asset_type, cloud, subscription_external_id, subscription, then the counts and
+    cves. From ``vulnerability_findings_current`` (``from_windows=True``: each finding's latest version
+    in the windows, as for issues)."""
+    root = output_uri(uri)
+    chosen = _severities(severities, RANKED_SEVERITIES)
+    con = connect(root, [f"{VULNERABILITIES}_current", VULNERABILITIES])
+    current = _current(con, root, from_windows, VULNERABILITIES)
+    counts = ", ".join(f"count(*) FILTER (severity = '{s}') AS {s.lower()}" for s in chosen)
+    order = ", ".join(f"{s.lower()} DESC" for s in chosen)
+    sql = f"""
+        SELECT asset_id, asset_name AS asset, asset_type, asset_cloud_platform AS cloud,
+               subscription_external_id, subscription_name AS subscription, {counts},
+               count(*) FILTER (has_exploit) AS with_exploit,
+               count(*) FILTER (has_cisa_kev_exploit) AS in_kev,
+               count(*) FILTER (fixed_version IS NOT NULL) AS fixable, count(*) AS findings,
+               list_sort(list_distinct(list(name))) AS cves
+        FROM {current}
+        WHERE status IN {OPEN_STATUSES} AND severity IN (SELECT unnest($severities))
+              {_known_exploit(known_exploit)}
+        GROUP BY ALL
+        ORDER BY {order}, in_kev DESC, with_exploit DESC, findings DESC, asset, asset_id
+        {_limit(top)}
+    """
+    return _frame(con, sql, {"severities": chosen})
+
+
+def top_cves(
+    *,
+    uri: str | Path | None = None,
+    severities: Sequence[str] | None = None,
+    known_exploit: bool = False,
+    top: int | None = 10,
+    from_windows: bool = False,
+) -> pd.DataFrame:
+    """The CVEs (or advisories) affecting the most assets: open vulnerability findings (OPEN or
+    IN_PROGRESS) by ``name``, of ``severities`` if given (``known_exploit=True``: with an exploit or in
+    KEV only), with the distinct assets and cloud accounts they are on. Most assets first, then the
+    most severe; ``top`` rows (default 10; None for all). Columns: cve, severity (the most severe seen),
+    assets, findings, accounts, has_exploit, has_cisa_kev_exploit (either on any of its findings),
+    fixable (findings with a fixed version), first_detected_at. From ``vulnerability_findings_current``
+    (see ``open_vulnerabilities`` for ``from_windows``)."""
+    root = output_uri(uri)
+    chosen = list(RANKED_SEVERITIES) if severities is None else _severities(severities, RANKED_SEVERITIES)
+    con = connect(root, [f"{VULNERABILITIES}_current", VULNERABILITIES])
+    current = _current(con, root, from_windows, VULNERABILITIES)
+    sql = f"""
+        SELECT * FROM (
+        SELECT name AS cve, arg_min(severity, {_severity_order()}) AS severity,
+               count(DISTINCT asset_id) AS assets, count(*) AS findings,
+               count(DISTINCT subscription_external_id) AS accounts,
+               coalesce(bool_or(has_exploit), false) AS has_exploit,
+               coalesce(bool_or(has_cisa_kev_exploit), false) AS has_cisa_kev_exploit,
+               count(*) FILTER (fixed_version IS NOT NULL) AS fixable,
+               min(first_detected_at) AS first_detected_at
+        FROM {current}
+        WHERE status IN {OPEN_STATUSES} AND severity IN (SELECT unnest($severities))
+              {_known_exploit(known_exploit)}
+        GROUP BY name
+        )
+        ORDER BY assets DESC, {_severity_order()}, findings DESC, cve
+        {_limit(top)}
+    """
+    return _frame(con, sql, {"severities": chosen})
+
+
+def mean_time_to_remediate(
+    start: datetime | str | None = None,
+    end: datetime | str | None = None,
+    *,
+    uri: str | Path | None = None,
+    from_windows: bool = False,
+) -> pd.DataFrame:
+    """How long vulnerabilities take to fix, by CVSS severity: vulnerability findings now RESOLVED
+    whose ``resolved_at`` is in the range, from ``first_detected_at`` to ``resolved_at`` (REJECTED
+    findings, accepted rather than fixed, don't count). Most severe first. Columns: severity,
+    resolved, mean_days, median_days, max_days. From ``vulnerability_findings_current`` (see
+    ``open_vulnerabilities`` for ``from_windows``)."""
+    root = output_uri(uri)
+    where, params = _range("resolved_at", start, end, by_date=False)
+    con = connect(root, [f"{VULNERABILITIES}_current", VULNERABILITIES])
+    current = _current(con, root, from_windows, VULNERABILITIES)
+    sql = f"""
+        SELECT severity, count(*) AS resolved,
+               avg(days) AS mean_days, median(days) AS median_days, max(days) AS max_days
+        FROM (
+            SELECT severity, epoch(resolved_at - first_detected_at) / 86400 AS days
+            FROM {current}
+            WHERE status = 'RESOLVED' AND resolved_at IS NOT NULL AND first_detected_at IS NOT NULL
+                  AND {where}
+        )
+        GROUP BY severity
+        ORDER BY {_severity_order()}, severity
+    """
+    return _frame(con, sql, params)
+
+
+# The shape of `security_sub_categories`, for from_json: the controls of frameworks a rule maps to.
+SUB_CATEGORIES = (
+    '[{"id": "VARCHAR", "title": "VARCHAR", "category": {"id": "VARCHAR", "name": "VARCHAR", '
+    '"framework": {"id": "VARCHAR", "name": "VARCHAR"}}}]'
+)
+
+
+def failing_controls(
+    *,
+    uri: str | Path | None = None,
+    frameworks: Sequence[str] | None = None,
+    top: int | None = None,
+    from_windows: bool = False,
+) -> pd.DataFrame:
+    """Which compliance controls fail, by framework and cloud account: configuration findings whose
+    result is FAIL and whose status is OPEN or IN_PROGRESS (resolved and rejected ones no longer count),
+    unnested over the framework sub-categories (controls) their rule maps to; a finding mapped to
+    none counts under framework ``(none)``. Only ``frameworks`` (names) if given. Most failing
+    findings first (``top`` keeps that many rows). Columns: framework, subscription_external_id,
+    subscription, controls (distinct sub-categories failing), findings (distinct), resources,
+    rules, critical, high (findings of that severity). From ``configuration_findings_current``
+    (``from_windows=True``: each finding's latest version in the windows)."""
+    root = output_uri(uri)
+    con = connect(root, [f"{CONFIGURATION}_current", CONFIGURATION])
+    current = _current(con, root, from_windows, CONFIGURATION)
+    params: dict[str, Any] = {}
+    chosen = ""
+    if frameworks is not None:
+        params["frameworks"] = [frameworks] if isinstance(frameworks, str) else list(frameworks)
+        chosen = "WHERE framework IN (SELECT unnest($frameworks))"
+    sql = f"""
+        WITH failing AS (
+            SELECT id, severity, resource_id, rule_id, subscription_external_id, subscription_name,
+                   from_json(security_sub_categories, '{SUB_CATEGORIES}') AS controls
+            FROM {current}
+            WHERE result = 'FAIL' AND status IN {OPEN_STATUSES}
+        ), by_control AS (
+            SELECT *, coalesce(control.category.framework.name, '(none)') AS framework,
+                   control.id AS control_id
+            FROM failing, unnest(CASE WHEN len(coalesce(controls, [])) = 0 THEN [NULL]
+                                      ELSE controls END) AS t(control)
+        )
+        SELECT framework, subscription_external_id, subscription_name AS subscription,
+               count(DISTINCT control_id) AS controls, count(DISTINCT id) AS findings,
+               count(DISTINCT resource_id) AS resources, count(DISTINCT rule_id) AS rules,
+               count(DISTINCT id) FILTER (severity = 'CRITICAL') AS critical,
+               count(DISTINCT id) FILTER (severity = 'HIGH') AS high
+        FROM by_control {chosen}
+        GROUP BY ALL
+        ORDER BY findings DESC, framework, subscription_external_id, subscription
+        {_limit(top)}
+    """
+    return _frame(con, sql, params)
+
+
+def detections_by_day(
+    start: datetime | str | None = None,
+    end: datetime | str | None = None,
+    *,
+    uri: str | Path | None = None,
+    severities: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """What Wiz Defend detected, day by day: detections by the UTC day of their ``created_at`` (in
+    the range), severity and rule, each detection once in its latest version (a detection updated
+    later is in several windows). Only ``severities`` if given. Sorted by day, then most severe,
+    then most detections. Columns: day, severity, rule, rule_id, detections, threats (of type
+    GENERATED_THREAT), resources (distinct primary resources), first_at, last_at."""
+    root = output_uri(uri)
+    where, params = _range("created_at", start, end, by_date=False)
+    if severities is not None:
+        params["severities"] = _severities(severities)
+        where += " AND severity IN (SELECT unnest($severities))"
+    con = connect(root, [DETECTIONS])
+    _require(con, DETECTIONS, root)
+    sql = f"""
+        SELECT CAST(created_at AS DATE) AS day, severity, rule_name AS rule, rule_id,
+               count(*) AS detections, count(*) FILTER (type = 'GENERATED_THREAT') AS threats,
+               count(DISTINCT resource_id) AS resources,
+               min(created_at) AS first_at, max(created_at) AS last_at
+        FROM {LATEST[DETECTIONS]}
+        WHERE {where}
+        GROUP BY day, severity, rule, rule_id
+        ORDER BY day, {_severity_order()}, detections DESC, rule, rule_id
     """
     return _frame(con, sql, params)

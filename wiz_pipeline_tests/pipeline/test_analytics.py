@@ -18,6 +18,9 @@ from typing import Any
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
 from wiz_pipeline.cli.demo import patched_environ, run_demo
@@ -45,6 +48,10 @@ class Demo:
     def issues(self) -> list[dict[str, Any]]:
         return self.tenant.issues_as_of(self.after)
 
+    def findings(self, kind: str) -> list[dict[str, Any]]:
+        """Each finding's current version (a deleted one is in no current table)."""
+        return self.tenant.findings_as_of(kind, self.after)
+
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
@@ -55,7 +62,16 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
     start = now - timedelta(days=days) + timedelta(minutes=2)
     closed = now - timedelta(seconds=300)
     end = closed.replace(minute=closed.minute - closed.minute % 30, second=0)
-    tenant = generate_tenant(start, end, audit_entries=900, issues=160, seed=23)
+    tenant = generate_tenant(
+        start,
+        end,
+        audit_entries=900,
+        issues=160,
+        vulnerability_findings=1500,
+        configuration_findings=300,
+        detections=300,
+        seed=23,
+    )
     directory = tmp_path_factory.mktemp("demo")
     with WizSimulator(tenant) as sim, patched_environ({"WIZ_MAX_REQUESTS_PER_SECOND": "100"}):
         assert run_demo(sim, directory, days) == 0
@@ -74,7 +90,8 @@ def in_range(node: dict[str, Any], start: datetime | None = None, end: datetime 
 
 
 def test_the_demo_leaves_every_dataset_the_questions_read(demo):
-    assert (demo.output / "issues_current" / "issues_current.parquet").is_file()
+    for current in analytics.CURRENT_DATASETS:
+        assert (demo.output / current / f"{current}.parquet").is_file()
     con = analytics.connect(demo.output)
     assert con.execute("SELECT count(*) FROM audit_logs").fetchone()[0] == len(demo.tenant.audit_nodes)
     assert con.execute("SELECT count(DISTINCT id) FROM issues_current").fetchone()[0] == len(demo.issues())
@@ -229,6 +246,169 @@ def test_without_issues_current_the_current_state_questions_say_how_to_get_it(de
         analytics.failed_logins(uri=tmp_path / "empty")
 
 
+OPEN = ("OPEN", "IN_PROGRESS")
+
+
+def asset_of(finding: dict[str, Any]) -> str:
+    return finding["vulnerableAsset"]["id"]
+
+
+def test_open_vulnerabilities_by_asset_count_each_severity_exploit_and_kev(demo):
+    frame = analytics.open_vulnerabilities(uri=demo.output)
+    assert list(frame.columns)[:3] == ["asset_id", "asset", "asset_type"]
+    assert list(frame.columns)[4:8] == ["subscription_external_id", "subscription", "critical", "high"]
+    chosen = [
+        f
+        for f in demo.findings("vulnerability_findings")
+        if f["status"] in OPEN and f["CVSSSeverity"] in ("CRITICAL", "HIGH")
+    ]
+    severity = Counter((asset_of(f), f["CVSSSeverity"]) for f in chosen)
+    got = Counter()
+    for row in frame.itertuples():
+        got[(row.asset_id, "CRITICAL")] += row.critical
+        got[(row.asset_id, "HIGH")] += row.high
+        assert row.critical + row.high == row.findings
+    assert +got == severity and len(chosen) > 100
+    exploits = Counter(asset_of(f) for f in chosen if f["hasExploit"])
+    kev = Counter(asset_of(f) for f in chosen if f["hasCisaKevExploit"])
+    assert +Counter(dict(zip(frame["asset_id"], frame["with_exploit"], strict=True))) == exploits
+    assert +Counter(dict(zip(frame["asset_id"], frame["in_kev"], strict=True))) == kev and kev
+    cves = {a: sorted({f["name"] for f in chosen if asset_of(f) == a}) for a in frame["asset_id"]}
+    assert {a: list(c) for a, c in zip(frame["asset_id"], frame["cves"], strict=True)} == cves
+    assert list(frame["critical"]) == sorted(frame["critical"], reverse=True)
+    # Only the findings with an exploit (or in KEV), of one severity.
+    exploited = analytics.open_vulnerabilities(uri=demo.output, severities="critical", known_exploit=True)
+    expected = Counter(
+        asset_of(f)
+        for f in chosen
+        if f["CVSSSeverity"] == "CRITICAL" and (f["hasExploit"] or f["hasCisaKevExploit"])
+    )
+    assert dict(zip(exploited["asset_id"], exploited["findings"], strict=True)) == dict(expected)
+    assert list(exploited.columns)[6] == "critical" and "high" not in exploited.columns
+
+
+def test_top_cves_rank_open_findings_by_distinct_assets(demo):
+    open_findings = [f for f in demo.findings("vulnerability_findings") if f["status"] in OPEN]
+    assets: dict[str, set[str]] = {}
+    for f in open_findings:
+        assets.setdefault(f["name"], set()).add(asset_of(f))
+    frame = analytics.top_cves(uri=demo.output, top=None)
+    assert dict(zip(frame["cve"], frame["assets"], strict=True)) == {n: len(a) for n, a in assets.items()}
+    assert list(frame["assets"]) == sorted(frame["assets"], reverse=True)
+    assert frame["findings"].sum() == len(open_findings)
+    # Several findings of one CVE on one asset (two packages) count the asset once.
+    assert (frame["findings"] >= frame["assets"]).all()
+    top = analytics.top_cves(uri=demo.output, top=3)
+    assert list(top["cve"]) == list(frame["cve"][:3])
+    kev = analytics.top_cves(uri=demo.output, known_exploit=True, severities=["CRITICAL"], top=None)
+    exploited = [f for f in open_findings if f["hasExploit"] or f["hasCisaKevExploit"]]
+    expected = {f["name"] for f in exploited if f["CVSSSeverity"] == "CRITICAL"}
+    assert set(kev["cve"]) == expected and (kev["severity"] == "CRITICAL").all()
+
+
+def test_mean_time_to_remediate_by_severity_from_first_detection_to_resolution(demo):
+    days: dict[str, list[float]] = {}
+    for f in demo.findings("vulnerability_findings"):
+        if f["status"] == "RESOLVED":
+            spent = parse_time(f["resolvedAt"]) - parse_time(f["firstDetectedAt"])
+            days.setdefault(f["CVSSSeverity"], []).append(spent.total_seconds() / 86400)
+    frame = analytics.mean_time_to_remediate(uri=demo.output)
+    order = [s for s in analytics.RANKED_SEVERITIES if s in days]
+    assert list(frame["severity"]) == order and len(order) >= 4
+    assert list(frame["resolved"]) == [len(days[s]) for s in order]
+    assert list(frame["mean_days"]) == pytest.approx([statistics.mean(days[s]) for s in order])
+    assert list(frame["median_days"]) == pytest.approx([statistics.median(days[s]) for s in order])
+    # A half-open range on resolved_at.
+    cut = demo.after - timedelta(hours=2)
+    recent = analytics.mean_time_to_remediate(cut, uri=demo.output)
+    resolved = [
+        f
+        for f in demo.findings("vulnerability_findings")
+        if f["status"] == "RESOLVED" and parse_time(f["resolvedAt"]) >= cut
+    ]
+    assert recent["resolved"].sum() == len(resolved) > 0
+
+
+def test_failing_controls_by_framework_and_cloud_account(demo):
+    findings: dict[tuple[str, str], set[str]] = {}
+    controls: dict[tuple[str, str], set[str]] = {}
+    for f in demo.findings("configuration_findings"):
+        if f["result"] != "FAIL" or f["status"] not in OPEN:
+            continue
+        account = f["resource"]["subscription"]["externalId"]
+        for sub in f["securitySubCategories"] or [None]:
+            framework = sub["category"]["framework"]["name"] if sub else "(none)"
+            findings.setdefault((framework, account), set()).add(f["id"])
+            if sub:
+                controls.setdefault((framework, account), set()).add(sub["id"])
+    frame = analytics.failing_controls(uri=demo.output)
+    keys = list(zip(frame["framework"], frame["subscription_external_id"], strict=True))
+    assert dict(zip(keys, frame["findings"], strict=True)) == {k: len(v) for k, v in findings.items()}
+    assert dict(zip(keys, frame["controls"], strict=True)) == {k: len(controls.get(k, ())) for k in findings}
+    assert len({framework for framework, _ in findings}) >= 2
+    assert list(frame["findings"]) == sorted(frame["findings"], reverse=True)
+    one = frame["framework"].iloc[0]
+    only = analytics.failing_controls(uri=demo.output, frameworks=[one])
+    pd.testing.assert_frame_equal(only, frame[frame["framework"] == one].reset_index(drop=True))
+
+
+def test_detections_by_day_count_each_detection_once_by_severity_and_rule(demo, tmp_path):
+    # The demo collected after the fact: one version of each detection, its latest (a deleted one: none).
+    latest = demo.findings("detections")
+    expected = Counter(
+        (parse_time(d["createdAt"]).date(), d["severity"], d["ruleMatch"]["rule"]["name"]) for d in latest
+    )
+    frame = analytics.detections_by_day(uri=demo.output)
+    columns = (frame["day"], frame["severity"], frame["rule"], frame["detections"])
+    got: Counter = Counter()
+    for d, s, r, n in zip(*columns, strict=True):
+        got[(d.date(), s, r)] += n  # a rule name may have several ids
+    assert got == expected
+    assert list(frame["day"]) == sorted(frame["day"])
+    threats = sum(d["type"] == "GENERATED_THREAT" for d in latest)
+    assert frame["threats"].sum() == threats < len(latest)
+    high = analytics.detections_by_day(uri=demo.output, severities=["HIGH"])
+    assert high["detections"].sum() == sum(d["severity"] == "HIGH" for d in latest)
+    # A detection that changed is in a window per version: an older one, of another severity, counts
+    # nowhere.
+    copy = tmp_path / "data"
+    shutil.copytree(demo.output / "detections", copy / "detections")
+    first = sorted(copy.glob("detections/date=*/*.parquet"))[-1]
+    table = pq.read_table(first).slice(0, 5)
+    hour = pa.scalar(3600 * 10**6, pa.duration("us"))
+    other = ["LOW" if s == "INFORMATIONAL" else "INFORMATIONAL" for s in table["severity"].to_pylist()]
+    older = table.set_column(
+        table.schema.get_field_index("updated_at"), "updated_at", pc.subtract(table["updated_at"], hour)
+    )
+    older = older.set_column(older.schema.get_field_index("severity"), "severity", pa.array(other))
+    pq.write_table(older, first.parent / "older_versions.parquet")
+    assert analytics.connect(copy).execute("SELECT count(*) FROM detections").fetchone()[0] == len(latest) + 5
+    pd.testing.assert_frame_equal(analytics.detections_by_day(uri=copy), frame)
+
+
+def test_a_data_type_not_collected_has_no_view_and_its_questions_say_how_to_turn_it_on(demo, tmp_path):
+    copy = tmp_path / "data"
+    shutil.copytree(demo.output, copy, ignore=shutil.ignore_patterns("detections", "vulnerability_findings*"))
+    assert "detections" not in {r[0] for r in analytics.connect(copy).execute("SHOW TABLES").fetchall()}
+    with pytest.raises(analytics.AnalyticsError, match=r"WIZ_COLLECT_DETECTIONS=true.*read:detections"):
+        analytics.detections_by_day(uri=copy)
+    with pytest.raises(analytics.AnalyticsError, match="WIZ_COLLECT_VULNERABILITY_FINDINGS=true"):
+        analytics.top_cves(uri=copy, from_windows=True)
+    assert len(analytics.failing_controls(uri=copy))
+
+
+def test_without_the_current_tables_the_findings_questions_can_read_the_windows(demo, tmp_path):
+    copy = tmp_path / "data"
+    shutil.copytree(demo.output, copy, ignore=shutil.ignore_patterns("*_findings_current"))
+    with pytest.raises(
+        analytics.AnalyticsError, match=r"collect_vulnerability_findings_current.*from_windows"
+    ):
+        analytics.top_cves(uri=copy)
+    # The demo collected every finding once, after the fact: the windows' latest versions are the state.
+    for question in (analytics.top_cves, analytics.open_vulnerabilities, analytics.failing_controls):
+        pd.testing.assert_frame_equal(question(uri=copy, from_windows=True), question(uri=demo.output))
+
+
 def test_queries_larger_than_memory_spill_into_a_private_directory(demo):
     con = analytics.connect(demo.output)
     spill = Path(con.execute("SELECT current_setting('temp_directory')").fetchone()[0])
@@ -262,6 +442,11 @@ def s3_demo(demo, s3_server) -> str:
         lambda uri: analytics.open_issues(uri=uri),
         lambda uri: analytics.mean_time_to_resolve(uri=uri),
         lambda uri: analytics.status_changes(uri=uri),
+        lambda uri: analytics.open_vulnerabilities(uri=uri),
+        lambda uri: analytics.top_cves(uri=uri),
+        lambda uri: analytics.mean_time_to_remediate(uri=uri),
+        lambda uri: analytics.failing_controls(uri=uri),
+        lambda uri: analytics.detections_by_day(uri=uri),
     ],
     ids=[
         "audit_activity",
@@ -271,6 +456,11 @@ def s3_demo(demo, s3_server) -> str:
         "open_issues",
         "time_to_resolve",
         "changes",
+        "open_vulnerabilities",
+        "top_cves",
+        "time_to_remediate",
+        "failing_controls",
+        "detections_by_day",
     ],
 )
 def test_each_question_gives_the_same_answer_from_an_s3_output(
