@@ -74,6 +74,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from wiz_pipeline.collect.changes import Changes, Keys, KeysBuilder, compare
+from wiz_pipeline.collect.fetch import refusals_named
 from wiz_pipeline.collect.split import SplitFetch
 from wiz_pipeline.collect.spool import Spool, as_keys, conform, fingerprints_of, row_groups
 from wiz_pipeline.core.times import format_time, parse_time
@@ -399,7 +400,7 @@ def _read_all(
     if state.read_order:
         variables["orderBy"] = dict(state.read_order)
     pages = 0
-    for page in client.paginate(
+    read = client.paginate(
         data_type.query,
         variables,
         operation=data_type.operation,
@@ -408,7 +409,8 @@ def _read_all(
         node_type=spool.table.row_type,  # decoded once, into the structs the columns are built from
         permission=data_type.permission_hint,
         stats=stats,
-    ):
+    )
+    for page in refusals_named(data_type, read):
         pages += 1
         if not page.nodes:
             continue
