@@ -24,7 +24,7 @@ from wiz_pipeline.simulator import WizSimulator
 # Both the demo and `wiz-pipeline dev` write this into a DAGSTER_HOME that has no dagster.yaml yet.
 # One step at a time may hold the `wiz_api` pool, so all runs share the tenant's rate budget.
 INSTANCE_YAML = """\
-# Written by wiz-pipeline. Both Wiz assets are in the wiz_api pool, counted per step in the instance's
+# Written by wiz-pipeline. Every Wiz asset is in the wiz_api pool, counted per step in the instance's
 # storage: each step claims the pool's one slot before it starts, whether the daemon's run queue, a
 # backfill, `dagster asset materialize` or execute_in_process started its run. One step at a time
 # talks to Wiz, so together they stay within WIZ_MAX_REQUESTS_PER_SECOND. The run queue launches a
@@ -268,7 +268,8 @@ def _report_findings(output: Path) -> None:
             f"{int(assets['findings'].sum())} findings of {len(cves)} CVEs on {len(assets)} assets"
         )
         widespread = [
-            f"{row.cve} ({row.assets} assets{', in KEV' if row.has_cisa_kev_exploit else ''})"
+            f"{row.cve} ({row.assets} asset{'' if row.assets == 1 else 's'}"
+            f"{', in KEV' if row.has_cisa_kev_exploit else ''})"
             for row in analytics.top_cves(**critical, top=3).itertuples()
         ]
         print(f"  most widespread: {', '.join(widespread) or '(none)'}")

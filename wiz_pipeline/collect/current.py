@@ -429,7 +429,7 @@ def _read_by_time(
     time (``SplitFetch``, as a window past the cap is), each below the cap and re-read until stable
     where records can leave it (``WindowFetch``), so no second pass is needed."""
     end = started + FULL_READ_PAST_START
-    split = SplitFetch(client, data_type, FULL_READ_FROM, end, [(FULL_READ_FROM, end)])
+    split = SplitFetch(client, data_type, FULL_READ_FROM, end, [(FULL_READ_FROM, end)], open_ended=True)
     for nodes in split:
         spool.add(spool.table.rows_to_batch(nodes.raw, rows=nodes.rows))
     figures = split.figures()

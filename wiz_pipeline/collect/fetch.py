@@ -93,7 +93,17 @@ class WindowFetch:
     the window afresh.
     """
 
-    def __init__(self, client: WizClient, data_type: DataType, start: datetime, end: datetime) -> None:
+    def __init__(
+        self,
+        client: WizClient,
+        data_type: DataType,
+        start: datetime,
+        end: datetime,
+        *,
+        open_ended: bool = False,
+    ) -> None:
+        """``open_ended``: the range ends after now on purpose (a current table's full read by time),
+        so there is nothing to warn about."""
         if start.tzinfo is None or end.tzinfo is None:
             raise ValueError("window bounds must be timezone-aware UTC datetimes")
         if not start < end:
@@ -103,6 +113,7 @@ class WindowFetch:
         self.table = table_for(data_type)
         self.stats = WindowStats(start=start, end=end)
         self._seen_ids = IdSet()
+        self.open_ended = open_ended
 
     def __iter__(self) -> Iterator[Nodes]:
         # Each iteration starts afresh (figures and ids), so a window that failed can be fetched
@@ -110,7 +121,7 @@ class WindowFetch:
         self.stats = stats = WindowStats(start=self.stats.start, end=self.stats.end)
         self._seen_ids = IdSet()
         dt = self.data_type
-        if stats.end > datetime.now(UTC):
+        if stats.end > datetime.now(UTC) and not self.open_ended:
             log.warning(
                 "%s: the window %s .. %s has not closed yet; records that arrive later will be missing "
                 "from this fetch.",

@@ -154,11 +154,14 @@ class SplitFetch:
         end: datetime,
         ranges: list[tuple[datetime, datetime]],
         thrown_away: WindowStats | None = None,
+        *,
+        open_ended: bool = False,
     ) -> None:
         if not data_type.result_cap:
             raise ValueError(f"{data_type.name} has no result cap to split for")
         self.client, self.data_type, self.start, self.end = client, data_type, start, end
         self.ranges = ranges
+        self.open_ended = open_ended  # ends after now on purpose: no "not closed yet" warning
         self.queries = self.capped = 0
         self._before = [(thrown_away, False)] if thrown_away else []
         self._stats: list[tuple[WindowStats, bool]] = []  # each sub-query's, and whether it was kept
@@ -172,7 +175,7 @@ class SplitFetch:
         todo = list(self.ranges)
         while todo:
             start, end = todo.pop(0)
-            fetch = WindowFetch(self.client, dt, start, end)
+            fetch = WindowFetch(self.client, dt, start, end, open_ended=self.open_ended)
             held: list[Nodes] = []
             try:
                 for nodes in prefetched(fetch):

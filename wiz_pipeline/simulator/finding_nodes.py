@@ -76,7 +76,13 @@ def _advisory(rng: random.Random, kind: str) -> tuple[str, str]:
     if kind == "alas" and roll < 0.5:
         name = f"ALAS-{rng.randrange(2019, 2025)}-{rng.randrange(1000, 2500)}"
         return name, f"https://alas.aws.amazon.com/AL2/{name}.html"
-    name = f"CVE-{2014 + int(rng.random() * 12)}-{1000 + int(rng.random() * 51000)}"
+    if rng.random() < 0.6:
+        # As in real tenants, a few CVEs (a base image's OpenSSL, glibc) sit on many assets: a skewed
+        # pick from a small pool, so that "the CVEs affecting the most assets" has an answer.
+        k = int(400 * rng.random() ** 3)
+        name = f"CVE-{2014 + k % 12}-{1000 + (k * 7919) % 51000}"
+    else:
+        name = f"CVE-{2014 + int(rng.random() * 12)}-{1000 + int(rng.random() * 51000)}"
     return name, f"https://nvd.nist.gov/vuln/detail/{name}"
 
 
@@ -171,7 +177,9 @@ def _vulnerability(store: Any, rng: random.Random, index: int, updated: datetime
     last = first + (updated - first) * r()
     asset = _asset(store.seed, int(r() * store.assets))
     has_epss = r() < 0.75
-    has_exploit = r() < 0.2
+    # A property of the CVE, not of the finding: every asset with it shares its exploit and KEV flags.
+    known = zlib.crc32(name.encode()) % 100
+    has_exploit = known < 20
     finding_id = store.id_of(index)
     in_image = asset["type"] in ("CONTAINER_IMAGE", "CONTAINER")
     stamp = wiz_time(updated, _pick(rng, _DIGITS))
@@ -187,7 +195,7 @@ def _vulnerability(store: Any, rng: random.Random, index: int, updated: datetime
         "impactScore": round(1.0 + 5.0 * r(), 1) if r() < 0.9 else None,
         "dataSourceName": "Wiz" if r() < 0.75 else "Amazon Inspector",
         "hasExploit": has_exploit,
-        "hasCisaKevExploit": has_exploit and r() < 0.3,
+        "hasCisaKevExploit": known < 6,
         "status": status,
         "vendorSeverity": severity if r() < 0.8 else _ONE_OFF[severity],
         "firstDetectedAt": wiz_time(first, _pick(rng, _DIGITS)),
