@@ -21,9 +21,10 @@ reads the API in full (``{"filterBy": <the data type's filters>}``: the status l
 results; for a data type with a result cap, in sub-queries by time each below it) only at the first
 build, when the previous file or manifest can't be read, when the filters changed since, when the
 last full read is older than ``WIZ_<TYPE>_FULL_READ_DAYS`` days (0: at every build), or when the run
-asks (``full_read``). Only a full read sees a finding deleted (no window
-holds a deletion), a change a window missed, or a configuration finding whose result left the
-collected ones (FAIL to PASS: its windows ask for FAIL only), so between full reads nothing is ``gone``. The
+asks (``full_read``). Only a full read sees a finding deleted (no window holds a deletion) or a
+change a window missed. A configuration finding whose result left the collected ones (FAIL to PASS:
+its windows ask for FAIL only) is in no window either: a build between full reads asks for those
+updated since the previous build (``leavers_query``, a small read) and drops them. The
 manifest records whether the build read in full, why (``full_read_reason``), when the last full read
 was (``last_full_read``, carried forward by the builds between) and the windows merged (``windows``).
 Re-merging a window is harmless: the latest version wins either way.
@@ -65,7 +66,7 @@ import itertools
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -74,10 +75,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from wiz_pipeline.collect.changes import Changes, Keys, KeysBuilder, compare
-from wiz_pipeline.collect.fetch import refusals_named
+from wiz_pipeline.collect.fetch import WindowFetch, refusals_named
 from wiz_pipeline.collect.split import SplitFetch
 from wiz_pipeline.collect.spool import Spool, as_keys, conform, fingerprints_of, row_groups
-from wiz_pipeline.core.times import format_time, parse_time
+from wiz_pipeline.core.times import format_time, from_micros, parse_time
 from wiz_pipeline.data_types import CurrentState, DataType
 from wiz_pipeline.data_types.issues import ISSUES
 from wiz_pipeline.landing.files import ROW_GROUP_BYTES, ROW_GROUP_ROWS, publish_with_manifest, writer_options
@@ -98,6 +99,9 @@ FULL_READ_LEEWAY = timedelta(hours=1)
 # the read began (a record updated during the read moves into a later sub-range, not out of all).
 FULL_READ_FROM = datetime(2000, 1, 1, tzinfo=UTC)
 FULL_READ_PAST_START = timedelta(days=1)
+# How far before the previous build's newest version the query for records that left the collected
+# values starts (see leavers_query).
+LEAVERS_MARGIN = timedelta(hours=1)
 
 
 def state_of(data_type: DataType) -> CurrentState:
@@ -303,6 +307,17 @@ def build_current(
         base_rows = spool.rows
         merged = _merge_windows(output, data_type, spool, since)
         latest = spool.latest(base_rows, base_wins_ties=plan.full_read)
+        left = 0
+        if not plan.full_read and leavers_query(data_type) is not None:
+            assert client is not None and plan.windows_since is not None
+            # By the API's clock: every version the previous build holds is older than what left
+            # since (the margin only widens a read whose every answer is right to drop).
+            newest = spool.newest(read_rows)
+            start = plan.windows_since if newest is None else min(plan.windows_since, from_micros(newest))
+            gone = _leavers(client, data_type, start - LEAVERS_MARGIN, started, stats)
+            leaving = np.isin(as_keys(spool.fingerprints()), gone) & latest
+            left = int(np.count_nonzero(leaving))
+            latest &= ~leaving
         duplicates = spool.duplicates_in(read_rows)
         from_windows = int(np.count_nonzero(latest[base_rows:]))
         stale = spool.older_than_base(latest, read_rows)
@@ -345,6 +360,8 @@ def build_current(
                 "filters": _jsonable(data_type.filters),
                 "windows": merged,
             }
+        if leavers_query(data_type) is not None:
+            manifest["left_results"] = left
         publish_with_manifest(output, written.upload, manifest_key(data_type), manifest)
     except BaseException:
         written.upload.abort()
@@ -435,6 +452,45 @@ def _read_by_time(
     figures = split.figures()
     for name, value in stats.as_dict().items():
         setattr(stats, name, value + figures.get(name, 0))
+
+
+def leavers_query(data_type: DataType) -> DataType | None:
+    """For a data type whose windows ask for some values only (configuration findings: the results
+    in WIZ_CONFIGURATION_FINDING_RESULTS), the same query for the other values. A record whose value
+    leaves the chosen ones (a failing control that now passes) is in no window, yet it must leave the
+    current table before the next full read: a build between full reads asks this query for the
+    records updated since the previous build, ids only in effect, and drops them. None: every value
+    is collected, or the data type has no such choice."""
+    choice = data_type.choice
+    if choice is None or state_of(data_type).full_read_days_setting is None:
+        return None
+    chosen = set(data_type.filters.get(choice.key) or choice.default)
+    others = [value for value in choice.choices if value not in chosen]
+    if not others:
+        return None
+    return replace(data_type, filters={**data_type.filters, choice.key: others})
+
+
+def _leavers(
+    client: WizClient, data_type: DataType, since: datetime, started: datetime, stats: RequestStats
+) -> np.ndarray:
+    """The fingerprints (as ``as_keys``) of the records updated since ``since`` whose value left the
+    chosen ones (see ``leavers_query``): a small read, the day's changes of result, not the list."""
+    query = leavers_query(data_type)
+    assert query is not None
+    end = started + FULL_READ_PAST_START
+    table = table_for(data_type)
+    ids: list[str] = []
+    if query.result_cap:
+        pages = SplitFetch(client, query, since, end, [(since, end)], open_ended=True)
+    else:
+        pages = WindowFetch(client, query, since, end, open_ended=True)
+    for nodes in pages:
+        ids += [i or "" for i in table.rows_to_batch(nodes.raw, rows=nodes.rows).column("id").to_pylist()]
+    figures = pages.figures() if isinstance(pages, SplitFetch) else pages.stats.requests.as_dict()
+    for name, value in stats.as_dict().items():
+        setattr(stats, name, value + figures.get(name, 0))
+    return as_keys(fingerprints_of(ids))
 
 
 def _missing(previous: np.ndarray, found: np.ndarray) -> np.ndarray:

@@ -85,6 +85,12 @@ class Spool:
     def _version_arrays(self) -> list[np.ndarray]:
         return [np.concatenate(held) if held else np.empty(0, np.int64) for held in self._versions]
 
+    def newest(self, rows: int) -> int | None:
+        """The latest first version time (micros) among the first ``rows`` rows; None if none has one."""
+        versions = self._version_arrays()[0][:rows]
+        known = versions[versions != EARLIEST]
+        return int(known.max()) if len(known) else None
+
     def latest(self, base_rows: int, *, base_wins_ties: bool) -> np.ndarray:
         """Per row, whether it is its id's latest version. The first ``base_rows`` rows are the
         base (a full read, or the previous build); on a tie of every version column the base wins

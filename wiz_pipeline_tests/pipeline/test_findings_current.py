@@ -82,7 +82,14 @@ def assert_same(found: dict[str, dict[str, Any]], want: dict[str, dict[str, Any]
 
 
 def graphql_requests(sim) -> int:
-    return len(sim.graphql_records())
+    """Requests for the collected findings: not those a build between full reads sends for the
+    configuration findings whose result left the collected ones (tested on their own below)."""
+    return sum(1 for r in sim.graphql_records() if not _for_leavers(r))
+
+
+def _for_leavers(record) -> bool:
+    filters = (record.variables or {}).get("filterBy") or {}
+    return "FAIL" not in filters.get("result", ["FAIL"])
 
 
 def collect_window(pipeline, kind: str, at: datetime) -> None:
@@ -142,7 +149,9 @@ def test_between_full_reads_updates_come_from_the_windows_and_deletions_wait_for
     assert build(pipeline, kind).success
     assert graphql_requests(sim) == requests  # no API request: the previous file and the windows
     meta = metadata(pipeline, kind)
-    assert meta["full_read"] is False and meta["requests"] == 0 and meta["windows_merged"] >= 1
+    # Configuration findings: one request, for the findings whose result left FAIL (none here).
+    leavers = 1 if kind == "configuration_findings" else 0
+    assert meta["full_read"] is False and meta["requests"] == leavers and meta["windows_merged"] >= 1
     counts = {k: meta[k] for k in ("new", "resolved", "reopened", "edited", "gone")}
     assert counts == {"new": 0, "resolved": 1, "reopened": 0, "edited": 1, "gone": 0}
     found, want = rows(pipeline, kind), expected(sim, kind)
@@ -222,19 +231,36 @@ def test_the_assets_exist_only_when_their_data_type_is_collected(pipeline):
 
 
 @pytest.mark.parametrize("kind", ["configuration_findings"], indirect=True)
-def test_a_configuration_finding_that_passes_leaves_only_at_a_full_read(pipeline, sim, kind):
-    # Its window query asks for FAIL only, so its new PASS version is in no window: like a deletion.
+def test_a_configuration_finding_that_passes_leaves_at_the_next_build_without_a_full_read(
+    pipeline, sim, kind
+):
+    # Its window query asks for FAIL only, so its new PASS version is in no window: the build between
+    # full reads asks for the findings updated since whose result is no longer collected.
     assert build(pipeline, kind).success
-    (fixed,) = pick(expected(sim, kind), 1)
+    fixed, refailed = pick(expected(sim, kind), 2)
     later = NOW + timedelta(minutes=10)
     sim.tenant.update_finding(kind, fixed, later, result="PASS", status="RESOLVED")
+    sim.tenant.update_finding(kind, refailed, later, result="PASS", status="RESOLVED")
+    sim.tenant.update_finding(kind, refailed, later + timedelta(minutes=5), result="FAIL", status="OPEN")
     sim.set_now(later + timedelta(hours=1))
     collect_window(pipeline, kind, later)
+    requests = len(sim.graphql_records())
     assert build(pipeline, kind).success
-    assert rows(pipeline, kind)[fixed]["result"] == "FAIL" and fixed not in expected(sim, kind)
-    assert build(pipeline, kind, full_read=True).success
-    assert metadata(pipeline, kind)["gone"] == 1
-    assert_same(rows(pipeline, kind), expected(sim, kind))
+    asked = sim.graphql_records()[requests:]
+    others = ["PASS", "ERROR", "NOT_ASSESSED"]
+    assert asked and all(r.variables["filterBy"]["result"] == others for r in asked)
+    found = rows(pipeline, kind)
+    assert fixed not in found and found[refailed]["result"] == "FAIL"
+    assert_same(found, expected(sim, kind))
+    meta = metadata(pipeline, kind)
+    assert meta["full_read"] is False and meta["gone"] == 1
+    assert json.loads(manifest_path(pipeline, kind).read_text())["left_results"] == 1
+    # With every result collected there is nothing to leave: no request between full reads.
+    pipeline.env["WIZ_CONFIGURATION_FINDING_RESULTS"] = "PASS,FAIL,ERROR,NOT_ASSESSED"
+    assert build(pipeline, kind).success  # the filters changed: a full read
+    requests = len(sim.graphql_records())
+    assert build(pipeline, kind).success
+    assert len(sim.graphql_records()) == requests
 
 
 @pytest.mark.parametrize("kind", ["configuration_findings"], indirect=True)

@@ -14,6 +14,7 @@ from wiz_pipeline.collect.current import (
     CurrentBuild,
     build_current,
     check_descriptions,
+    leavers_query,
     plan_build,
     reads_in_full_at_every_build,
     state_of,
@@ -92,12 +93,14 @@ def current_definitions(
         # A wrong bucket, credential or endpoint fails here, before any Wiz request is made.
         output.check()
         plan = plan_build(output, data_type, full_read_days=full_read_days, force=config.full_read)
-        if plan.full_read:
+        # Between full reads a build reads only files (no client, no Wiz request), but for the
+        # records whose value left the collected ones (leavers_query: a control that now passes).
+        asks_wiz = plan.full_read or leavers_query(data_type) is not None
+        if asks_wiz:
             unshared = unshared_budget(context.instance)
             if unshared:
                 context.log.warning(unshared)
-        # Between full reads a build reads only files: no client, no Wiz request.
-        with wiz.client() if plan.full_read else contextlib.nullcontext() as client:
+        with wiz.client() if asks_wiz else contextlib.nullcontext() as client:
             built = build_current(client, output, run_id=context.run.run_id, data_type=data_type, plan=plan)
         c = built.changes
         how = (
@@ -182,11 +185,17 @@ def _description(data_type: DataType) -> str:
             f"{kept}: what is open, how severe, on which resource, right now. A full read of the API "
             f"merged with newer versions from {one} windows, replacing {where} whole at each build.{tail}"
         )
+    between = (
+        "makes no API request"
+        if leavers_query(data_type) is None
+        else "asks the API only for the findings updated since whose result is no longer collected "
+        "(a failing control that now passes), and drops them"
+    )
     return (
         f"{kept}, replacing {where} whole at each build. The current state is the last full read "
         f"of the API plus every {name} window written since, latest {by} per id (on a tie the later "
         "source: a window over the previous build, a later window over an earlier one); a build "
-        "between full reads makes no API request. A full read happens at the first build, when the "
+        f"between full reads {between}. A full read happens at the first build, when the "
         f"previous file can't be read, every {state.full_read_days_setting} days (0: every build), or "
         "when the run's config says `full_read: true`; only a full read drops what Wiz deleted. The "
         "step claims the `wiz_api` "
