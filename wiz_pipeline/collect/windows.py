@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from wiz_pipeline.collect.fetch import WindowFetch, WindowStats
 from wiz_pipeline.collect.heap import collecting_rarely
@@ -253,7 +254,7 @@ def _fetch_split(
         with collecting_rarely():
             for nodes in split:
                 figures.note(nodes)
-                _add(writer, quality, nodes)
+                _add(writer, quality, nodes, None)
     except BaseException:
         writer.abort()
         raise
@@ -293,13 +294,25 @@ def _fetch_span(
                 # A node without a readable time can't be placed; the query returned it for this
                 # span, so it is kept in the span's last window (and counted in the manifest).
                 index[~nodes.readable] = len(span) - 1
-                present = np.unique(index)
-                for i in present.tolist():
-                    part = nodes if len(present) == 1 else nodes.take(np.flatnonzero(index == i))
+                present, counts = np.unique(index, return_counts=True)
+                if len(present) == 1:
+                    parts = [(int(present[0]), nodes, None)]
+                else:
+                    # A page spread over several windows (an API order other than newest first)
+                    # becomes one batch, cut by window: one conversion of every column per page,
+                    # not one per window's share of it.
+                    order = np.argsort(index, kind="stable")
+                    batch = table.to_batch(nodes).take(pa.array(order))
+                    ends = np.cumsum(counts)
+                    parts = [
+                        (int(i), nodes.take(order[end - n : end]), batch.slice(end - n, n))
+                        for i, n, end in zip(present.tolist(), counts.tolist(), ends.tolist(), strict=True)
+                    ]
+                for i, part, rows in parts:
                     key = span[i].key
                     figures[key].note(part)
                     live[key] = writers[key]  # a finished window that gets rows is reopened
-                    _add(writers[key], quality[key], part)
+                    _add(writers[key], quality[key], part, rows)
                 if len(known):
                     # Newest first, a page older than a window's start means it gets nothing more: its
                     # file is closed now. If the API's order says otherwise after all, the rows that
@@ -340,8 +353,8 @@ def _quality(
     )
 
 
-def _add(writer: WindowWriter, quality: WindowQuality, nodes: Nodes) -> None:
-    batch = writer.add(nodes)
+def _add(writer: WindowWriter, quality: WindowQuality, nodes: Nodes, rows: pa.RecordBatch | None) -> None:
+    batch = writer.add(nodes, rows)
     if batch is not None:
         quality.note(nodes, batch)
 

@@ -158,13 +158,15 @@ class WindowWriter:
         self.ids = WindowIds()
         self._comparison: tuple[bool, IdFigures | None] | None = None  # see _compare
 
-    def add(self, nodes: Nodes) -> pa.RecordBatch | None:
-        """Buffer ``nodes`` as rows; the batch they became (None if there were none)."""
+    def add(self, nodes: Nodes, batch: pa.RecordBatch | None = None) -> pa.RecordBatch | None:
+        """Buffer ``nodes`` as rows (``batch``: they already are, in order); the batch they became
+        (None if there were none)."""
         if not len(nodes):
             return None
         if self.finished:
             self._reopen()
-        batch = self.table.to_batch(nodes)
+        if batch is None:
+            batch = self.table.to_batch(nodes)
         self.ids.add(batch.column("id"))
         self._pending.append(batch)
         self.pending_rows += batch.num_rows

@@ -256,19 +256,26 @@ def audit_activity(
     last_at."""
     root = output_uri(uri)
     where, params = _range("timestamp", start, end, by_date=True)
-    keep = ""
-    if _limit(top):  # checks top
-        keep = (
-            "QUALIFY row_number() OVER (PARTITION BY day ORDER BY entries DESC, user, service_account, "
-            f"action, source_ip) <= {top}"
-        )
+    # Every grouped column in the order, nulls placed explicitly: ties of `entries` are broken the
+    # same way by every reader (a QUALIFY over the aggregate ranked ties differently from one scan
+    # of the same files to the next).
+    order = (
+        "entries DESC, user NULLS LAST, service_account NULLS LAST, action NULLS LAST, source_ip NULLS LAST"
+    )
+    keep = f"WHERE rank <= {top}" if _limit(top) else ""  # _limit checks top
     sql = f"""
-        SELECT CAST(timestamp AS DATE) AS day, user_name AS user, service_account_name AS service_account,
-               action, source_ip, count(*) AS entries, count(*) FILTER (status = 'FAILED') AS failed,
-               min(timestamp) AS first_at, max(timestamp) AS last_at
-        FROM audit_logs WHERE {where}
-        GROUP BY 1, 2, 3, 4, 5 {keep}
-        ORDER BY day, entries DESC, user, service_account, action, source_ip
+        WITH counted AS (
+            SELECT CAST(timestamp AS DATE) AS day, user_name AS user,
+                   service_account_name AS service_account, action, source_ip, count(*) AS entries,
+                   count(*) FILTER (status = 'FAILED') AS failed, min(timestamp) AS first_at,
+                   max(timestamp) AS last_at
+            FROM audit_logs WHERE {where}
+            GROUP BY 1, 2, 3, 4, 5
+        ), ranked AS (
+            SELECT *, row_number() OVER (PARTITION BY day ORDER BY {order}) AS rank FROM counted
+        )
+        SELECT * EXCLUDE (rank) FROM ranked {keep}
+        ORDER BY day, {order}
     """
     con = connect(root, ["audit_logs"])
     _require(con, "audit_logs", root)
