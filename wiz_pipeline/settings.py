@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -128,6 +129,37 @@ def _choices(allowed: tuple[str, ...]) -> Callable[[str, str], tuple[str, ...]]:
         return values
 
     return parse
+
+
+OCSF_LAYOUTS = ("hive", "security_lake")
+
+
+def _one_of(name: str, text: str, allowed: tuple[str, ...]) -> str:
+    value = text.strip().lower()
+    if value not in allowed:
+        raise SettingsError(f"{name}={text!r}: expected one of {', '.join(allowed)}.")
+    return value
+
+
+def _region(name: str, text: str) -> str:
+    value = text.strip()
+    if value and not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d{1,2}", value):
+        raise SettingsError(f"{name}={text!r} is not an AWS region name such as us-east-1.")
+    return value
+
+
+def _account_id(name: str, text: str) -> str:
+    value = text.strip()
+    if value and not re.fullmatch(r"\d{12}", value):
+        raise SettingsError(f"{name}={text!r} is not a 12-digit AWS account id.")
+    return value
+
+
+def _source_version(name: str, text: str) -> str:
+    value = text.strip().strip("/")
+    if value and not re.fullmatch(r"[A-Za-z0-9._-]{1,32}", value):
+        raise SettingsError(f"{name}={text!r}: expected a version such as 1.0 (letters, digits, . _ -).")
+    return value
 
 
 def _daily(cron: str) -> str:
@@ -251,6 +283,50 @@ SETTINGS: tuple[Setting, ...] = (
         "Where the Parquet datasets are written: a directory (a path, relative to the working "
         "directory, or file:///path), or s3://bucket/prefix (a private bucket; see AWS_*).",
         parse_output_uri,
+    ),
+    Setting(
+        "WIZ_OCSF",
+        "false",
+        "Also write every collected window as OCSF 1.5.0 events (assets wiz/ocsf/<data type>, the "
+        "same windows as their source, written in the same run): one dataset per OCSF class under "
+        "WIZ_OCSF_URI (see docs/ocsf.md).",
+        _bool,
+    ),
+    Setting(
+        "WIZ_OCSF_URI",
+        "",
+        "Where the OCSF datasets are written, as WIZ_OUTPUT_URI is (empty: {WIZ_OUTPUT_URI}/ocsf); for "
+        "Security Lake, s3://<its bucket> (the layout adds ext/<source>/...).",
+        lambda name, text: parse_output_uri(name, text) if text.strip() else "",
+    ),
+    Setting(
+        "WIZ_OCSF_LAYOUT",
+        "hive",
+        "hive: <class>/source=<data type>/date=YYYY-MM-DD/ folders; security_lake: a Security Lake "
+        "custom source per class, ext/wiz_<class>/region=<region>/accountId=<account>/eventDay=YYYYMMDD/ "
+        "(needs WIZ_OCSF_REGION and WIZ_OCSF_ACCOUNT_ID).",
+        lambda name, text: _one_of(name, text, OCSF_LAYOUTS),
+    ),
+    Setting(
+        "WIZ_OCSF_REGION",
+        "",
+        "security_lake layout: the region= partition, the AWS region of the Security Lake the custom "
+        "sources belong to (e.g. us-east-1).",
+        _region,
+    ),
+    Setting(
+        "WIZ_OCSF_ACCOUNT_ID",
+        "",
+        "security_lake layout: the accountId= partition, the 12-digit AWS account the custom sources "
+        "were registered with.",
+        _account_id,
+    ),
+    Setting(
+        "WIZ_OCSF_SOURCE_VERSION",
+        "",
+        "security_lake layout: the source version segment of the custom sources' location, when "
+        "Security Lake gave them one (ext/wiz_<class>/<version>/...); empty: none.",
+        _source_version,
     ),
     Setting(
         "WIZ_PAGE_SIZE",
@@ -392,6 +468,12 @@ class Settings:
     current_crons: dict[str, str]  # by data type with a current table: when it is rebuilt
     full_read_days: dict[str, int]  # by data type whose current table reads everything only now and then
     output_uri: str  # an absolute directory, or s3://bucket[/prefix]
+    ocsf: bool
+    ocsf_uri: str  # as WIZ_OCSF_URI is set ("": {output_uri}/ocsf; see ocsf_output_uri)
+    ocsf_layout: str
+    ocsf_region: str
+    ocsf_account_id: str
+    ocsf_source_version: str
     page_size: int
     max_retries: int
     request_timeout_seconds: float
@@ -400,6 +482,10 @@ class Settings:
     reread_after_seconds: int
     max_windows_per_run: int
     max_windows_per_backfill_run: int
+
+    @property
+    def ocsf_output_uri(self) -> str:
+        return self.ocsf_uri or f"{self.output_uri.rstrip('/')}/ocsf"
 
     def client_options(self) -> dict[str, Any]:
         """The client's options that come from settings (``WizOptions`` fields), checked above."""
@@ -461,6 +547,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             f"WIZ_REREAD_AFTER_SECONDS={reread} must be 0 (off) or more than WIZ_WINDOW_LAG_SECONDS={lag}: "
             "a window is first read that long after it closes, so it would never be read again."
         )
+    if values.get("WIZ_OCSF_LAYOUT") == "security_lake":
+        # Security Lake's crawler partitions each custom source by these two: files without them
+        # would land where no table looks.
+        unset = [n for n in ("WIZ_OCSF_REGION", "WIZ_OCSF_ACCOUNT_ID") if n in values and not values[n]]
+        if unset:
+            problems.append(
+                f"WIZ_OCSF_LAYOUT=security_lake needs {' and '.join(unset)}: the region and the account "
+                "the Security Lake custom sources were registered in."
+            )
     if problems:
         raise SettingsError("Bad settings:\n  " + "\n  ".join(problems))
     per_data_type = {dt.checkpoint_variable for dt in DATA_TYPES.values()}

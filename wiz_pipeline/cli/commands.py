@@ -71,6 +71,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
 def cmd_checkpoints(args: argparse.Namespace) -> int:
     """Print each data type's checkpoint as derived from the Dagster instance's materializations."""
 
+    from dataclasses import replace
+
     from wiz_pipeline.core.times import format_time
     from wiz_pipeline.orchestration.checkpoints import collections_for, interval_change, progress
     from wiz_pipeline.settings import load_settings
@@ -95,6 +97,21 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
             if state.in_progress:
                 detail += f"; {len(state.in_progress)} in progress"
             print(f"{collection.checkpoint_name}={format_time(state.checkpoint)}  # {detail}")
+            if collection.ocsf_key is not None:
+                # The view has no checkpoint of its own: it is written with its source's windows.
+                # Windows written before WIZ_OCSF was on are behind until its backfill.
+                view = progress(instance, replace(collection, asset_key=collection.ocsf_key), now, lag)
+                behind = view.closed_windows - view.materialized
+                print(
+                    f"#   ocsf/{collection.data_type}: {view.materialized} of {view.closed_windows} closed "
+                    "windows written"
+                    + (
+                        f"; {behind} behind, the first {view.missing[0]} (materialize "
+                        f"wiz/ocsf/{collection.data_type} for them: rebuilt from the written windows)"
+                        if behind
+                        else ""
+                    )
+                )
             changed = interval_change(instance, collection)
             if changed:
                 print(f"# STOPPED: {changed}")
@@ -108,7 +125,7 @@ def cmd_ledger(args: argparse.Namespace) -> int:
     from wiz_pipeline.core.times import format_time
     from wiz_pipeline.landing.outputs import open_output
     from wiz_pipeline.orchestration.checkpoints import collections_for
-    from wiz_pipeline.orchestration.ledger import ledger, window_range
+    from wiz_pipeline.orchestration.ledger import ledger, ocsf_ledger, window_range
     from wiz_pipeline.readers.ledger import (
         Summary,
         json_line,
@@ -134,6 +151,7 @@ def cmd_ledger(args: argparse.Namespace) -> int:
         setting = DATA_TYPES[args.type].enabled_by
         raise WizConfigError(f"--type {args.type}: {setting} is off, so {args.type} are not collected")
     output = open_output(settings.output_uri)
+    ocsf_output = open_output(settings.ocsf_output_uri)
     now, lag = datetime.now(UTC), timedelta(seconds=settings.window_lag_seconds)
     if not any(window_range(c, now, lag, start, end) for c in collections):
         seeds = ", ".join(f"{c.checkpoint_name}={format_time(c.seed)}" for c in collections)
@@ -150,6 +168,28 @@ def cmd_ledger(args: argparse.Namespace) -> int:
                 print(("\n" if n else "") + text_header(), file=out)
             for line in ledger(
                 instance, output, collection, now=now, lag=lag, start=start, end=end, gaps_only=args.gaps_only
+            ):
+                summary.note(line)
+                if line.written and args.gaps_only:
+                    continue
+                out.write((json_line(line) if args.json else text_line(line)) + "\n")
+            print(json_summary(summary) if args.json else text_summary(summary), file=out)
+            gap = gap or bool(summary.gaps)
+            if collection.ocsf_key is None:
+                continue
+            # Its OCSF view (WIZ_OCSF): the same windows, in the view's own files.
+            summary = Summary(f"ocsf/{collection.data_type}")
+            if not args.json:
+                print("\n" + text_header(), file=out)
+            for line in ocsf_ledger(
+                instance,
+                ocsf_output,
+                collection,
+                now=now,
+                lag=lag,
+                start=start,
+                end=end,
+                gaps_only=args.gaps_only,
             ):
                 summary.note(line)
                 if line.written and args.gaps_only:

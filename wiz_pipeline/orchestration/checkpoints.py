@@ -23,6 +23,7 @@ from dagster._core.storage.partition_status_cache import (
 from wiz_pipeline.core.times import format_time, parse_time
 from wiz_pipeline.core.windows import WindowGrid
 from wiz_pipeline.data_types import DATA_TYPES, DataType
+from wiz_pipeline.ocsf.layout import OcsfLayout
 from wiz_pipeline.orchestration.partitions import window_partitions
 from wiz_pipeline.settings import Settings
 
@@ -52,6 +53,10 @@ class Collection:
     reread_after_seconds: int = 0
     # The declaration as the settings fill it in (a choice filter's values); None: DATA_TYPES's.
     definition: DataType | None = None
+    # WIZ_OCSF on: the OCSF view's asset (wiz/ocsf/<data type>), written with each window, and where
+    # its files go under WIZ_OCSF_URI; None when off.
+    ocsf_key: dg.AssetKey | None = None
+    ocsf_layout: OcsfLayout | None = None
 
     @property
     def grid(self) -> WindowGrid:
@@ -337,6 +342,14 @@ def _collection(data_type: DataType, settings: Settings) -> Collection:
         interval_seconds=settings.poll_interval_seconds,
         reread_after_seconds=_reread_after(data_type, settings),
         definition=settings.data_types[data_type.name],
+        ocsf_key=dg.AssetKey(["wiz", "ocsf", data_type.name]) if settings.ocsf else None,
+        ocsf_layout=ocsf_layout(settings) if settings.ocsf else None,
+    )
+
+
+def ocsf_layout(settings: Settings) -> OcsfLayout:
+    return OcsfLayout(
+        settings.ocsf_layout, settings.ocsf_region, settings.ocsf_account_id, settings.ocsf_source_version
     )
 
 

@@ -42,7 +42,8 @@ def build_definitions(
         assets.append(window_asset(collection, settings.max_windows_per_backfill_run))
         job = dg.define_asset_job(
             collection.job_name,
-            selection=[collection.asset_key],
+            # With WIZ_OCSF, the window's OCSF view is written in the same step.
+            selection=[collection.asset_key, *([collection.ocsf_key] if collection.ocsf_key else [])],
             description=(
                 f"Collects {collection.data_type} windows from Wiz into Parquet, one file per window, "
                 f"and checks each. Launched by {collection.schedule_name}; run it by hand to "
@@ -81,7 +82,9 @@ def build_definitions(
         schedules=schedules,
         resources={
             "wiz": WizResource.from_settings(settings),
-            "datasets": ParquetDatasets(root=settings.output_uri),
+            "datasets": ParquetDatasets(
+                root=settings.output_uri, ocsf_root=settings.ocsf_output_uri if settings.ocsf else ""
+            ),
             **(resources or {}),
         },
     )

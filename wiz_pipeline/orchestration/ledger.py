@@ -4,11 +4,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import dagster as dg
 
+from wiz_pipeline.core.windows import KEY_FORMAT
+from wiz_pipeline.landing.files import manifest_key
 from wiz_pipeline.landing.outputs import Output
+from wiz_pipeline.ocsf import SOURCES
 from wiz_pipeline.orchestration.checkpoints import Collection, failed_and_in_progress, partial_windows
 from wiz_pipeline.readers import ledger as report
 from wiz_pipeline.readers.ledger import InstanceState, WindowLine
@@ -64,4 +68,44 @@ def ledger(
         start=start,
         end=end,
         gaps_only=gaps_only,
+    )
+
+
+def ocsf_ledger(
+    instance: dg.DagsterInstance,
+    output: Output,
+    collection: Collection,
+    *,
+    now: datetime,
+    lag: timedelta,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    gaps_only: bool = False,
+) -> Iterator[WindowLine]:
+    """The same report for a data type's OCSF view (``output``: WIZ_OCSF_URI): a window is written when
+    wiz/ocsf/<data type> is materialized for it and each class's file and manifest are in place."""
+    assert collection.ocsf_key is not None and collection.ocsf_layout is not None
+    view = replace(collection, asset_key=collection.ocsf_key)
+    layout, classes = collection.ocsf_layout, SOURCES[collection.data_type]
+    wanted = window_range(view, now, lag, start, end)
+    state = instance_state(instance, view) if wanted else InstanceState(set(), {})
+
+    def files(windows: list[datetime]) -> list[tuple[str, list[tuple[str, str]]]]:
+        named = []
+        for w in windows:
+            keys = [layout.file_key(c, collection.data_type, w) for c in classes]
+            named.append((w.strftime(KEY_FORMAT), [(k, manifest_key(k)) for k in keys]))
+        return named
+
+    return report.ledger(
+        state,
+        output,
+        f"ocsf/{collection.data_type}",
+        collection.grid,
+        now=now,
+        lag=lag,
+        start=start,
+        end=end,
+        gaps_only=gaps_only,
+        files=files,
     )

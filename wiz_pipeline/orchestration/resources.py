@@ -88,6 +88,10 @@ class ParquetDatasets(dg.ConfigurableResource):
     environment (AWS_*), so they never show in the UI."""
 
     root: str
+    ocsf_root: str = ""  # WIZ_OCSF_URI as resolved (settings.ocsf_output_uri); "": OCSF is off
 
     def output(self) -> Output:
         return open_output(self.root)
+
+    def ocsf_output(self) -> Output:
+        return open_output(self.ocsf_root or f"{self.root.rstrip('/')}/ocsf")

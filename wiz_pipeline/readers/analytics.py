@@ -54,6 +54,7 @@ from wiz_pipeline.core.times import parse_time
 from wiz_pipeline.data_types import DATA_TYPES
 from wiz_pipeline.data_types.issues import CURRENT_DATASET as CURRENT
 from wiz_pipeline.landing.outputs import DEFAULT_OUTPUT_URI, parse_output_uri
+from wiz_pipeline.readers import ocsf_views
 
 __all__ = [
     "AnalyticsError",
@@ -63,6 +64,7 @@ __all__ = [
     "detections_by_day",
     "failed_logins",
     "failing_controls",
+    "findings_on_resource",
     "mean_time_to_remediate",
     "mean_time_to_resolve",
     "open_issues",
@@ -95,14 +97,23 @@ def output_uri(uri: str | Path | None = None) -> str:
     return parse_output_uri("uri", str(uri))
 
 
-def connect(uri: str | Path | None = None, datasets: Sequence[str] = DATASETS) -> duckdb.DuckDBPyConnection:
+def connect(
+    uri: str | Path | None = None,
+    datasets: Sequence[str] = DATASETS,
+    *,
+    ocsf: bool = True,
+    ocsf_uri: str | Path | None = None,
+) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with a view per dataset found under ``uri`` (default
     ``WIZ_OUTPUT_URI``), or only ``datasets``: one per data type's windows (``audit_logs``,
     ``issues``, ``vulnerability_findings``, ``configuration_findings``, ``detections``, with the hive
     ``date`` column), one per current table (``issues_current``, ``vulnerability_findings_current``,
     ``configuration_findings_current``), and ``<name>_latest`` for the findings and detections: each
-    id's latest version in its windows. A dataset with no file yet (a type not collected) has no
-    view. The session's time zone is UTC."""
+    id's latest version in its windows. With ``ocsf`` (WIZ_OCSF's datasets, under ``ocsf_uri``, default
+    WIZ_OCSF_URI or ``{uri}/ocsf``): ``ocsf_authentication``, ``ocsf_api_activity``,
+    ``ocsf_detection_finding``, ``ocsf_vulnerability_finding``, ``ocsf_compliance_finding``, and
+    ``ocsf_findings``, the three finding classes in one shape. A dataset with no file yet (a type not
+    collected) has no view. The session's time zone is UTC."""
     root = output_uri(uri)
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
@@ -122,6 +133,8 @@ def connect(uri: str | Path | None = None, datasets: Sequence[str] = DATASETS) -
                 "QUALIFY row_number() OVER (PARTITION BY id ORDER BY updated_at DESC NULLS LAST, "
                 "date DESC) = 1"
             )
+    if ocsf:
+        ocsf_views.register(con, ocsf_views.ocsf_uri(root, ocsf_uri))
     return con
 
 
@@ -696,3 +709,27 @@ def detections_by_day(
         ORDER BY day, {_severity_order()}, detections DESC, rule, rule_id
     """
     return _frame(con, sql, params)
+
+
+def findings_on_resource(
+    resource: str, *, uri: str | Path | None = None, ocsf_uri: str | Path | None = None
+) -> pd.DataFrame:
+    """Every finding on one resource, across the OCSF finding classes (issues and detections as
+    Detection Findings, vulnerability findings, configuration findings as Compliance Findings): each
+    record version whose ``resources`` has ``resource`` as its ``uid`` (the cloud provider's id),
+    ``uid_alt`` (Wiz's) or ``name``. Needs WIZ_OCSF. Newest first. Columns: event_time, class_name,
+    source, finding_uid, title, severity, status, activity_name, uid."""
+    root = output_uri(uri)
+    con = connect(root, [], ocsf_uri=ocsf_uri)
+    if "ocsf_findings" not in _views(con):
+        raise AnalyticsError(
+            f"No OCSF findings under {ocsf_views.ocsf_uri(root, ocsf_uri)}: set WIZ_OCSF=true and collect "
+            "issues, detections or findings (or materialize their wiz/ocsf/<data type> assets)."
+        )
+    sql = """
+        SELECT event_time, class_name, source, finding_uid, title, severity, status, activity_name, uid
+        FROM ocsf_findings
+        WHERE len(list_filter(resources, lambda r: $resource IN (r.uid, r.uid_alt, r.name))) > 0
+        ORDER BY time DESC, class_name, finding_uid
+    """
+    return _frame(con, sql, {"resource": resource})

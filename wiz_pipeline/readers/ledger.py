@@ -21,7 +21,7 @@ Built for a year of one-minute windows (525,600 per data type) without a request
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -128,6 +128,10 @@ class InstanceState:
         return None if key in self.materialized else "instance: not materialized"
 
 
+# What a window's files are named: (partition key, [(data file, manifest), ...]) for each window start.
+FileNames = Callable[[list[datetime]], list[tuple[str, list[tuple[str, str]]]]]
+
+
 def ledger(
     state: InstanceState,
     output: Output,
@@ -139,9 +143,13 @@ def ledger(
     start: datetime | None = None,
     end: datetime | None = None,
     gaps_only: bool = False,
+    files: FileNames | None = None,
 ) -> Iterator[WindowLine]:
     """Each closed window of the range, oldest first, as ``state`` (what the instance says: see
-    ``orchestration.ledger``) and the output say; see the module's docstring."""
+    ``orchestration.ledger``) and the output say; see the module's docstring. ``files``: a window's
+    files other than a data type's one (an OCSF view has one per class it feeds); a window is written
+    on the output's side when every one of them and its manifest are there, as big as it says."""
+    names_of = files or _native_files(name)
     in_range = window_range(grid, now, lag, start, end)
     step = grid.step
     done = in_range.start
@@ -149,34 +157,71 @@ def ledger(
         chunk_end_day = floor_to_window(grid.start_of(done), 86400) + timedelta(days=DAYS_PER_CHUNK)
         chunk = range(done, min(in_range.stop, grid.count_until(chunk_end_day)))
         windows = grid.starts(chunk)
-        names = window_names(name, windows)
-        folders = sorted({data.rpartition("/")[0] for _, data, _ in names})
+        names = names_of(windows)
+        folders = sorted({data.rpartition("/")[0] for _, pairs in names for data, _ in pairs})
         # Sizes are compared with manifests, so they are needed only where manifests are read.
         listed = output.files(folders, stat=not gaps_only)
-        pending: list[tuple[datetime, str, str, str, list[str]]] = []
-        for boundary, (key, data, manifest) in zip(windows, names, strict=True):
+        pending: list[tuple[datetime, str, list[tuple[str, str]], list[str]]] = []
+        for boundary, (key, pairs) in zip(windows, names, strict=True):
             side = state.reason(key)
             missing = [side] if side else []
-            has_data, has_manifest = data in listed, manifest in listed
-            if not (has_data and has_manifest):
-                absent = [
-                    what for what, there in (("data file", has_data), ("manifest", has_manifest)) if not there
-                ]
-                missing.append(f"output: no {' and no '.join(absent)}")
-            pending.append((boundary, key, data, manifest, missing))
+            for data, manifest in pairs:
+                has_data, has_manifest = data in listed, manifest in listed
+                if not (has_data and has_manifest):
+                    absent = [
+                        what
+                        for what, there in (("data file", has_data), ("manifest", has_manifest))
+                        if not there
+                    ]
+                    where = f" ({data.rpartition('/')[2]})" if len(pairs) > 1 else ""
+                    missing.append(f"output: no {' and no '.join(absent)}{where}")
+            pending.append((boundary, key, pairs, missing))
         # With gaps_only, the manifests of windows both sides have are not read (see the docstring).
-        wanted = [m for _, _, _, m, missing in pending if m in listed and (missing or not gaps_only)]
+        wanted = [
+            m
+            for _, _, pairs, missing in pending
+            for _, m in pairs
+            if m in listed and (missing or not gaps_only)
+        ]
         contents = output.read_many(wanted)
-        for boundary, key, data, manifest_name, missing in pending:
-            manifest = _decode(contents.get(manifest_name))
-            size = listed.get(data, UNKNOWN).size  # -1: not there, or listed without its size (gaps_only)
-            if isinstance(manifest, str):
-                missing.append(manifest)
-                manifest = None
-            elif manifest is not None and size >= 0 and manifest.bytes not in (msgspec.UNSET, size):
-                missing.append(f"output: data file has {size} bytes, its manifest says {manifest.bytes}")
-            yield WindowLine(name, key, boundary, boundary + step, tuple(missing), manifest)
+        for boundary, key, pairs, missing in pending:
+            manifests: list[Manifest] = []
+            for data, manifest_name in pairs:
+                manifest = _decode(contents.get(manifest_name))
+                size = listed.get(data, UNKNOWN).size  # -1: not there, or listed without its size
+                if isinstance(manifest, str):
+                    missing.append(manifest)
+                    continue
+                if manifest is None:
+                    continue
+                if size >= 0 and manifest.bytes not in (msgspec.UNSET, size):
+                    missing.append(f"output: data file has {size} bytes, its manifest says {manifest.bytes}")
+                manifests.append(manifest)
+            yield WindowLine(
+                name, key, boundary, boundary + step, tuple(missing), _combined(manifests, len(pairs))
+            )
         done = chunk.stop
+
+
+def _native_files(name: str) -> FileNames:
+    def names(windows: list[datetime]) -> list[tuple[str, list[tuple[str, str]]]]:
+        return [(key, [(data, manifest)]) for key, data, manifest in window_names(name, windows)]
+
+    return names
+
+
+def _combined(manifests: list[Manifest], files: int) -> Manifest | None:
+    """A window's manifest, or for a window of several files their rows summed (their other figures
+    are each file's own: shown only for a window of one file)."""
+    if not manifests:
+        return None
+    if files == 1:
+        return manifests[0]
+    rows = [m.rows for m in manifests]
+    total = sum(r for r in rows if isinstance(r, int)) if len(manifests) == files else msgspec.UNSET
+    return Manifest(
+        rows=msgspec.UNSET if any(r is msgspec.UNSET for r in rows) else total, run_id=manifests[0].run_id
+    )
 
 
 def window_names(name: str, windows: list[datetime]) -> list[tuple[str, str, str]]:

@@ -12,11 +12,16 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 )
 from dagster._core.instance.config import PoolGranularity
 
+from wiz_pipeline.collect.ocsf_views import write_ocsf_window
 from wiz_pipeline.collect.windows import WindowResult, collect_windows, windows_per_query_for
 from wiz_pipeline.core.times import format_time
 from wiz_pipeline.data_types import DATA_TYPES, DataType
+from wiz_pipeline.landing.outputs import Output
 from wiz_pipeline.landing.quality import CHECKS, Outcome
 from wiz_pipeline.landing.tables import table_for
+from wiz_pipeline.ocsf import SOURCES
+from wiz_pipeline.ocsf.layout import OcsfLayout
+from wiz_pipeline.orchestration.assets import ocsf_view
 from wiz_pipeline.orchestration.checkpoints import (
     CheckpointTracker,
     Collection,
@@ -61,8 +66,9 @@ def window_asset(collection: Collection, max_windows_per_backfill_run: int) -> d
 
 
 def check_specs(collection: Collection) -> list[dg.AssetCheckSpec]:
-    """One per check of ``quality``, evaluated per window as it is written."""
-    return [
+    """One per check of ``quality``, evaluated per window as it is written (and the OCSF view's)."""
+    ocsf = ocsf_view.ocsf_check_specs(collection) if collection.ocsf_key else []
+    return ocsf + [
         dg.AssetCheckSpec(
             name,
             asset=collection.asset_key,
@@ -99,7 +105,8 @@ def _define(
                     "seed": format_time(collection.seed),
                     "time_field": data_type.time_field,
                 },
-            )
+            ),
+            *([ocsf_view.ocsf_spec(collection, data_type.description)] if collection.ocsf_key else []),
         ],
         partitions_def=collection.partitions_def,
         # Each run fetches its windows with as few queries as it can. UI backfills are cut into runs
@@ -118,6 +125,9 @@ def _define(
         context: dg.AssetExecutionContext, wiz: WizResource, datasets: ParquetDatasets
     ) -> Iterator[dg.Output[None] | dg.AssetMaterialization | dg.AssetCheckEvaluation]:
         if collection.asset_key not in context.selected_asset_keys:
+            if collection.ocsf_key in context.selected_asset_keys:
+                yield from _rebuild_ocsf(context, collection, datasets)
+                return
             # "Execute" on a check alone: the checks are computed while the window's data streams.
             raise WizConfigError(
                 f"{collection.data_type}'s checks run with its windows: materialize the windows "
@@ -149,6 +159,7 @@ def _define(
         output = datasets.output()
         # A wrong bucket, credential or endpoint fails here, before any Wiz request is made.
         output.check()
+        ocsf_output = _ocsf_output(collection, datasets) if collection.ocsf_key else None
         # Sized from the busiest recent window, so that a long run (a backfill) doesn't first
         # send one query over all its windows only to reach the API's result cap.
         per_query = windows_per_query_for(data_type, recent_max_rows(context.instance, collection))
@@ -172,6 +183,20 @@ def _define(
                     requested_at=requested_at(context.run.tags),
                     seed=collection.seed,
                 ):
+                    # The window's OCSF rows, from the file just written, before either
+                    # materialization: a window is recorded with its view or not at all.
+                    view = (
+                        write_ocsf_window(
+                            output,
+                            ocsf_output,
+                            collection.ocsf_layout or OcsfLayout(),
+                            collection.data_type,
+                            result.window,
+                            run_id=context.run.run_id,
+                        )
+                        if ocsf_output is not None
+                        else None
+                    )
                     # The materialization names the window's file and rows; no log line per window
                     # besides it (each one is another write to the instance's storage). Yielded, not
                     # logged, so that it is stored before its checks name it as their target: a
@@ -186,6 +211,8 @@ def _define(
                         yield _evaluation(collection.asset_key, result.window.key, outcome, target)
                         if outcome.error and not outcome.passed:
                             failed.append(f"{result.window.key}: {outcome.name} ({outcome.description})")
+                    if view is not None:
+                        failed += yield from _ocsf_window_events(context, collection, view)
                     written, rows = written + 1, rows + result.file.rows
                     if result.manifest["queries"] > 1:  # one line per split window, not per sub-query
                         context.log.info(
@@ -218,6 +245,71 @@ def _define(
                 yield dg.Output(None, output_name=output_name)
 
     return _asset
+
+
+def _ocsf_output(collection: Collection, datasets: ParquetDatasets) -> Output:
+    """WIZ_OCSF_URI, checked, with what dead runs left under the view's datasets cleaned."""
+    output = datasets.ocsf_output()
+    output.check()
+    layout = collection.ocsf_layout or OcsfLayout()
+    for class_name in SOURCES[collection.data_type]:
+        output.sweep(layout.dataset(class_name))
+    return output
+
+
+def _ocsf_window_events(
+    context: dg.AssetExecutionContext, collection: Collection, view: Any
+) -> Iterator[Any]:
+    """Yields the view's materialization and checks of one window; returns the failed checks."""
+    assert collection.ocsf_key is not None
+    yield ocsf_view.materialization(collection, view, context.run.run_id)
+    target = latest_materialization(context.instance, collection.ocsf_key, view.window.key)
+    failed = []
+    for evaluation, failure in ocsf_view.check_evaluations(collection, view, target):
+        yield evaluation
+        if failure:
+            failed.append(failure)
+    return failed
+
+
+def _rebuild_ocsf(
+    context: dg.AssetExecutionContext, collection: Collection, datasets: ParquetDatasets
+) -> Iterator[Any]:
+    """The OCSF view alone: each window's rows again from its native file, no API read."""
+    keys = list(context.partition_keys)
+    tracker = CheckpointTracker(context.instance, collection)
+    unwritten = [k for k in keys if k not in tracker.written]
+    if unwritten:
+        raise WizConfigError(
+            f"wiz/ocsf/{collection.data_type} is derived from wiz/{collection.data_type}, which has not "
+            f"written {len(unwritten)} of these windows (the first {unwritten[0]}): materialize "
+            f"wiz/{collection.data_type} for them (their OCSF rows are written with them)."
+        )
+    output, ocsf_output = datasets.output(), _ocsf_output(collection, datasets)
+    failed: list[str] = []
+    rows = 0
+    for window in windows_for(collection.partitions_def, keys, collection.seed):
+        view = write_ocsf_window(
+            output,
+            ocsf_output,
+            collection.ocsf_layout or OcsfLayout(),
+            collection.data_type,
+            window,
+            run_id=context.run.run_id,
+        )
+        rows += view.rows
+        failed += yield from _ocsf_window_events(context, collection, view)
+    context.log.info(
+        f"wiz/ocsf/{collection.data_type}: {len(keys)} window(s) rebuilt from the native files, {rows} rows"
+    )
+    if failed:
+        raise CheckFailedError(
+            f"wiz/ocsf/{collection.data_type}: {len(failed)} check(s) failed; see the asset's checks. "
+            + "; ".join(failed[:5])
+        )
+    for output_name, spec in context.assets_def.check_specs_by_output_name.items():
+        if spec.key in context.selected_asset_check_keys:
+            yield dg.Output(None, output_name=output_name)
 
 
 def unshared_budget(instance: dg.DagsterInstance) -> str | None:

@@ -1,0 +1,173 @@
+"""A window's OCSF rows, derived from its native file (never a second API read) and written whole.
+
+The native file's ``raw`` column (each node as the API sent it) is read row group by row group,
+mapped (``wiz_pipeline.ocsf``), validated against the OCSF 1.5.0 schema, and streamed into one file
+per class the data type feeds (``ocsf.layout``). Nothing is visible until every class's file is
+complete: then the data files and their manifests are published in one call, each replacing the
+window's previous file in one step. A failure before that leaves the window's previous OCSF files as
+they were; the caller records neither asset's materialization, so the window counts as not written
+and is collected again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from wiz_pipeline.core.errors import WizConfigError
+from wiz_pipeline.core.times import format_time
+from wiz_pipeline.core.windows import Window
+from wiz_pipeline.landing.files import COMPRESSION, HashingFile, manifest_key, window_key
+from wiz_pipeline.landing.outputs import Output, Upload
+from wiz_pipeline.ocsf import OCSF_VERSION, SOURCES, arrow_schema, map_records
+from wiz_pipeline.ocsf.layout import OcsfLayout
+from wiz_pipeline.ocsf.validate import invalid_rows
+
+# Rows mapped at a time: a native row group (10,000 rows at most) is read whole, and mapped in slices
+# so that its OCSF rows (larger than the native ones: nested structs) never all wait in memory.
+BATCH_ROWS = 2_000
+# Messages kept per class for the validity check's metadata.
+EXAMPLES = 5
+
+
+class NativeFileMissingError(WizConfigError):
+    """An OCSF view was asked for a window whose native file is not there."""
+
+
+@dataclass
+class ClassFile:
+    class_name: str
+    key: str
+    rows: int = 0
+    invalid: int = 0
+    examples: list[str] = field(default_factory=list)
+    bytes: int = 0
+    sha256: str = ""
+    location: str = ""
+
+
+@dataclass(frozen=True)
+class OcsfWindow:
+    """What a window's OCSF write produced: its files by class and the native rows they came from."""
+
+    data_type: str
+    window: Window
+    source_rows: int
+    files: tuple[ClassFile, ...]
+
+    @property
+    def rows(self) -> int:
+        return sum(f.rows for f in self.files)
+
+    @property
+    def invalid(self) -> int:
+        return sum(f.invalid for f in self.files)
+
+
+class _Writing:
+    def __init__(self, output: Output, class_file: ClassFile) -> None:
+        self.output, self.file = output, class_file
+        self.upload: Upload = output.open(class_file.key)
+        self.sink = HashingFile(self.upload.file)
+        schema = arrow_schema(class_file.class_name)
+        # raw_data and unmapped are per-record blobs: their statistics help no reader.
+        stats = [f.name for f in schema if f.name not in ("raw_data", "unmapped")]
+        self.writer = pq.ParquetWriter(self.sink, schema, compression=COMPRESSION, write_statistics=stats)
+
+    def finish(self) -> None:
+        self.writer.close()
+        size = self.upload.finish()
+        if size != self.sink.size:
+            raise OSError(f"{self.file.key}: {size} bytes stored but {self.sink.size} hashed")
+        self.file.bytes, self.file.sha256 = size, self.sink.sha256()
+        self.file.location = self.output.location(self.file.key)
+
+
+def write_ocsf_window(
+    native: Output,
+    ocsf: Output,
+    layout: OcsfLayout,
+    data_type: str,
+    window: Window,
+    *,
+    run_id: str,
+) -> OcsfWindow:
+    """Write ``window``'s OCSF files from its native file in ``native``; see the module's docstring."""
+    source_key = window_key(data_type, window.boundary)
+    data = native.read(source_key)
+    if data is None:
+        raise NativeFileMissingError(
+            f"{data_type} window {window.key} has no file at {native.location(source_key)}: its OCSF rows "
+            f"are derived from it. Materialize wiz/{data_type} for the window (its OCSF rows are written "
+            "with it)."
+        )
+    files = [
+        ClassFile(name, layout.file_key(name, data_type, window.boundary)) for name in SOURCES[data_type]
+    ]
+    writing: list[_Writing] = []
+    source_rows = 0
+    try:
+        for f in files:  # one by one: each opened is aborted if a later one can't be
+            writing.append(_Writing(ocsf, f))
+        by_class = {w.file.class_name: w for w in writing}
+        with data:
+            source = pq.ParquetFile(data)
+            for batch in source.iter_batches(batch_size=BATCH_ROWS, columns=["raw"]):
+                raw = batch.column(0).cast(pa.binary()).to_pylist()
+                source_rows += len(raw)
+                for class_name, table in map_records(data_type, raw, window.start).items():
+                    if not table.num_rows:
+                        continue
+                    target = by_class[class_name]
+                    count, messages = invalid_rows(class_name, table, limit=EXAMPLES)
+                    target.file.invalid += count
+                    target.file.examples += messages[: EXAMPLES - len(target.file.examples)]
+                    target.writer.write_table(table)
+                    target.file.rows += table.num_rows
+        for w in writing:
+            w.finish()
+        result = OcsfWindow(data_type, window, source_rows, tuple(files))
+        manifests = [ocsf.open(manifest_key(f.key)) for f in files]
+        try:
+            for f, upload in zip(files, manifests, strict=True):
+                upload.file.write(_manifest(result, f, native.location(source_key), run_id))
+                upload.finish()
+            # Data files first, then manifests: a manifest never names bytes that aren't in place.
+            ocsf.publish([w.upload for w in writing] + manifests)
+        except BaseException:
+            for upload in manifests:
+                upload.abort()
+            raise
+    except BaseException:
+        for w in writing:
+            with contextlib.suppress(Exception):  # the upload is dropped either way
+                w.writer.close()
+            w.upload.abort()
+        raise
+    return result
+
+
+def _manifest(result: OcsfWindow, f: ClassFile, source: str, run_id: str) -> bytes:
+    body: dict[str, Any] = {
+        "ocsf_version": OCSF_VERSION,
+        "class": f.class_name,
+        "data_type": result.data_type,
+        "partition_key": result.window.key,
+        "window_start": format_time(result.window.start),
+        "window_end": format_time(result.window.end),
+        "source_file": source,
+        "source_rows": result.source_rows,
+        "rows": f.rows,
+        "invalid_rows": f.invalid,
+        "bytes": f.bytes,
+        "sha256": f.sha256,
+        "run_id": run_id,
+        "written_at": format_time(datetime.now(UTC).replace(microsecond=0)),
+    }
+    return (json.dumps(body, indent=2, sort_keys=True) + "\n").encode()

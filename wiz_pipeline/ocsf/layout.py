@@ -1,0 +1,59 @@
+"""Where a window's OCSF rows go under WIZ_OCSF_URI: one Parquet file per (class, data type, window).
+
+``hive`` (the default): ``<class>/source=<data type>/date=YYYY-MM-DD/<class>_<data type>_<start>.parquet``,
+one dataset per OCSF class whose ``source`` and ``date`` hive columns say where a row came from.
+
+``security_lake``: a Security Lake custom source per class (Security Lake wants one class per source),
+``ext/wiz_<class>[/<version>]/region=<region>/accountId=<account>/eventDay=YYYYMMDD/``
+``<data type>_<start>.parquet``.
+
+Either way a file holds one window of one source, named by the window's start, so a rerun replaces
+exactly it. A class fed by two sources (issues and detections are both Detection Findings) keeps
+their files apart by ``source=`` (hive) or by the file name's prefix (Security Lake); an audit window
+split over two classes (Authentication, API Activity) is two files, published together after both
+are written (see ``collect.ocsf_views``). Each file has its manifest, ``_<stem>.json``, beside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+
+@dataclass(frozen=True)
+class OcsfLayout:
+    kind: str = "hive"  # or "security_lake"
+    region: str = ""
+    account_id: str = ""
+    source_version: str = ""
+
+    def source_name(self, class_name: str) -> str:
+        """The Security Lake custom source a class's files belong to."""
+        return f"wiz_{class_name}"
+
+    def dataset(self, class_name: str) -> str:
+        """The folder holding every file of a class (relative to WIZ_OCSF_URI)."""
+        if self.kind == "security_lake":
+            version = f"/{self.source_version}" if self.source_version else ""
+            return f"ext/{self.source_name(class_name)}{version}"
+        return class_name
+
+    def folder(self, class_name: str, data_type: str, day: date) -> str:
+        if self.kind == "security_lake":
+            return (
+                f"{self.dataset(class_name)}/region={self.region}/accountId={self.account_id}/"
+                f"eventDay={day:%Y%m%d}"
+            )
+        return f"{class_name}/source={data_type}/date={day:%Y-%m-%d}"
+
+    def file_key(self, class_name: str, data_type: str, window_start: datetime) -> str:
+        stem = data_type if self.kind == "security_lake" else f"{class_name}_{data_type}"
+        folder = self.folder(class_name, data_type, window_start.date())
+        return f"{folder}/{stem}_{window_start:%Y%m%dT%H%M%SZ}.parquet"
+
+    @property
+    def hive_columns(self) -> tuple[str, ...]:
+        """The partition columns a reader sees from the folder names."""
+        if self.kind == "security_lake":
+            return ("region", "accountId", "eventDay")
+        return ("source", "date")
