@@ -1,6 +1,6 @@
 """Issue 15's figures: what the OCSF view costs per source record, and its files' size beside the native.
 
-    .venv/bin/python benchmarks/ocsf.py [--records 20000] [--windows 48]
+    .venv/bin/python benchmarks/ocsf_views.py [--records 20000] [--windows 48]
 
 For each data type, the simulator (in this process, no rate limit) serves ``--records`` records over
 ``--windows`` 30-minute windows. One Dagster run (``execute_in_process``) collects every window with
@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# Not named ocsf.py: this folder is first on sys.path, and pydantic-ocsf's package is `ocsf`.
 sys.path.insert(0, str(ROOT))
 
 import dagster as dg  # noqa: E402
