@@ -11,6 +11,8 @@ import pytest
 
 from wiz_pipeline.data_types import DATA_TYPES
 from wiz_pipeline.landing.tables import columns_table
+from wiz_pipeline.ocsf import CLASSES as OCSF_CLASSES
+from wiz_pipeline.ocsf.columns import columns_text
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -121,3 +123,10 @@ def test_the_output_page_has_each_data_types_column_table_as_declared(name):
     # The tables are generated from the declarations: paste columns_table(DATA_TYPES[name]) after a change.
     page = (ROOT / "docs" / "output.md").read_text()
     assert f"`{name}`:\n\n{columns_table(DATA_TYPES[name])}\n" in page
+
+
+@pytest.mark.parametrize("class_name", list(OCSF_CLASSES))
+def test_the_ocsf_page_lists_each_class_columns_as_declared(class_name):
+    # Generated from the declarations: paste columns_text(class_name) after a change.
+    page = (ROOT / "docs" / "ocsf.md").read_text()
+    assert f"`{class_name}`: {columns_text(class_name)}\n" in page

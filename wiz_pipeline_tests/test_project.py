@@ -96,6 +96,15 @@ def test_demo_collects_through_dagster_and_reports(capsys, tmp_path, monkeypatch
     assert detections.sum() > 0
     files = list((tmp_path / "demo" / "data" / "audit_logs").rglob("*.parquet"))
     assert 23 <= len(files) <= 25
+    # Every record has its OCSF row (WIZ_OCSF is on in the demo), and the cross-class question is asked.
+    ocsf = data / "ocsf"
+    line = next(line for line in out.splitlines() if line.startswith("OCSF 1.5.0 rows by class"))
+    shown = dict(part.rsplit(" ", 1) for part in line.split(": ", 1)[1].split(", "))
+    on_disk = {c.name: pq.read_table(c, partitioning="hive").num_rows for c in ocsf.iterdir() if c.is_dir()}
+    assert {k: int(v) for k, v in shown.items()} == on_disk
+    native = sum(pq.read_table(data / t, partitioning="hive").num_rows for t in DATA_TYPES)
+    assert sum(on_disk.values()) == native
+    assert "the resource with the most findings, across classes: " in out
     # Open issues are those whose latest state is OPEN or IN_PROGRESS (being worked on is still open).
     issues = pq.read_table(tmp_path / "demo" / "data" / "issues", partitioning="hive").to_pandas()
     latest = issues.sort_values("status_changed_at").drop_duplicates("id", keep="last")

@@ -155,7 +155,12 @@ def run_demo(sim: WizSimulator, directory: Path, days: float) -> int:
     now = datetime.now(UTC).replace(microsecond=0)
     # Deliberately not on a window boundary: the first window runs from the seed to the next one.
     seed = now - timedelta(days=days) + timedelta(seconds=9)
-    env = {**simulator_env(sim, seed, output, home), **dict.fromkeys(DEMO_ENABLED, "true")}
+    # Every data type, and their OCSF views (docs/ocsf.md), in the same runs.
+    env = {
+        **simulator_env(sim, seed, output, home),
+        **dict.fromkeys(DEMO_ENABLED, "true"),
+        "WIZ_OCSF": "true",
+    }
     started = time.monotonic()
     with patched_environ(env):
         # Imported here: importing the module builds `defs` from the environment, and the demo's
@@ -203,6 +208,7 @@ def run_demo(sim: WizSimulator, directory: Path, days: float) -> int:
                 f"{collection.data_type}: {state.materialized}/{state.closed_windows} windows, "
                 f"{len(files)} files, {rows} rows under {path}"
             )
+        _report_ocsf(settings.ocsf_output_uri)
         _report(output)
     print(
         f"\nDone in {time.monotonic() - started:.1f} s. Simulator: {sim.counters.graphql_requests} GraphQL "
@@ -250,6 +256,30 @@ def _report(output: Path) -> None:
         for severity in ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL"):
             print(f"  {int(open_issues.get(severity, 0)):>6}  {severity}")
     _report_findings(output)
+
+
+def _report_ocsf(root: str) -> None:
+    """The OCSF datasets' rows by class, and one question asked across the finding classes."""
+    from wiz_pipeline.readers import analytics
+
+    con = analytics.connect(root, [], ocsf_uri=root)
+    views = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    counts = [
+        f"{name.removeprefix('ocsf_')} {con.execute(f'SELECT count(*) FROM {name}').fetchone()[0]}"  # noqa: S608
+        for name in sorted(views)
+        if name != "ocsf_findings"
+    ]
+    print(f"OCSF 1.5.0 rows by class under {root}: {', '.join(counts) or '(none)'}")
+    if "ocsf_findings" not in views:
+        return
+    busiest = con.execute(
+        "SELECT r.uid, count(*) FROM (SELECT unnest(resources) AS r FROM ocsf_findings) "
+        "WHERE r.uid IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1"
+    ).fetchone()
+    if busiest:
+        found = analytics.findings_on_resource(busiest[0], uri=root, ocsf_uri=root)
+        classes = ", ".join(f"{n} {c}" for n, c in found["class_name"].value_counts().items())
+        print(f"  the resource with the most findings, across classes: {busiest[0]} ({classes})")
 
 
 def _report_findings(output: Path) -> None:

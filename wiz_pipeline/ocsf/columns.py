@@ -210,3 +210,8 @@ def arrow_schema(class_name: str) -> pa.Schema:
     attributes = schema.class_attributes(class_name, PROFILES[class_name])
     struct = _struct(attributes, _tree(PATHS[class_name]), class_name)
     return pa.schema(list(struct), metadata={"ocsf_version": schema.VERSION, "ocsf_class": class_name})
+
+
+def columns_text(class_name: str) -> str:
+    """The class's attribute paths as docs/ocsf.md lists them (one line, in the file's order)."""
+    return ", ".join(f"`{path}`" for path in PATHS[class_name])

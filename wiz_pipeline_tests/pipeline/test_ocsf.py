@@ -5,6 +5,7 @@ failures, the OCSF-only rebuild, the Security Lake layout, the ledger, checkpoin
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -325,3 +326,91 @@ def test_analytics_reads_each_class_and_asks_one_question_across_the_finding_cla
     assert len(frame) == count
     assert list(frame.columns)[:3] == ["event_time", "class_name", "source"]
     assert frame["event_time"].is_monotonic_decreasing
+
+
+def test_the_security_lake_layout_lands_in_its_own_s3_bucket_beside_the_native_output(s3_pipeline):
+    # The native datasets in one bucket, the custom sources' objects in Security Lake's.
+    lake = f"{s3_pipeline.bucket[:50]}-lake"
+    s3_pipeline.s3.client().create_bucket(Bucket=lake)
+    s3_pipeline.env |= {
+        "WIZ_OCSF": "true",
+        "WIZ_OCSF_LAYOUT": "security_lake",
+        "WIZ_OCSF_URI": f"s3://{lake}",
+        "WIZ_OCSF_REGION": "us-east-1",
+        "WIZ_OCSF_ACCOUNT_ID": "123456789012",
+        "WIZ_OCSF_SOURCE_VERSION": "1.0",
+    }
+    keys = s3_pipeline.keys()
+    assert s3_pipeline.run(keys[0], keys[3]).success
+    listing = s3_pipeline.s3.client().list_objects_v2(Bucket=lake)["Contents"]
+    objects = sorted(item["Key"] for item in listing)
+    folder = "region=us-east-1/accountId=123456789012/eventDay=20250912"
+    for class_name in ("authentication", "api_activity"):
+        data = [
+            k
+            for k in objects
+            if k.startswith(f"ext/wiz_{class_name}/1.0/{folder}/") and k.endswith(".parquet")
+        ]
+        assert len(data) == 4, class_name
+    assert len(objects) == 16  # 4 windows x 2 classes, each with its manifest
+    # Rows read back from the bucket: one per native record.
+    fs = s3_pipeline.s3.filesystem()
+    rows = ds.dataset(f"{lake}/ext", filesystem=fs, format="parquet", partitioning="hive").count_rows()
+    assert rows == s3_pipeline.table().num_rows
+    assert not [k for k in s3_pipeline.keys_in_bucket() if "/ocsf/" in k or k.startswith("ext/")]
+
+
+def test_ocsf_files_and_folders_are_never_world_readable_whatever_the_umask(ocsf):
+    import os
+    import stat
+
+    keys = ocsf.keys(hours=HOURS)
+    previous = os.umask(0)
+    try:
+        assert ocsf.run(keys[0], keys[1]).success
+    finally:
+        os.umask(previous)
+    created = [ocsf.root / "ocsf", *(ocsf.root / "ocsf").rglob("*")]
+    assert {stat.S_IMODE(p.stat().st_mode) for p in created if p.is_dir()} == {0o750}
+    assert {stat.S_IMODE(p.stat().st_mode) for p in created if p.is_file()} == {0o640}
+    assert len([p for p in created if p.is_file()]) == 8  # 2 windows x 2 classes, each with its manifest
+
+
+def test_each_collected_data_type_gets_an_ocsf_asset_with_its_partitions_deps_checks_and_job(ocsf):
+    ocsf.env[DATA_TYPES["detections"].enabled_by] = "false"
+    defs = ocsf.defs
+    graph = defs.resolve_asset_graph()
+    views = {k for k in graph.get_all_asset_keys() if k.path[:2] == ["wiz", "ocsf"]}
+    expected = {dg.AssetKey(["wiz", "ocsf", t]) for t in TYPES if t != "detections"}
+    assert views == expected
+    for view in views:
+        source = dg.AssetKey(["wiz", view.path[-1]])
+        node = graph.get(view)
+        assert node.partitions_def == graph.get(source).partitions_def
+        assert node.parent_keys == {source}
+        assert {c.name for c in node.check_keys} == {"ocsf_valid", "ocsf_one_row_per_record"}
+        # The UI says what it holds and where.
+        description = defs.resolve_assets_def(view).descriptions_by_key[view]
+        assert "OCSF 1.5.0" in description and "{WIZ_OCSF_URI}/" in description
+        job = defs.resolve_job_def(f"collect_{view.path[-1]}")
+        assert view in job.asset_layer.selected_asset_keys
+    # Off (the default), there is none.
+    ocsf.env["WIZ_OCSF"] = "false"
+    assert not [k for k in ocsf.defs.resolve_asset_graph().get_all_asset_keys() if "ocsf" in k.path]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"WIZ_OCSF_LAYOUT": "security_lake"}, "needs WIZ_OCSF_REGION and WIZ_OCSF_ACCOUNT_ID"),
+        ({"WIZ_OCSF_LAYOUT": "lake"}, "WIZ_OCSF_LAYOUT='lake': expected one of hive, security_lake"),
+        ({"WIZ_OCSF_ACCOUNT_ID": "1234"}, "not a 12-digit AWS account id"),
+        ({"WIZ_OCSF_REGION": "Europe"}, "not an AWS region name"),
+        ({"WIZ_OCSF_URI": "ftp://x"}, "WIZ_OCSF_URI=ftp://…: unsupported scheme"),
+    ],
+)
+def test_a_bad_ocsf_setting_stops_the_load_naming_it(tmp_path, extra, message):
+    from wiz_pipeline.settings import SettingsError, load_settings
+
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        load_settings(_env(tmp_path, **extra))
