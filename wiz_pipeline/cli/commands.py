@@ -151,7 +151,7 @@ def cmd_ledger(args: argparse.Namespace) -> int:
         setting = DATA_TYPES[args.type].enabled_by
         raise WizConfigError(f"--type {args.type}: {setting} is off, so {args.type} are not collected")
     output = open_output(settings.output_uri)
-    ocsf_output = open_output(settings.ocsf_output_uri)
+    ocsf_output = open_output(settings.ocsf_output_uri, "WIZ_OCSF_URI")
     now, lag = datetime.now(UTC), timedelta(seconds=settings.window_lag_seconds)
     if not any(window_range(c, now, lag, start, end) for c in collections):
         seeds = ", ".join(f"{c.checkpoint_name}={format_time(c.seed)}" for c in collections)
@@ -190,6 +190,7 @@ def cmd_ledger(args: argparse.Namespace) -> int:
                 start=start,
                 end=end,
                 gaps_only=args.gaps_only,
+                manifest_output=output,
             ):
                 summary.note(line)
                 if line.written and args.gaps_only:
@@ -315,6 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="print AUDIT_SINCE_TIME and ISSUES_SINCE_TIME as derived from the Dagster instance",
         description="Read $DAGSTER_HOME's instance and print each data type's checkpoint: the end of the "
         "longest run of written windows from its seed. Uses the same WIZ_* settings as the pipeline. "
+        "With WIZ_OCSF, each OCSF view's written windows follow its checkpoint's line, and how many it "
+        "is behind its source. "
         "Exits 1 when a checkpoint can't advance without an operator (the interval changed under written "
         "windows: the schedule and runs refuse until it is set back or the asset wiped), 2 on a bad setting.",
     )
@@ -327,11 +330,14 @@ def build_parser() -> argparse.ArgumentParser:
         "window, WIZ_WINDOW_LAG_SECONDS included), print whether it is written (materialized in "
         "$DAGSTER_HOME's instance, latest run not failed, and its data file and manifest in "
         "WIZ_OUTPUT_URI), rows, queries, re-reads, late records, SHA-256 and the run that wrote it; then "
-        "one line per data type saying whether the range has a gap. Exit 0: no gap; 1: a closed window "
-        "is not written; 2: a usage or setting error.",
+        "one line per data type saying whether the range has a gap. With WIZ_OCSF, each data type's OCSF "
+        "view (ocsf/<type>: its class files under WIZ_OCSF_URI) is reported after it the same way. Exit 0: "
+        "no gap; 1: a closed window is not written; 2: a usage or setting error.",
     )
     ledger.add_argument(
-        "--type", choices=list(DATA_TYPES), help="one data type (default: every collected one)"
+        "--type",
+        choices=list(DATA_TYPES),
+        help="one data type, and its OCSF view with WIZ_OCSF (default: every collected one)",
     )
     ledger.add_argument(
         "--from", dest="start", metavar="ISO", help="from the window holding this time (UTC unless an offset)"

@@ -23,10 +23,11 @@ import pyarrow.parquet as pq
 from wiz_pipeline.core.errors import WizConfigError
 from wiz_pipeline.core.times import format_time
 from wiz_pipeline.core.windows import Window
-from wiz_pipeline.landing.files import COMPRESSION, HashingFile, manifest_key, window_key
+from wiz_pipeline.landing.files import COMPRESSION, HashingFile, window_key
 from wiz_pipeline.landing.outputs import Output, Upload
 from wiz_pipeline.ocsf import OCSF_VERSION, SOURCES, arrow_schema, map_records
 from wiz_pipeline.ocsf.layout import OcsfLayout
+from wiz_pipeline.ocsf.mapping import Failures
 from wiz_pipeline.ocsf.validate import invalid_rows
 
 # Rows mapped at a time: a native row group (10,000 rows at most) is read whole, and mapped in slices
@@ -78,7 +79,11 @@ class _Writing:
         schema = arrow_schema(class_file.class_name)
         # raw_data and unmapped are per-record blobs: their statistics help no reader.
         stats = [f.name for f in schema if f.name not in ("raw_data", "unmapped")]
-        self.writer = pq.ParquetWriter(self.sink, schema, compression=COMPRESSION, write_statistics=stats)
+        try:
+            self.writer = pq.ParquetWriter(self.sink, schema, compression=COMPRESSION, write_statistics=stats)
+        except BaseException:
+            self.upload.abort()
+            raise
 
     def finish(self) -> None:
         self.writer.close()
@@ -121,11 +126,22 @@ def write_ocsf_window(
             for batch in source.iter_batches(batch_size=BATCH_ROWS, columns=["raw"]):
                 raw = batch.column(0).cast(pa.binary()).to_pylist()
                 source_rows += len(raw)
-                for class_name, table in map_records(data_type, raw, window.start).items():
+                # A node the mapping fails on still has a row, which can't validate: the check counts
+                # it, and names why first.
+                failures: Failures = []
+                tables = map_records(data_type, raw, window.start, failures)
+                for class_name, index, message in failures:
+                    examples = by_class[class_name].file.examples
+                    if len(examples) < EXAMPLES:
+                        number = source_rows - len(raw) + index
+                        examples.append(f"native row {number}: the mapping failed on {message}")
+                for class_name, table in tables.items():
                     if not table.num_rows:
                         continue
                     target = by_class[class_name]
-                    count, messages = invalid_rows(class_name, table, limit=EXAMPLES)
+                    count, messages = invalid_rows(
+                        class_name, table, limit=EXAMPLES, first_row=target.file.rows
+                    )
                     target.file.invalid += count
                     target.file.examples += messages[: EXAMPLES - len(target.file.examples)]
                     target.writer.write_table(table)
@@ -133,13 +149,17 @@ def write_ocsf_window(
         for w in writing:
             w.finish()
         result = OcsfWindow(data_type, window, source_rows, tuple(files))
-        manifests = [ocsf.open(manifest_key(f.key)) for f in files]
+        beside = ocsf if layout.manifests_beside else native
+        manifests: list[Upload] = []
         try:
-            for f, upload in zip(files, manifests, strict=True):
+            for f in files:
+                upload = beside.open(layout.manifest_key(f.key))
+                manifests.append(upload)
                 upload.file.write(_manifest(result, f, native.location(source_key), run_id))
                 upload.finish()
             # Data files first, then manifests: a manifest never names bytes that aren't in place.
-            ocsf.publish([w.upload for w in writing] + manifests)
+            ocsf.publish([w.upload for w in writing])
+            beside.publish(manifests)
         except BaseException:
             for upload in manifests:
                 upload.abort()

@@ -157,7 +157,9 @@ def resource(node: dict[str, Any], uid_keys: tuple[str, ...], region: Any = None
     region = text(region if region is not None else node.get("region"))
     if region is not None:
         out["region"] = region
-    return out
+    # A resource needs a uid or a name (the schema's at-least-one): one with neither is left out
+    # (raw_data still has it) rather than making the row invalid.
+    return out if "uid" in out or "name" in out else {}
 
 
 def set_cloud(out: dict[str, Any], provider: Any, region: Any, account_uid: Any, account_name: Any) -> None:

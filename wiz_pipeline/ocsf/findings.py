@@ -35,7 +35,7 @@ CVSS_VERSION = "3.1"
 
 
 def _activity(status: Any, created_ms: int | None, window_ms: int) -> int:
-    if status in common.CLOSED:
+    if type(status) is str and status in common.CLOSED:
         return 3
     if created_ms is not None and created_ms >= window_ms:
         return 1
@@ -251,7 +251,10 @@ def map_vulnerability(node: dict[str, Any], raw_text: str, window_ms: int) -> di
     out = common.event(
         _VULNERABILITY,
         _activity(status, created, window_ms),
-        common.severity(cvss_severity or vendor_severity),
+        # CVSS NONE with a vendor rating (an advisory's) is the vendor's, not Informational.
+        common.severity(
+            vendor_severity if cvss_severity in (None, "NONE") and vendor_severity else cvss_severity
+        ),
         _times(node, "updatedAt", window_ms),
         common.text(node.get("id")),
         "vulnerability_findings",
@@ -375,7 +378,8 @@ def map_configuration(node: dict[str, Any], raw_text: str, window_ms: int) -> di
     standards: list[str] = []
     subcategories = node.get("securitySubCategories")
     for sub in subcategories if isinstance(subcategories, list) else ():
-        framework = ((sub or {}).get("category") or {}).get("framework") or {}
+        category = sub.get("category") if isinstance(sub, dict) else None
+        framework = category.get("framework") if isinstance(category, dict) else None
         framework_name = common.text(framework.get("name")) if isinstance(framework, dict) else None
         if framework_name is not None and framework_name not in standards:
             standards.append(framework_name)

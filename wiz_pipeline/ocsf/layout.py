@@ -8,16 +8,23 @@ one dataset per OCSF class whose ``source`` and ``date`` hive columns say where 
 ``<data type>_<start>.parquet``.
 
 Either way a file holds one window of one source, named by the window's start, so a rerun replaces
-exactly it. A class fed by two sources (issues and detections are both Detection Findings) keeps
+exactly it. Each file's manifest (``manifest_key``) is ``_<stem>.json`` beside it in the hive layout;
+Security Lake wants nothing but Parquet under a custom source, so there the manifests go to
+``{WIZ_OUTPUT_URI}/_ocsf_manifests/`` (the same path, ``.json``), beside the native datasets.
+
+A class fed by two sources (issues and detections are both Detection Findings) keeps
 their files apart by ``source=`` (hive) or by the file name's prefix (Security Lake); an audit window
 split over two classes (Authentication, API Activity) is two files, published together after both
-are written (see ``collect.ocsf_views``). Each file has its manifest, ``_<stem>.json``, beside it.
+are written (see ``collect.ocsf_views``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+
+# Under WIZ_OUTPUT_URI: the Security Lake layout's manifests (a leading _ hides it from readers).
+MANIFESTS = "_ocsf_manifests"
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,18 @@ class OcsfLayout:
         stem = data_type if self.kind == "security_lake" else f"{class_name}_{data_type}"
         folder = self.folder(class_name, data_type, window_start.date())
         return f"{folder}/{stem}_{window_start:%Y%m%dT%H%M%SZ}.parquet"
+
+    @property
+    def manifests_beside(self) -> bool:
+        """True: manifests are in WIZ_OCSF_URI beside their files; False: in WIZ_OUTPUT_URI."""
+        return self.kind != "security_lake"
+
+    def manifest_key(self, data_key: str) -> str:
+        folder, _, name = data_key.rpartition("/")
+        stem = name.removesuffix(".parquet")
+        if self.manifests_beside:
+            return f"{folder}/_{stem}.json"
+        return f"{MANIFESTS}/{folder}/{stem}.json"
 
     @property
     def hive_columns(self) -> tuple[str, ...]:

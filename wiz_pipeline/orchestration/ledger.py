@@ -10,7 +10,6 @@ from datetime import datetime, timedelta
 import dagster as dg
 
 from wiz_pipeline.core.windows import KEY_FORMAT
-from wiz_pipeline.landing.files import manifest_key
 from wiz_pipeline.landing.outputs import Output
 from wiz_pipeline.ocsf import SOURCES
 from wiz_pipeline.orchestration.checkpoints import Collection, failed_and_in_progress, partial_windows
@@ -81,8 +80,10 @@ def ocsf_ledger(
     start: datetime | None = None,
     end: datetime | None = None,
     gaps_only: bool = False,
+    manifest_output: Output | None = None,
 ) -> Iterator[WindowLine]:
-    """The same report for a data type's OCSF view (``output``: WIZ_OCSF_URI): a window is written when
+    """The same report for a data type's OCSF view (``output``: WIZ_OCSF_URI; ``manifest_output``:
+    WIZ_OUTPUT_URI, where the Security Lake layout keeps the manifests): a window is written when
     wiz/ocsf/<data type> is materialized for it and each class's file and manifest are in place."""
     assert collection.ocsf_key is not None and collection.ocsf_layout is not None
     view = replace(collection, asset_key=collection.ocsf_key)
@@ -94,7 +95,7 @@ def ocsf_ledger(
         named = []
         for w in windows:
             keys = [layout.file_key(c, collection.data_type, w) for c in classes]
-            named.append((w.strftime(KEY_FORMAT), [(k, manifest_key(k)) for k in keys]))
+            named.append((w.strftime(KEY_FORMAT), [(k, layout.manifest_key(k)) for k in keys]))
         return named
 
     return report.ledger(
@@ -108,4 +109,5 @@ def ocsf_ledger(
         end=end,
         gaps_only=gaps_only,
         files=files,
+        manifest_output=None if layout.manifests_beside else manifest_output,
     )

@@ -94,4 +94,4 @@ class ParquetDatasets(dg.ConfigurableResource):
         return open_output(self.root)
 
     def ocsf_output(self) -> Output:
-        return open_output(self.ocsf_root or f"{self.root.rstrip('/')}/ocsf")
+        return open_output(self.ocsf_root or f"{self.root.rstrip('/')}/ocsf", "WIZ_OCSF_URI")

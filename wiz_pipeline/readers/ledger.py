@@ -144,11 +144,13 @@ def ledger(
     end: datetime | None = None,
     gaps_only: bool = False,
     files: FileNames | None = None,
+    manifest_output: Output | None = None,
 ) -> Iterator[WindowLine]:
     """Each closed window of the range, oldest first, as ``state`` (what the instance says: see
     ``orchestration.ledger``) and the output say; see the module's docstring. ``files``: a window's
     files other than a data type's one (an OCSF view has one per class it feeds); a window is written
-    on the output's side when every one of them and its manifest are there, as big as it says."""
+    on the output's side when every one of them and its manifest are there, as big as it says.
+    ``manifest_output``: where the manifests are, when not beside their files (Security Lake)."""
     names_of = files or _native_files(name)
     in_range = window_range(grid, now, lag, start, end)
     step = grid.step
@@ -161,6 +163,10 @@ def ledger(
         folders = sorted({data.rpartition("/")[0] for _, pairs in names for data, _ in pairs})
         # Sizes are compared with manifests, so they are needed only where manifests are read.
         listed = output.files(folders, stat=not gaps_only)
+        manifests_at = manifest_output or output
+        if manifest_output is not None:
+            where = sorted({m.rpartition("/")[0] for _, pairs in names for _, m in pairs})
+            listed = {**listed, **manifest_output.files(where, stat=False)}
         pending: list[tuple[datetime, str, list[tuple[str, str]], list[str]]] = []
         for boundary, (key, pairs) in zip(windows, names, strict=True):
             side = state.reason(key)
@@ -183,7 +189,7 @@ def ledger(
             for _, m in pairs
             if m in listed and (missing or not gaps_only)
         ]
-        contents = output.read_many(wanted)
+        contents = manifests_at.read_many(wanted)
         for boundary, key, pairs, missing in pending:
             manifests: list[Manifest] = []
             for data, manifest_name in pairs:

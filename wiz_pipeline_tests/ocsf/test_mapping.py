@@ -628,3 +628,68 @@ def test_invalid_rows_counts_rows_and_limits_messages():
     count, messages = invalid_rows("detection_finding", pa.Table.from_pylist(events), limit=3)
     assert count == 4 and len(messages) == 3
     assert messages[0].startswith("row 1: ")
+
+
+# -- odd nodes ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data_type", "change"),
+    [
+        ("issues", {"status": {"a": None}}),
+        ("issues", {"status": ["OPEN"]}),
+        ("vulnerability_findings", {"status": 3}),
+        ("configuration_findings", {"status": {"x": 1}, "securitySubCategories": ["x", {"category": [{}]}]}),
+        ("configuration_findings", {"securitySubCategories": [{"category": {"framework": "CIS"}}]}),
+    ],
+)
+def test_a_node_of_an_unforeseen_shape_still_maps_to_one_row(simulated, data_type, change):
+    node = {**msgspec.json.decode(simulated[data_type][0]), **change}
+    failures = []
+    tables = map_records(data_type, encode(node), WINDOW, failures)
+    assert sum(t.num_rows for t in tables.values()) == 1
+    assert failures == []  # mapped as far as it goes, not a fallback
+
+
+def test_a_node_the_mapping_fails_on_keeps_its_row_and_fails_validation(simulated, monkeypatch):
+    from wiz_pipeline.ocsf import mapping
+
+    def broken(node, raw_text, window_ms):
+        raise RuntimeError("a shape nobody foresaw")
+
+    monkeypatch.setitem(mapping._FINDING_MAPPERS, "detections", ("detection_finding", broken))
+    raw = simulated["detections"][:3]
+    failures = []
+    tables = map_records("detections", raw, WINDOW, failures)
+    table = tables["detection_finding"]
+    assert table.num_rows == 3
+    assert [(c, i) for c, i, _ in failures] == [
+        ("detection_finding", 0),
+        ("detection_finding", 1),
+        ("detection_finding", 2),
+    ]
+    assert "RuntimeError: a shape nobody foresaw" in failures[0][2]
+    events = to_events(table)
+    assert [e["raw_data"] for e in events] == [r.decode() for r in raw]
+    assert events[0]["unmapped"]["mapping_error"] == "RuntimeError: a shape nobody foresaw"
+    assert events[0]["metadata"]["uid"] == msgspec.json.decode(raw[0])["id"]
+    count, messages = invalid_rows("detection_finding", table)
+    assert count == 3 and "finding_info" in messages[0]
+
+
+def test_an_advisory_rated_none_by_cvss_takes_the_vendors_severity():
+    event = one("vulnerability_findings", {**VULNERABILITY, "CVSSSeverity": "NONE", "vendorSeverity": "HIGH"})
+    assert (event["severity_id"], event["severity"]) == (4, "High")
+    event = one("vulnerability_findings", {**VULNERABILITY, "CVSSSeverity": "LOW", "vendorSeverity": "HIGH"})
+    assert event["severity_id"] == 2
+    event = one("vulnerability_findings", {**VULNERABILITY, "CVSSSeverity": "NONE", "vendorSeverity": None})
+    assert event["severity_id"] == 1
+
+
+def test_a_resource_with_neither_id_nor_name_is_left_out_and_the_row_stays_valid(simulated):
+    node = msgspec.json.decode(simulated["issues"][0])
+    node["entitySnapshot"] = {"id": "", "name": None, "providerId": None, "region": "us-east-1"}
+    tables = map_records("issues", encode(node), WINDOW)
+    (event,) = to_events(tables["detection_finding"])
+    assert "resources" not in event
+    assert invalid_rows("detection_finding", tables["detection_finding"])[0] == 0

@@ -148,8 +148,12 @@ def test_every_record_of_every_window_has_one_valid_ocsf_row_in_its_class(ocsf, 
                 assert event["_class"] == class_of(node)
                 assert event["severity_id"] == 1
             else:
-                # A vulnerability's is its CVSS severity, else the vendor's (the native `severity` column).
-                severity = node.get("CVSSSeverity") or node.get("vendorSeverity") or node.get("severity")
+                # A vulnerability's is its CVSS severity (the native `severity` column), the vendor's
+                # when CVSS says nothing or NONE.
+                severity = node.get("severity")
+                if data_type == "vulnerability_findings":
+                    cvss, vendor = node.get("CVSSSeverity"), node.get("vendorSeverity")
+                    severity = vendor if cvss in (None, "NONE") and vendor else cvss
                 assert event["severity_id"] == SEVERITY_ID[severity], severity
     # The view's materializations, one per window, and its checks, all passed.
     view = ocsf.collection(data_type).ocsf_key
@@ -234,7 +238,9 @@ def test_turning_ocsf_on_later_rebuilds_the_view_from_the_written_windows_withou
     assert "materialize wiz/audit_logs for them" in str(failure.step_failure_data.error)
 
 
-def test_the_security_lake_layout_is_one_custom_source_per_class_by_region_account_and_day(ocsf, tmp_path):
+def test_the_security_lake_layout_is_one_custom_source_per_class_by_region_account_and_day(
+    ocsf, tmp_path, monkeypatch, capsys
+):
     lake = tmp_path / "lake"
     ocsf.env |= {
         "WIZ_OCSF_LAYOUT": "security_lake",
@@ -266,8 +272,22 @@ def test_the_security_lake_layout_is_one_custom_source_per_class_by_region_accou
             {"authentication": 3002, "api_activity": 6003, "detection_finding": 2004}[class_name]
         }
         assert invalid_rows(class_name, table)[0] == 0
-    # Manifests start with `_`, which Athena and Glue skip.
-    assert all(p.name.startswith("_") for p in lake.rglob("*.json"))
+    # Nothing but Parquet under the custom sources, as Security Lake requires: the manifests are kept
+    # beside the native datasets.
+    assert {p.suffix for p in lake.rglob("*") if p.is_file()} == {".parquet"}
+    manifests = ocsf.root / "_ocsf_manifests"
+    assert sorted(str(p.relative_to(manifests)).removesuffix(".json") for p in manifests.rglob("*.json")) == [
+        d.removesuffix(".parquet") for d in data
+    ]
+    # The ledger finds each file and its manifest in their two places.
+    for name, value in ocsf.env.items():
+        monkeypatch.setenv(name, value)
+    to = (T0 + timedelta(hours=HOURS)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert main(["ledger", "--type", "issues", "--to", to]) == 0
+    assert "ocsf/issues: no gap" in capsys.readouterr().out
+    next(manifests.rglob("issues_*.json")).unlink()
+    assert main(["ledger", "--type", "issues", "--to", to]) == 1
+    assert "not written: 2025-09-12-" in (out := capsys.readouterr().out) and "[output: no manifest]" in out
     # Analytics finds the views in this layout too.
     con = analytics.connect(ocsf.root, ocsf_uri=lake)
     assert con.execute("SELECT count(*) FROM ocsf_detection_finding").fetchone()[0] == sum(
@@ -352,12 +372,16 @@ def test_the_security_lake_layout_lands_in_its_own_s3_bucket_beside_the_native_o
             if k.startswith(f"ext/wiz_{class_name}/1.0/{folder}/") and k.endswith(".parquet")
         ]
         assert len(data) == 4, class_name
-    assert len(objects) == 16  # 4 windows x 2 classes, each with its manifest
+    assert len(objects) == 8  # 4 windows x 2 classes; the manifests are beside the native datasets
+    manifests = [k for k in s3_pipeline.keys_in_bucket() if k.startswith("wiz/_ocsf_manifests/ext/")]
+    assert len(manifests) == 8
     # Rows read back from the bucket: one per native record.
     fs = s3_pipeline.s3.filesystem()
     rows = ds.dataset(f"{lake}/ext", filesystem=fs, format="parquet", partitioning="hive").count_rows()
     assert rows == s3_pipeline.table().num_rows
-    assert not [k for k in s3_pipeline.keys_in_bucket() if "/ocsf/" in k or k.startswith("ext/")]
+    assert not [
+        k for k in s3_pipeline.keys_in_bucket() if "/ocsf/" in k or k.startswith(("ext/", "wiz/ext/"))
+    ]
 
 
 def test_ocsf_files_and_folders_are_never_world_readable_whatever_the_umask(ocsf):
@@ -414,3 +438,18 @@ def test_a_bad_ocsf_setting_stops_the_load_naming_it(tmp_path, extra, message):
 
     with pytest.raises(SettingsError, match=re.escape(message)):
         load_settings(_env(tmp_path, **extra))
+
+
+def test_an_ocsf_location_that_cannot_be_written_fails_the_run_before_any_wiz_request_naming_it(
+    ocsf, tmp_path
+):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    ocsf.env["WIZ_OCSF_URI"] = str(blocker / "ocsf")
+    result = ocsf.run(ocsf.keys()[0])
+    assert not result.success
+    error = result.get_step_failure_events()[0].step_failure_data.error.cause
+    assert error.cls_name == "OutputError"
+    assert f"WIZ_OCSF_URI={blocker / 'ocsf'}/authentication: can't create the directory" in error.message
+    assert not ocsf.sim.graphql_records()
+    assert not ocsf.instance.get_materialized_partitions(ocsf.collection().asset_key)

@@ -90,10 +90,11 @@ def parse_output_uri(name: str, text: str) -> str:
     return str(Path(text).expanduser().absolute())
 
 
-def open_output(uri: str | Path | Output) -> Output:
+def open_output(uri: str | Path | Output, setting: str = "WIZ_OUTPUT_URI") -> Output:
+    """``setting``: the variable ``uri`` came from, which its errors name."""
     if isinstance(uri, Output):
         return uri
     uri = str(uri)
     if uri.startswith("s3://"):
-        return S3Output(uri)
-    return LocalOutput(Path(uri))
+        return S3Output(uri, setting)
+    return LocalOutput(Path(uri), setting)

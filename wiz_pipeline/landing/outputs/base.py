@@ -53,7 +53,8 @@ class Upload(ABC):
 
 
 class Output(ABC):
-    uri: str  # WIZ_OUTPUT_URI, normalised
+    uri: str  # WIZ_OUTPUT_URI (or WIZ_OCSF_URI), normalised
+    setting: str = "WIZ_OUTPUT_URI"  # the variable its messages name
 
     @abstractmethod
     def check(self) -> None:

@@ -50,19 +50,20 @@ class _LocalUpload(Upload):
 
 
 class LocalOutput(Output):
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, setting: str = "WIZ_OUTPUT_URI") -> None:
         self.root = root
         self.uri = str(root)
+        self.setting = setting
 
     def check(self) -> None:
         try:
             _make_dirs(self.root)
         except OSError as exc:
             raise OutputError(
-                f"WIZ_OUTPUT_URI={self.root}: can't create the directory ({exc.strerror})."
+                f"{self.setting}={self.root}: can't create the directory ({exc.strerror})."
             ) from None
         if not os.access(self.root, os.W_OK | os.X_OK):
-            raise OutputError(f"WIZ_OUTPUT_URI={self.root}: this user can't write to the directory.")
+            raise OutputError(f"{self.setting}={self.root}: this user can't write to the directory.")
 
     def open(self, key: str) -> Upload:
         path = self.root / key

@@ -162,8 +162,9 @@ class _S3Upload(Upload):
 
 
 class S3Output(Output):
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, setting: str = "WIZ_OUTPUT_URI") -> None:
         self.uri = uri
+        self.setting = setting
         self.bucket, _, self.prefix = uri.removeprefix("s3://").partition("/")
         self._fs: Any = None
 
@@ -192,14 +193,14 @@ class S3Output(Output):
             except Exception as exc:
                 # Outside every dataset, no sweep would find it: say so rather than leave it quietly.
                 raise OutputError(
-                    f"WIZ_OUTPUT_URI={self.uri}: could not abort the check upload {probe} "
+                    f"{self.setting}={self.uri}: could not abort the check upload {probe} "
                     f"({type(exc).__name__}); grant s3:AbortMultipartUpload and abort it, or add an "
                     "AbortIncompleteMultipartUpload lifecycle rule."
                 ) from None
         except OutputError:
             raise
         except Exception as exc:
-            raise OutputError(_explain(exc, self.uri, self.bucket)) from None
+            raise OutputError(_explain(exc, self.uri, self.bucket, self.setting)) from None
 
     def open(self, key: str) -> Upload:
         return _S3Upload(self.fs, self.bucket, self._key(key))
@@ -257,7 +258,7 @@ class S3Output(Output):
         except OutputError:
             raise
         except Exception as exc:
-            raise OutputError(_explain(exc, self.uri, self.bucket)) from None
+            raise OutputError(_explain(exc, self.uri, self.bucket, self.setting)) from None
         return found
 
     def read_many(self, keys: list[str]) -> dict[str, bytes | None]:
@@ -268,7 +269,7 @@ class S3Output(Output):
         try:
             answers = self.fs.cat(paths, on_error="return")
         except Exception as exc:
-            raise OutputError(_explain(exc, self.uri, self.bucket)) from None
+            raise OutputError(_explain(exc, self.uri, self.bucket, self.setting)) from None
         contents: dict[str, bytes | None] = {}
         for key, path in zip(keys, paths, strict=True):
             answer = answers.get(path)
@@ -329,7 +330,7 @@ _CREDENTIALS = {
 }
 
 
-def _explain(exc: BaseException, uri: str, bucket: str) -> str:
+def _explain(exc: BaseException, uri: str, bucket: str, setting: str = "WIZ_OUTPUT_URI") -> str:
     """One line naming the variable at fault; built from error codes, never from the request."""
     from botocore.exceptions import BotoCoreError, NoCredentialsError, NoRegionError, PartialCredentialsError
 
@@ -339,32 +340,32 @@ def _explain(exc: BaseException, uri: str, bucket: str) -> str:
     where = f"the S3 endpoint {endpoint} (AWS_ENDPOINT_URL)" if endpoint else "S3 (AWS_REGION)"
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
         return (
-            f"WIZ_OUTPUT_URI={uri}: no AWS credentials found: set AWS_ACCESS_KEY_ID and "
+            f"{setting}={uri}: no AWS credentials found: set AWS_ACCESS_KEY_ID and "
             "AWS_SECRET_ACCESS_KEY (or give the process an IAM role)."
         )
     if isinstance(exc, NoRegionError):
-        return f"WIZ_OUTPUT_URI={uri}: no region: set AWS_REGION to the bucket's region."
+        return f"{setting}={uri}: no region: set AWS_REGION to the bucket's region."
     if isinstance(exc, BotoCoreError | OSError) and _code(exc) is None:
         return (
-            f"WIZ_OUTPUT_URI={uri}: cannot reach {where} ({type(exc).__name__}): check AWS_ENDPOINT_URL "
+            f"{setting}={uri}: cannot reach {where} ({type(exc).__name__}): check AWS_ENDPOINT_URL "
             "and the network."
         )
     code = _code(exc)
     if code in _CREDENTIALS:
-        return f"WIZ_OUTPUT_URI={uri}: {_CREDENTIALS[code]}"
+        return f"{setting}={uri}: {_CREDENTIALS[code]}"
     if code == "NoSuchBucket":
         return (
-            f"WIZ_OUTPUT_URI={uri}: bucket {bucket!r} does not exist at {where}: create it (private) or "
-            "fix WIZ_OUTPUT_URI."
+            f"{setting}={uri}: bucket {bucket!r} does not exist at {where}: create it (private) or "
+            f"fix {setting}."
         )
     if code in ("AccessDenied", "AllAccessDisabled", "403"):
         return (
-            f"WIZ_OUTPUT_URI={uri}: access denied: the credentials (AWS_ACCESS_KEY_ID or the role) need "
+            f"{setting}={uri}: access denied: the credentials (AWS_ACCESS_KEY_ID or the role) need "
             "s3:PutObject, s3:AbortMultipartUpload and s3:ListBucketMultipartUploads on it."
         )
     if code in ("PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException"):
-        return f"WIZ_OUTPUT_URI={uri}: the bucket is in another region: set AWS_REGION to its region."
-    return f"WIZ_OUTPUT_URI={uri}: S3 refused the request ({code or type(exc).__name__}) at {where}."
+        return f"{setting}={uri}: the bucket is in another region: set AWS_REGION to its region."
+    return f"{setting}={uri}: S3 refused the request ({code or type(exc).__name__}) at {where}."
 
 
 def _code(exc: BaseException) -> str | None:

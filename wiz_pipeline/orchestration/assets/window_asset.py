@@ -16,11 +16,11 @@ from wiz_pipeline.collect.ocsf_views import write_ocsf_window
 from wiz_pipeline.collect.windows import WindowResult, collect_windows, windows_per_query_for
 from wiz_pipeline.core.times import format_time
 from wiz_pipeline.data_types import DATA_TYPES, DataType
-from wiz_pipeline.landing.outputs import Output
+from wiz_pipeline.landing.outputs import Output, open_output
 from wiz_pipeline.landing.quality import CHECKS, Outcome
 from wiz_pipeline.landing.tables import table_for
 from wiz_pipeline.ocsf import SOURCES
-from wiz_pipeline.ocsf.layout import OcsfLayout
+from wiz_pipeline.ocsf.layout import MANIFESTS, OcsfLayout
 from wiz_pipeline.orchestration.assets import ocsf_view
 from wiz_pipeline.orchestration.checkpoints import (
     CheckpointTracker,
@@ -184,9 +184,11 @@ def _define(
                     seed=collection.seed,
                 ):
                     # The window's OCSF rows, from the file just written, before either
-                    # materialization: a window is recorded with its view or not at all.
-                    view = (
-                        write_ocsf_window(
+                    # materialization, and the view's recorded first: a window whose native
+                    # materialization is recorded has its view (a kill between the two leaves the
+                    # window itself unwritten, so it is collected again, view and all).
+                    if ocsf_output is not None:
+                        view = write_ocsf_window(
                             output,
                             ocsf_output,
                             collection.ocsf_layout or OcsfLayout(),
@@ -194,9 +196,7 @@ def _define(
                             result.window,
                             run_id=context.run.run_id,
                         )
-                        if ocsf_output is not None
-                        else None
-                    )
+                        failed += yield from _ocsf_window_events(context, collection, view)
                     # The materialization names the window's file and rows; no log line per window
                     # besides it (each one is another write to the instance's storage). Yielded, not
                     # logged, so that it is stored before its checks name it as their target: a
@@ -211,8 +211,6 @@ def _define(
                         yield _evaluation(collection.asset_key, result.window.key, outcome, target)
                         if outcome.error and not outcome.passed:
                             failed.append(f"{result.window.key}: {outcome.name} ({outcome.description})")
-                    if view is not None:
-                        failed += yield from _ocsf_window_events(context, collection, view)
                     written, rows = written + 1, rows + result.file.rows
                     if result.manifest["queries"] > 1:  # one line per split window, not per sub-query
                         context.log.info(
@@ -248,12 +246,16 @@ def _define(
 
 
 def _ocsf_output(collection: Collection, datasets: ParquetDatasets) -> Output:
-    """WIZ_OCSF_URI, checked, with what dead runs left under the view's datasets cleaned."""
+    """WIZ_OCSF_URI, with what dead runs left under the view's datasets cleaned. Checked under each
+    class's own folder, not at its root: a Security Lake custom source's role may write only under
+    its ext/<source>/ prefix."""
     output = datasets.ocsf_output()
-    output.check()
     layout = collection.ocsf_layout or OcsfLayout()
     for class_name in SOURCES[collection.data_type]:
+        open_output(f"{output.uri.rstrip('/')}/{layout.dataset(class_name)}", output.setting).check()
         output.sweep(layout.dataset(class_name))
+    if not layout.manifests_beside:
+        datasets.output().sweep(MANIFESTS)
     return output
 
 
