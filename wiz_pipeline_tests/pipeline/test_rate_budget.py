@@ -280,8 +280,13 @@ def test_two_runs_from_terminals_take_turns_at_the_slot(tmp_path, monkeypatch):
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         # The instance's storage exists before the runs start, as in any deployment: two processes
-        # creating a fresh SQLite instance at once can both write its schema version.
-        dg.DagsterInstance.get().dispose()
+        # creating a fresh SQLite instance at once can both write its schema version. And the pool's
+        # one slot exists, as the README's `dagster instance concurrency set wiz_api 1` makes it: left
+        # to deploy/dagster.yaml's default_limit, the first steps to claim it create the pool, and
+        # Dagster 1.13 does that by counting its slots, then adding the missing ones: two steps
+        # arriving together can make two slots (seen once, on a loaded 2-core machine).
+        with dg.DagsterInstance.get() as instance:
+            instance.event_log_storage.set_concurrency_slots("wiz_api", 1)
         command = [str(BIN / "dagster"), "asset", "materialize", "-m", "wiz_pipeline.definitions"]
         logs = [tmp_path / "first.log", tmp_path / "second.log"]
         keys = [(end - timedelta(minutes=m)).strftime("%Y-%m-%d-%H:%M") for m in (60, 30)]
