@@ -330,9 +330,12 @@ def unshared_budget(instance: dg.DagsterInstance) -> str | None:
         return f"This Dagster instance's storage holds no pool slots, {fix}"
     if instance.get_concurrency_config().pool_config.pool_granularity == PoolGranularity.RUN:
         return f"The {POOL} pool is counted per run, which runs started outside the run queue skip, {fix}"
-    limit = instance.event_log_storage.get_concurrency_info(POOL).limit
-    if limit != 1:
-        return f"The {POOL} pool's limit is {'unset' if limit is None else limit}, not 1, {fix}"
+    info = instance.event_log_storage.get_concurrency_info(POOL)
+    if info.limit != 1:
+        return f"The {POOL} pool's limit is {'unset' if info.limit is None else info.limit}, not 1, {fix}"
+    if info.slot_count > 1:
+        # Two steps that created the pool at the same moment can each add its slot (Dagster 1.13).
+        return f"The {POOL} pool has {info.slot_count} slots for a limit of 1, {fix}"
     return None
 
 
