@@ -18,7 +18,12 @@ from wiz_pipeline.simulator.command import add_serve_arguments, add_tenant_argum
 from wiz_pipeline.simulator.command import simulator_from_args as _simulator
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import TextIO
+
     import dagster as dg
+
+    from wiz_pipeline.readers.ledger import WindowLine
 
 
 # Enough for each of the report's questions to have answers, at about the demo's former run time.
@@ -126,15 +131,7 @@ def cmd_ledger(args: argparse.Namespace) -> int:
     from wiz_pipeline.landing.outputs import open_output
     from wiz_pipeline.orchestration.checkpoints import collections_for
     from wiz_pipeline.orchestration.ledger import ledger, ocsf_ledger, window_range
-    from wiz_pipeline.readers.ledger import (
-        Summary,
-        json_line,
-        json_summary,
-        parse_bound,
-        text_header,
-        text_line,
-        text_summary,
-    )
+    from wiz_pipeline.readers.ledger import parse_bound
     from wiz_pipeline.settings import load_settings
 
     if not os.environ.get("DAGSTER_HOME"):
@@ -163,25 +160,14 @@ def cmd_ledger(args: argparse.Namespace) -> int:
     out = sys.stdout
     with _open_instance() as instance:
         for n, collection in enumerate(collections):
-            summary = Summary(collection.data_type)
-            if not args.json:
-                print(("\n" if n else "") + text_header(), file=out)
-            for line in ledger(
+            lines = ledger(
                 instance, output, collection, now=now, lag=lag, start=start, end=end, gaps_only=args.gaps_only
-            ):
-                summary.note(line)
-                if line.written and args.gaps_only:
-                    continue
-                out.write((json_line(line) if args.json else text_line(line)) + "\n")
-            print(json_summary(summary) if args.json else text_summary(summary), file=out)
-            gap = gap or bool(summary.gaps)
+            )
+            gap = _print_ledger(collection.data_type, lines, args, out, first=n == 0) or gap
             if collection.ocsf_key is None:
                 continue
             # Its OCSF view (WIZ_OCSF): the same windows, in the view's own files.
-            summary = Summary(f"ocsf/{collection.data_type}")
-            if not args.json:
-                print("\n" + text_header(), file=out)
-            for line in ocsf_ledger(
+            lines = ocsf_ledger(
                 instance,
                 ocsf_output,
                 collection,
@@ -191,14 +177,34 @@ def cmd_ledger(args: argparse.Namespace) -> int:
                 end=end,
                 gaps_only=args.gaps_only,
                 manifest_output=output,
-            ):
-                summary.note(line)
-                if line.written and args.gaps_only:
-                    continue
-                out.write((json_line(line) if args.json else text_line(line)) + "\n")
-            print(json_summary(summary) if args.json else text_summary(summary), file=out)
-            gap = gap or bool(summary.gaps)
+            )
+            gap = _print_ledger(f"ocsf/{collection.data_type}", lines, args, out, first=False) or gap
     return 1 if gap else 0
+
+
+def _print_ledger(
+    name: str, lines: Iterator[WindowLine], args: argparse.Namespace, out: TextIO, *, first: bool
+) -> bool:
+    """Print one data type's (or view's) window lines and verdict; whether the range has a gap."""
+    from wiz_pipeline.readers.ledger import (
+        Summary,
+        json_line,
+        json_summary,
+        text_header,
+        text_line,
+        text_summary,
+    )
+
+    summary = Summary(name)
+    if not args.json:
+        print(("" if first else "\n") + text_header(), file=out)
+    for line in lines:
+        summary.note(line)
+        if line.written and args.gaps_only:
+            continue
+        out.write((json_line(line) if args.json else text_line(line)) + "\n")
+    print(json_summary(summary) if args.json else text_summary(summary), file=out)
+    return bool(summary.gaps)
 
 
 def _open_instance() -> dg.DagsterInstance:

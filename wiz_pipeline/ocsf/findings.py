@@ -89,25 +89,53 @@ _ISSUE_DESCRIPTIONS = (
 _ISSUE_REMEDIATIONS = ("resolutionRecommendation", "remediationInstructions")
 
 
+def _finding_event(
+    cls: common.Classification,
+    node: dict[str, Any],
+    raw_text: str,
+    window_ms: int,
+    *,
+    data_type: str,
+    finding: dict[str, Any],
+    taken: common.Taken,
+    created_field: str,
+    status: Any,
+    severity: Any,
+    time_field: str = "updatedAt",
+) -> dict[str, Any]:
+    """The attributes every finding event has, and ``finding``'s created and modified times."""
+    created = _set_time(finding, "created_time", node, created_field, taken)
+    _set_time(finding, "modified_time", node, "updatedAt", taken)
+    return common.event(
+        cls,
+        _activity(status, created, window_ms),
+        common.severity(severity),
+        _times(node, time_field, window_ms),
+        common.text(node.get("id")),
+        data_type,
+        node.get(time_field),
+        raw_text,
+    )
+
+
 def map_issue(node: dict[str, Any], raw_text: str, window_ms: int) -> dict[str, Any]:
     taken: common.Taken = {"id": True, "status": True, "severity": True, "type": True}
     status = node.get("status")
     finding: dict[str, Any] = {}
-    created = _set_time(finding, "created_time", node, "createdAt", taken)
-    _set_time(finding, "modified_time", node, "updatedAt", taken)
-    stamp = node.get("statusChangedAt")
-    time_ms = _times(node, "statusChangedAt", window_ms)
-    if epoch_ms(stamp) is not None:
+    if epoch_ms(node.get("statusChangedAt")) is not None:
         taken["statusChangedAt"] = True
-    out = common.event(
+    out = _finding_event(
         _DETECTION,
-        _activity(status, created, window_ms),
-        common.severity(node.get("severity")),
-        time_ms,
-        common.text(node.get("id")),
-        "issues",
-        stamp,
+        node,
         raw_text,
+        window_ms,
+        data_type="issues",
+        finding=finding,
+        taken=taken,
+        created_field="createdAt",
+        status=status,
+        severity=node.get("severity"),
+        time_field="statusChangedAt",
     )
     common.set_finding_status(out, _DETECTION, status)
     if type(status) is str and status:
@@ -163,18 +191,17 @@ def map_issue(node: dict[str, Any], raw_text: str, window_ms: int) -> dict[str, 
 def map_detection(node: dict[str, Any], raw_text: str, window_ms: int) -> dict[str, Any]:
     taken: common.Taken = {"id": True, "severity": True, "description": True}
     finding: dict[str, Any] = {"uid": common.text(node.get("id")) or "unknown"}
-    created = _set_time(finding, "created_time", node, "createdAt", taken)
-    _set_time(finding, "modified_time", node, "updatedAt", taken)
-    stamp = node.get("updatedAt")
-    out = common.event(
+    out = _finding_event(
         _DETECTION,
-        _activity(None, created, window_ms),
-        common.severity(node.get("severity")),
-        _times(node, "updatedAt", window_ms),
-        common.text(node.get("id")),
-        "detections",
-        stamp,
+        node,
         raw_text,
+        window_ms,
+        data_type="detections",
+        finding=finding,
+        taken=taken,
+        created_field="createdAt",
+        status=None,
+        severity=node.get("severity"),
     )
     desc = common.text(node.get("description"))
     if desc is not None:
@@ -241,25 +268,22 @@ def map_vulnerability(node: dict[str, Any], raw_text: str, window_ms: int) -> di
     status = node.get("status")
     finding: dict[str, Any] = {"uid": common.text(node.get("id")) or "unknown"}
     vulnerability: dict[str, Any] = {}
-    created = _set_time(finding, "created_time", node, "firstDetectedAt", taken)
-    _set_time(finding, "modified_time", node, "updatedAt", taken)
     _set_time(vulnerability, "first_seen_time", node, "firstDetectedAt", taken)
     _set_time(vulnerability, "last_seen_time", node, "lastDetectedAt", taken)
-    stamp = node.get("updatedAt")
     cvss_severity = common.text(node.get("CVSSSeverity"))
     vendor_severity = common.text(node.get("vendorSeverity"))
-    out = common.event(
+    out = _finding_event(
         _VULNERABILITY,
-        _activity(status, created, window_ms),
-        # CVSS NONE with a vendor rating (an advisory's) is the vendor's, not Informational.
-        common.severity(
-            vendor_severity if cvss_severity in (None, "NONE") and vendor_severity else cvss_severity
-        ),
-        _times(node, "updatedAt", window_ms),
-        common.text(node.get("id")),
-        "vulnerability_findings",
-        stamp,
+        node,
         raw_text,
+        window_ms,
+        data_type="vulnerability_findings",
+        finding=finding,
+        taken=taken,
+        created_field="firstDetectedAt",
+        status=status,
+        # CVSS NONE with a vendor rating (an advisory's) is the vendor's, not Informational.
+        severity=vendor_severity if cvss_severity in (None, "NONE") and vendor_severity else cvss_severity,
     )
     common.set_finding_status(out, _VULNERABILITY, status)
     name = common.text(node.get("name")) or "unknown"
@@ -356,18 +380,17 @@ def map_configuration(node: dict[str, Any], raw_text: str, window_ms: int) -> di
     taken: common.Taken = {"id": True, "status": True, "severity": True, "result": True}
     status = node.get("status")
     finding: dict[str, Any] = {"uid": common.text(node.get("id")) or "unknown"}
-    created = _set_time(finding, "created_time", node, "firstSeenAt", taken)
-    _set_time(finding, "modified_time", node, "updatedAt", taken)
-    stamp = node.get("updatedAt")
-    out = common.event(
+    out = _finding_event(
         _COMPLIANCE,
-        _activity(status, created, window_ms),
-        common.severity(node.get("severity")),
-        _times(node, "updatedAt", window_ms),
-        common.text(node.get("id")),
-        "configuration_findings",
-        stamp,
+        node,
         raw_text,
+        window_ms,
+        data_type="configuration_findings",
+        finding=finding,
+        taken=taken,
+        created_field="firstSeenAt",
+        status=status,
+        severity=node.get("severity"),
     )
     common.set_finding_status(out, _COMPLIANCE, status)
     rule = node.get("rule") if isinstance(node.get("rule"), dict) else {}

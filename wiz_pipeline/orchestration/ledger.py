@@ -53,20 +53,26 @@ def ledger(
     start: datetime | None = None,
     end: datetime | None = None,
     gaps_only: bool = False,
+    name: str | None = None,
+    files: report.FileNames | None = None,
+    manifest_output: Output | None = None,
 ) -> Iterator[WindowLine]:
-    """Each closed window of the range, oldest first (see ``readers.ledger``)."""
+    """Each closed window of the range, oldest first (see ``readers.ledger``; ``name``, ``files`` and
+    ``manifest_output`` as there, for another asset of the collection's windows)."""
     wanted = window_range(collection, now, lag, start, end)
     state = instance_state(instance, collection) if wanted else InstanceState(set(), {})
     return report.ledger(
         state,
         output,
-        collection.data_type,
+        name or collection.data_type,
         collection.grid,
         now=now,
         lag=lag,
         start=start,
         end=end,
         gaps_only=gaps_only,
+        files=files,
+        manifest_output=manifest_output,
     )
 
 
@@ -86,10 +92,7 @@ def ocsf_ledger(
     WIZ_OUTPUT_URI, where the Security Lake layout keeps the manifests): a window is written when
     wiz/ocsf/<data type> is materialized for it and each class's file and manifest are in place."""
     assert collection.ocsf_key is not None and collection.ocsf_layout is not None
-    view = replace(collection, asset_key=collection.ocsf_key)
     layout, classes = collection.ocsf_layout, SOURCES[collection.data_type]
-    wanted = window_range(view, now, lag, start, end)
-    state = instance_state(instance, view) if wanted else InstanceState(set(), {})
 
     def files(windows: list[datetime]) -> list[tuple[str, list[tuple[str, str]]]]:
         named = []
@@ -98,16 +101,16 @@ def ocsf_ledger(
             named.append((w.strftime(KEY_FORMAT), [(k, layout.manifest_key(k)) for k in keys]))
         return named
 
-    return report.ledger(
-        state,
+    return ledger(
+        instance,
         output,
-        f"ocsf/{collection.data_type}",
-        collection.grid,
+        replace(collection, asset_key=collection.ocsf_key),
         now=now,
         lag=lag,
         start=start,
         end=end,
         gaps_only=gaps_only,
+        name=f"ocsf/{collection.data_type}",
         files=files,
         manifest_output=None if layout.manifests_beside else manifest_output,
     )
