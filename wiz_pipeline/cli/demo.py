@@ -273,8 +273,10 @@ def _report_ocsf(root: str) -> None:
     if "ocsf_findings" not in views:
         return
     busiest = con.execute(
-        "SELECT r.uid, count(*) FROM (SELECT unnest(resources) AS r FROM ocsf_findings) "
-        "WHERE r.uid IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1"
+        # The resource found in the most classes, then with the most findings.
+        "SELECT r.uid, count(DISTINCT class_name), count(*) FROM "
+        "(SELECT class_name, unnest(resources) AS r FROM ocsf_findings) "
+        "WHERE r.uid IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 3 DESC, 1 LIMIT 1"
     ).fetchone()
     if busiest:
         found = analytics.findings_on_resource(busiest[0], uri=root, ocsf_uri=root)

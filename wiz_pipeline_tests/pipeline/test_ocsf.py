@@ -321,6 +321,51 @@ def test_the_ledger_and_checkpoints_know_the_ocsf_views(ocsf, monkeypatch, capsy
 
 
 def test_analytics_reads_each_class_and_asks_one_question_across_the_finding_classes(ocsf):
+    # A failing control on an asset that also has a vulnerability: one resource, two classes.
+    tenant = ocsf.sim.tenant
+    vulnerable = next(
+        n
+        for n in tenant.findings_as_of("vulnerability_findings", NOW)
+        if (n.get("vulnerableAsset") or {}).get("providerUniqueId")
+    )
+    asset = vulnerable["vulnerableAsset"]
+    stamp = (T0 + timedelta(minutes=40)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    tenant.add_finding(
+        "configuration_findings",
+        {
+            "id": "cf-on-the-vulnerable-asset",
+            "name": "Instance has a public IP",
+            "analyzedAt": stamp,
+            "firstSeenAt": stamp,
+            "updatedAt": stamp,
+            "severity": "HIGH",
+            "result": "FAIL",
+            "status": "OPEN",
+            "remediation": None,
+            "resource": {
+                "id": asset.get("id"),
+                "providerId": asset["providerUniqueId"],
+                "name": asset.get("name"),
+                "nativeType": "virtualMachine",
+                "type": "VIRTUAL_MACHINE",
+                "region": asset.get("region"),
+                "cloudPlatform": "AWS",
+                "subscription": None,
+                "tags": [],
+            },
+            "rule": {
+                "id": "r9",
+                "shortId": "EC2-009",
+                "name": "public instance",
+                "description": "",
+                "remediationInstructions": "",
+                "functionAsControl": False,
+            },
+            "securitySubCategories": [],
+            "evidence": None,
+            "ignoreRules": [],
+        },
+    )
     for data_type in ("issues", "vulnerability_findings", "configuration_findings", "detections"):
         keys = ocsf.keys(data_type, hours=HOURS)
         assert ocsf.run(keys[0], keys[-1], data_type=data_type).success
@@ -344,6 +389,12 @@ def test_analytics_reads_each_class_and_asks_one_question_across_the_finding_cla
     ).fetchone()
     frame = analytics.findings_on_resource(uid, uri=ocsf.root)
     assert len(frame) == count
+    both = analytics.findings_on_resource(asset["providerUniqueId"], uri=ocsf.root)
+    assert {"Vulnerability Finding", "Compliance Finding"} <= set(both["class_name"])
+    assert "cf-on-the-vulnerable-asset" in set(both["finding_uid"])
+    # By Wiz's own id (uid_alt) too.
+    if asset.get("id") and asset["id"] != asset["providerUniqueId"]:
+        assert len(analytics.findings_on_resource(asset["id"], uri=ocsf.root)) == len(both)
     assert list(frame.columns)[:3] == ["event_time", "class_name", "source"]
     assert frame["event_time"].is_monotonic_decreasing
 
