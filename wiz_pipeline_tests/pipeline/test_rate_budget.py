@@ -281,20 +281,30 @@ def test_two_runs_from_terminals_take_turns_at_the_slot(tmp_path, monkeypatch):
             monkeypatch.setenv(name, value)
         # The instance's storage exists before the runs start, as in any deployment: two processes
         # creating a fresh SQLite instance at once can both write its schema version. And the pool's
-        # one slot exists, as the README's `dagster instance concurrency set wiz_api 1` makes it: left
-        # to deploy/dagster.yaml's default_limit, the first steps to claim it create the pool, and
-        # Dagster 1.13 does that by counting its slots, then adding the missing ones: two steps
-        # arriving together can make two slots (seen once, on a loaded 2-core machine).
+        # one slot exists, as the README's `dagster instance concurrency set wiz_api 1` makes it.
         with dg.DagsterInstance.get() as instance:
             instance.event_log_storage.set_concurrency_slots("wiz_api", 1)
         command = [str(BIN / "dagster"), "asset", "materialize", "-m", "wiz_pipeline.definitions"]
         logs = [tmp_path / "first.log", tmp_path / "second.log"]
         keys = [(end - timedelta(minutes=m)).strftime("%Y-%m-%d-%H:%M") for m in (60, 30)]
-        terminals = [
-            start([*command, "--select", "wiz/audit_logs", "--partition", key], log)
-            for key, log in zip(keys, logs, strict=True)
-        ]
+        # The second starts once the first's step has started (a step starts once it holds the
+        # slot): on SQLite, Dagster's claim is a SELECT then an UPDATE that it can't lock (FOR UPDATE
+        # is ignored there), so two claims in the same instant can both take the one slot (seen on a
+        # loaded 2-core machine; docs/deploying.md). With granularity: run nothing is claimed, the
+        # second starts at once while the first is busy, and the two overlap.
+        terminals = [start([*command, "--select", "wiz/audit_logs", "--partition", keys[0]], logs[0])]
         try:
+            with dg.DagsterInstance.get() as instance:
+                deadline = time.monotonic() + 120
+                while not any(
+                    instance.all_logs(r.run_id, of_type=dg.DagsterEventType.STEP_START)
+                    for r in instance.get_runs()
+                ):
+                    assert time.monotonic() < deadline and terminals[0].poll() is None, logs[0].read_text()[
+                        -3000:
+                    ]
+                    time.sleep(0.05)
+            terminals.append(start([*command, "--select", "wiz/audit_logs", "--partition", keys[1]], logs[1]))
             for terminal, log in zip(terminals, logs, strict=True):
                 assert terminal.wait(timeout=180) == 0, log.read_text()[-3000:]
         finally:

@@ -334,7 +334,8 @@ def unshared_budget(instance: dg.DagsterInstance) -> str | None:
     if info.limit != 1:
         return f"The {POOL} pool's limit is {'unset' if info.limit is None else info.limit}, not 1, {fix}"
     if info.slot_count > 1:
-        # Two steps that created the pool at the same moment can each add its slot (Dagster 1.13).
+        # Dagster makes a pool's slots by counting then adding them, not in one step: two first
+        # claims at once can leave two.
         return f"The {POOL} pool has {info.slot_count} slots for a limit of 1, {fix}"
     return None
 
