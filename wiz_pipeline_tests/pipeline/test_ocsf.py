@@ -24,6 +24,7 @@ from wiz_pipeline.readers import analytics
 from wiz_pipeline.simulator import Fault, WizSimulator, generate_tenant
 from wiz_pipeline_tests.conftest import CLIENT_SECRET, T0
 from wiz_pipeline_tests.pipeline.conftest import SEED, Pipeline
+from wiz_pipeline_tests.pipeline.test_findings_windows import configuration_finding
 
 HOURS = 2
 NOW = T0 + timedelta(hours=HOURS, days=1)
@@ -329,43 +330,19 @@ def test_analytics_reads_each_class_and_asks_one_question_across_the_finding_cla
         if (n.get("vulnerableAsset") or {}).get("providerUniqueId")
     )
     asset = vulnerable["vulnerableAsset"]
-    stamp = (T0 + timedelta(minutes=40)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    tenant.add_finding(
-        "configuration_findings",
-        {
-            "id": "cf-on-the-vulnerable-asset",
-            "name": "Instance has a public IP",
-            "analyzedAt": stamp,
-            "firstSeenAt": stamp,
-            "updatedAt": stamp,
-            "severity": "HIGH",
-            "result": "FAIL",
-            "status": "OPEN",
-            "remediation": None,
-            "resource": {
-                "id": asset.get("id"),
-                "providerId": asset["providerUniqueId"],
-                "name": asset.get("name"),
-                "nativeType": "virtualMachine",
-                "type": "VIRTUAL_MACHINE",
-                "region": asset.get("region"),
-                "cloudPlatform": "AWS",
-                "subscription": None,
-                "tags": [],
-            },
-            "rule": {
-                "id": "r9",
-                "shortId": "EC2-009",
-                "name": "public instance",
-                "description": "",
-                "remediationInstructions": "",
-                "functionAsControl": False,
-            },
-            "securitySubCategories": [],
-            "evidence": None,
-            "ignoreRules": [],
-        },
-    )
+    failing = configuration_finding("cf-on-the-vulnerable-asset", T0 + timedelta(minutes=40))
+    failing["resource"] = {
+        "id": asset.get("id"),
+        "providerId": asset["providerUniqueId"],
+        "name": asset.get("name"),
+        "nativeType": "virtualMachine",
+        "type": "VIRTUAL_MACHINE",
+        "region": asset.get("region"),
+        "cloudPlatform": "AWS",
+        "subscription": None,
+        "tags": [],
+    }
+    tenant.add_finding("configuration_findings", failing)
     for data_type in ("issues", "vulnerability_findings", "configuration_findings", "detections"):
         keys = ocsf.keys(data_type, hours=HOURS)
         assert ocsf.run(keys[0], keys[-1], data_type=data_type).success
