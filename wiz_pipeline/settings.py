@@ -26,6 +26,7 @@ from typing import Any
 from wiz_pipeline.core.urls import check_url
 from wiz_pipeline.data_types import DATA_TYPES, DataType
 from wiz_pipeline.landing.outputs import DEFAULT_OUTPUT_URI, parse_output_uri
+from wiz_pipeline.ocsf.layout import default_uri as default_ocsf_uri
 from wiz_pipeline.wiz.errors import WizConfigError
 from wiz_pipeline.wiz.options import MAX_PAGE_SIZE, WizOptions
 from wiz_pipeline.wiz.secret import Secret
@@ -485,7 +486,7 @@ class Settings:
 
     @property
     def ocsf_output_uri(self) -> str:
-        return self.ocsf_uri or f"{self.output_uri.rstrip('/')}/ocsf"
+        return self.ocsf_uri or default_ocsf_uri(self.output_uri)
 
     def client_options(self) -> dict[str, Any]:
         """The client's options that come from settings (``WizOptions`` fields), checked above."""

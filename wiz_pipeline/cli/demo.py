@@ -208,7 +208,7 @@ def run_demo(sim: WizSimulator, directory: Path, days: float) -> int:
                 f"{collection.data_type}: {state.materialized}/{state.closed_windows} windows, "
                 f"{len(files)} files, {rows} rows under {path}"
             )
-        _report_ocsf(settings.ocsf_output_uri)
+        _report_ocsf(output, settings.ocsf_output_uri)
         _report(output)
     print(
         f"\nDone in {time.monotonic() - started:.1f} s. Simulator: {sim.counters.graphql_requests} GraphQL "
@@ -258,11 +258,12 @@ def _report(output: Path) -> None:
     _report_findings(output)
 
 
-def _report_ocsf(root: str) -> None:
-    """The OCSF datasets' rows by class, and one question asked across the finding classes."""
-    from wiz_pipeline.readers import analytics
+def _report_ocsf(output: Path, root: str) -> None:
+    """The OCSF datasets (under ``root``) rows by class, and one question asked across the finding
+    classes."""
+    from wiz_pipeline.readers import analytics, ocsf_views
 
-    con = analytics.connect(root, [], ocsf_uri=root)
+    con = analytics.connect(output, ocsf_views.DATASETS, ocsf_uri=root)
     views = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
     counts = [
         f"{name.removeprefix('ocsf_')} {con.execute(f'SELECT count(*) FROM {name}').fetchone()[0]}"  # noqa: S608
@@ -279,7 +280,7 @@ def _report_ocsf(root: str) -> None:
         "WHERE r.uid IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 3 DESC, 1 LIMIT 1"
     ).fetchone()
     if busiest:
-        found = analytics.findings_on_resource(busiest[0], uri=root, ocsf_uri=root)
+        found = analytics.findings_on_resource(busiest[0], uri=output, ocsf_uri=root)
         classes = ", ".join(f"{n} {c}" for n, c in found["class_name"].value_counts().items())
         print(f"  the resource with the most findings, across classes: {busiest[0]} ({classes})")
 

@@ -12,7 +12,6 @@ and is collected again.
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +22,7 @@ import pyarrow.parquet as pq
 from wiz_pipeline.core.errors import WizConfigError
 from wiz_pipeline.core.times import format_time
 from wiz_pipeline.core.windows import Window
-from wiz_pipeline.landing.files import COMPRESSION, HashingFile, window_key
+from wiz_pipeline.landing.files import COMPRESSION, HashingFile, manifest_bytes, window_key
 from wiz_pipeline.landing.outputs import Output, Upload
 from wiz_pipeline.ocsf import OCSF_VERSION, SOURCES, arrow_schema, map_records
 from wiz_pipeline.ocsf.layout import OcsfLayout
@@ -190,4 +189,4 @@ def _manifest(result: OcsfWindow, f: ClassFile, source: str, run_id: str) -> byt
         "run_id": run_id,
         "written_at": format_time(datetime.now(UTC).replace(microsecond=0)),
     }
-    return (json.dumps(body, indent=2, sort_keys=True) + "\n").encode()
+    return manifest_bytes(body)

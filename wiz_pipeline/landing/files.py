@@ -99,11 +99,16 @@ class HashingFile(io.RawIOBase):
 FIRST_READ: dict[str, Any] = {"reads": 1, "late_records": None, "gone_records": None}
 
 
+def manifest_bytes(manifest: dict[str, Any]) -> bytes:
+    """A manifest as every manifest file holds it."""
+    return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+
+
 def publish_with_manifest(output: Output, upload: Upload, key: str, manifest: dict[str, Any]) -> None:
     """A finished data upload, then its manifest at ``key``, each made visible in one step."""
     manifest_upload = output.open(key)
     try:
-        manifest_upload.file.write((json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+        manifest_upload.file.write(manifest_bytes(manifest))
         manifest_upload.finish()
         output.publish([upload, manifest_upload])
     except BaseException:

@@ -23,6 +23,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
+
+def default_uri(output_uri: str) -> str:
+    """WIZ_OCSF_URI when unset: ``{WIZ_OUTPUT_URI}/ocsf``."""
+    return f"{output_uri.rstrip('/')}/ocsf"
+
+
 # Under WIZ_OUTPUT_URI: the Security Lake layout's manifests (a leading _ hides it from readers).
 MANIFESTS = "_ocsf_manifests"
 

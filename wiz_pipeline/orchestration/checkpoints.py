@@ -53,10 +53,10 @@ class Collection:
     reread_after_seconds: int = 0
     # The declaration as the settings fill it in (a choice filter's values); None: DATA_TYPES's.
     definition: DataType | None = None
-    # WIZ_OCSF on: the OCSF view's asset (wiz/ocsf/<data type>), written with each window, and where
-    # its files go under WIZ_OCSF_URI; None when off.
+    # WIZ_OCSF on: the OCSF view's asset (wiz/ocsf/<data type>), written with each window; None when
+    # off. Its files' layout under WIZ_OCSF_URI.
     ocsf_key: dg.AssetKey | None = None
-    ocsf_layout: OcsfLayout | None = None
+    ocsf_layout: OcsfLayout = field(default_factory=OcsfLayout)
 
     @property
     def grid(self) -> WindowGrid:
@@ -343,7 +343,7 @@ def _collection(data_type: DataType, settings: Settings) -> Collection:
         reread_after_seconds=_reread_after(data_type, settings),
         definition=settings.data_types[data_type.name],
         ocsf_key=dg.AssetKey(["wiz", "ocsf", data_type.name]) if settings.ocsf else None,
-        ocsf_layout=ocsf_layout(settings) if settings.ocsf else None,
+        ocsf_layout=ocsf_layout(settings),
     )
 
 

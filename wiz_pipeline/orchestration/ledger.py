@@ -91,7 +91,7 @@ def ocsf_ledger(
     """The same report for a data type's OCSF view (``output``: WIZ_OCSF_URI; ``manifest_output``:
     WIZ_OUTPUT_URI, where the Security Lake layout keeps the manifests): a window is written when
     wiz/ocsf/<data type> is materialized for it and each class's file and manifest are in place."""
-    assert collection.ocsf_key is not None and collection.ocsf_layout is not None
+    assert collection.ocsf_key is not None
     layout, classes = collection.ocsf_layout, SOURCES[collection.data_type]
 
     def files(windows: list[datetime]) -> list[tuple[str, list[tuple[str, str]]]]:

@@ -11,6 +11,7 @@ from typing import Any
 import dagster as dg
 
 from wiz_pipeline.landing.outputs import Output, open_output
+from wiz_pipeline.ocsf.layout import default_uri
 from wiz_pipeline.settings import Settings
 from wiz_pipeline.wiz import WizClient, WizConfigError, WizOptions
 
@@ -94,4 +95,4 @@ class ParquetDatasets(dg.ConfigurableResource):
         return open_output(self.root)
 
     def ocsf_output(self) -> Output:
-        return open_output(self.ocsf_root or f"{self.root.rstrip('/')}/ocsf", "WIZ_OCSF_URI")
+        return open_output(self.ocsf_root or default_uri(self.root), "WIZ_OCSF_URI")

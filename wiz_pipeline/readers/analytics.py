@@ -75,7 +75,7 @@ __all__ = [
 
 WINDOW_DATASETS = tuple(DATA_TYPES)
 CURRENT_DATASETS = tuple(dt.current.dataset for dt in DATA_TYPES.values() if dt.current)
-DATASETS = (*WINDOW_DATASETS, *CURRENT_DATASETS)
+DATASETS = (*WINDOW_DATASETS, *CURRENT_DATASETS, *ocsf_views.DATASETS)
 # A view per change log of state (findings, detections): each id's latest version in its windows.
 LATEST = {
     name: f"{name}_latest" for name in ("vulnerability_findings", "configuration_findings", "detections")
@@ -101,7 +101,6 @@ def connect(
     uri: str | Path | None = None,
     datasets: Sequence[str] = DATASETS,
     *,
-    ocsf: bool = True,
     ocsf_uri: str | Path | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with a view per dataset found under ``uri`` (default
@@ -109,10 +108,10 @@ def connect(
     ``issues``, ``vulnerability_findings``, ``configuration_findings``, ``detections``, with the hive
     ``date`` column), one per current table (``issues_current``, ``vulnerability_findings_current``,
     ``configuration_findings_current``), and ``<name>_latest`` for the findings and detections: each
-    id's latest version in its windows. With ``ocsf`` (WIZ_OCSF's datasets, under ``ocsf_uri``, default
-    WIZ_OCSF_URI or ``{uri}/ocsf``): ``ocsf_authentication``, ``ocsf_api_activity``,
-    ``ocsf_detection_finding``, ``ocsf_vulnerability_finding``, ``ocsf_compliance_finding``, and
-    ``ocsf_findings``, the three finding classes in one shape. A dataset with no file yet (a type not
+    id's latest version in its windows; WIZ_OCSF's datasets (under ``ocsf_uri``, default WIZ_OCSF_URI or
+    ``{uri}/ocsf``): ``ocsf_authentication``, ``ocsf_api_activity``, ``ocsf_detection_finding``,
+    ``ocsf_vulnerability_finding``, ``ocsf_compliance_finding``, and ``ocsf_findings``, the three
+    finding classes in one shape. A dataset with no file yet (a type not
     collected) has no view. The session's time zone is UTC."""
     root = output_uri(uri)
     con = duckdb.connect()
@@ -133,8 +132,9 @@ def connect(
                 "QUALIFY row_number() OVER (PARTITION BY id ORDER BY updated_at DESC NULLS LAST, "
                 "date DESC) = 1"
             )
-    if ocsf:
-        ocsf_views.register(con, ocsf_views.ocsf_uri(root, ocsf_uri))
+    wanted = [d for d in datasets if d in ocsf_views.DATASETS]
+    if wanted:  # each question names its datasets: those of no OCSF class look for no OCSF file
+        ocsf_views.register(con, ocsf_views.ocsf_uri(root, ocsf_uri), wanted)
     return con
 
 
@@ -720,7 +720,7 @@ def findings_on_resource(
     ``uid_alt`` (Wiz's) or ``name``. Needs WIZ_OCSF. Newest first. Columns: event_time, class_name,
     source, finding_uid, title, severity, status, activity_name, uid."""
     root = output_uri(uri)
-    con = connect(root, [], ocsf_uri=ocsf_uri)
+    con = connect(root, ocsf_views.FINDING_DATASETS, ocsf_uri=ocsf_uri)
     if "ocsf_findings" not in _views(con):
         raise AnalyticsError(
             f"No OCSF findings under {ocsf_views.ocsf_uri(root, ocsf_uri)}: set WIZ_OCSF=true and collect "

@@ -10,13 +10,14 @@ across them, such as every finding on one resource.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
 
 from wiz_pipeline.landing.outputs import parse_output_uri
 from wiz_pipeline.ocsf import CLASSES
-from wiz_pipeline.ocsf.layout import OcsfLayout
+from wiz_pipeline.ocsf.layout import OcsfLayout, default_uri
 
 FINDING_CLASSES = ("detection_finding", "vulnerability_finding", "compliance_finding")
 # The columns every finding class has, as ocsf_findings shows them.
@@ -31,24 +32,29 @@ def view_name(class_name: str) -> str:
     return f"ocsf_{class_name}"
 
 
+# The views connect() can make, as its ``datasets`` name them.
+DATASETS = tuple(view_name(c) for c in CLASSES)
+FINDING_DATASETS = tuple(view_name(c) for c in FINDING_CLASSES)
+
+
 def ocsf_uri(root: str, uri: str | Path | None = None) -> str:
     """``uri``, else WIZ_OCSF_URI, else ``{root}/ocsf`` (root: the native datasets' WIZ_OUTPUT_URI)."""
     if uri is not None:
         return parse_output_uri("ocsf_uri", str(uri))
     if os.environ.get("WIZ_OCSF_URI"):
         return parse_output_uri("WIZ_OCSF_URI", os.environ["WIZ_OCSF_URI"])
-    return f"{root.rstrip('/')}/ocsf"
+    return default_uri(root)
 
 
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def register(con: duckdb.DuckDBPyConnection, root: str) -> list[str]:
-    """Create a view per OCSF class with files under ``root`` (WIZ_OCSF_URI), and ``ocsf_findings``
-    over the finding classes present; the views created."""
+def register(con: duckdb.DuckDBPyConnection, root: str, datasets: Sequence[str] = DATASETS) -> list[str]:
+    """Create a view per OCSF class of ``datasets`` with files under ``root`` (WIZ_OCSF_URI), and
+    ``ocsf_findings`` over the finding classes present; the views created."""
     created = []
-    for class_name in CLASSES:
+    for class_name in (c for c in CLASSES if view_name(c) in datasets):
         if root.startswith("s3://"):
             made = _register_s3(con, root, class_name)
         else:

@@ -29,8 +29,8 @@ CHECKS = {
 }
 
 
-def ocsf_spec(collection: Collection, data_type_description: str) -> dg.AssetSpec:
-    assert collection.ocsf_key is not None and collection.ocsf_layout is not None
+def ocsf_spec(collection: Collection) -> dg.AssetSpec:
+    assert collection.ocsf_key is not None
     layout = collection.ocsf_layout
     classes = SOURCES[collection.data_type]
     where = ", ".join(

@@ -20,13 +20,14 @@ from wiz_pipeline.landing.outputs import Output, open_output
 from wiz_pipeline.landing.quality import CHECKS, Outcome
 from wiz_pipeline.landing.tables import table_for
 from wiz_pipeline.ocsf import SOURCES
-from wiz_pipeline.ocsf.layout import MANIFESTS, OcsfLayout
+from wiz_pipeline.ocsf.layout import MANIFESTS
 from wiz_pipeline.orchestration.assets import ocsf_view
 from wiz_pipeline.orchestration.checkpoints import (
     CheckpointTracker,
     Collection,
     interval_change,
     recent_max_rows,
+    written_windows,
 )
 from wiz_pipeline.orchestration.partitions import windows_for
 from wiz_pipeline.orchestration.rereads import requested_at, windows_to_write
@@ -106,7 +107,7 @@ def _define(
                     "time_field": data_type.time_field,
                 },
             ),
-            *([ocsf_view.ocsf_spec(collection, data_type.description)] if collection.ocsf_key else []),
+            *([ocsf_view.ocsf_spec(collection)] if collection.ocsf_key else []),
         ],
         partitions_def=collection.partitions_def,
         # Each run fetches its windows with as few queries as it can. UI backfills are cut into runs
@@ -191,7 +192,7 @@ def _define(
                         view = write_ocsf_window(
                             output,
                             ocsf_output,
-                            collection.ocsf_layout or OcsfLayout(),
+                            collection.ocsf_layout,
                             collection.data_type,
                             result.window,
                             run_id=context.run.run_id,
@@ -250,7 +251,7 @@ def _ocsf_output(collection: Collection, datasets: ParquetDatasets) -> Output:
     class's own folder, not at its root: a Security Lake custom source's role may write only under
     its ext/<source>/ prefix."""
     output = datasets.ocsf_output()
-    layout = collection.ocsf_layout or OcsfLayout()
+    layout = collection.ocsf_layout
     for class_name in SOURCES[collection.data_type]:
         open_output(f"{output.uri.rstrip('/')}/{layout.dataset(class_name)}", output.setting).check()
         output.sweep(layout.dataset(class_name))
@@ -279,8 +280,8 @@ def _rebuild_ocsf(
 ) -> Iterator[Any]:
     """The OCSF view alone: each window's rows again from its native file, no API read."""
     keys = list(context.partition_keys)
-    tracker = CheckpointTracker(context.instance, collection)
-    unwritten = [k for k in keys if k not in tracker.written]
+    written = written_windows(context.instance, collection)
+    unwritten = [k for k in keys if k not in written]
     if unwritten:
         raise WizConfigError(
             f"wiz/ocsf/{collection.data_type} is derived from wiz/{collection.data_type}, which has not "
@@ -294,7 +295,7 @@ def _rebuild_ocsf(
         view = write_ocsf_window(
             output,
             ocsf_output,
-            collection.ocsf_layout or OcsfLayout(),
+            collection.ocsf_layout,
             collection.data_type,
             window,
             run_id=context.run.run_id,
