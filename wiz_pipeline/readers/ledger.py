@@ -223,11 +223,10 @@ def _combined(manifests: list[Manifest], files: int) -> Manifest | None:
         return None
     if files == 1:
         return manifests[0]
-    rows = [m.rows for m in manifests]
-    total = sum(r for r in rows if isinstance(r, int)) if len(manifests) == files else msgspec.UNSET
-    return Manifest(
-        rows=msgspec.UNSET if any(r is msgspec.UNSET for r in rows) else total, run_id=manifests[0].run_id
-    )
+    counts = [m.rows for m in manifests if isinstance(m.rows, int)]
+    # One file's rows unknown (an older manifest): so is the window's.
+    rows = sum(counts) if len(counts) == files else msgspec.UNSET
+    return Manifest(rows=rows, run_id=manifests[0].run_id)
 
 
 def window_names(name: str, windows: list[datetime]) -> list[tuple[str, str, str]]:

@@ -8,8 +8,8 @@ the mapping, or after turning WIZ_OCSF on over windows collected before) rebuild
 files already written, with no API read.
 """
 
-# No `from __future__ import annotations`: Dagster reads annotations at definition time elsewhere in
-# this package, and the two modules are read together.
+from __future__ import annotations
+
 from typing import Any
 
 import dagster as dg

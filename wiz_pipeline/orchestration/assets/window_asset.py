@@ -237,11 +237,7 @@ def _define(
                 f"{collection.data_type}: {len(failed)} check(s) failed on written windows, which "
                 "only a bug can cause; see the asset's checks. " + "; ".join(failed[:5])
             )
-        # The checks' outputs carry nothing (their results were logged per window above); yielding
-        # them, as Dagster does for an AssetCheckResult, tells it that none was left out.
-        for output_name, spec in context.assets_def.check_specs_by_output_name.items():
-            if spec.key in context.selected_asset_check_keys:
-                yield dg.Output(None, output_name=output_name)
+        yield from _check_outputs(context)
 
     return _asset
 
@@ -310,6 +306,12 @@ def _rebuild_ocsf(
             f"wiz/ocsf/{collection.data_type}: {len(failed)} check(s) failed; see the asset's checks. "
             + "; ".join(failed[:5])
         )
+    yield from _check_outputs(context)
+
+
+def _check_outputs(context: dg.AssetExecutionContext) -> Iterator[dg.Output[None]]:
+    """The checks' outputs carry nothing (their results were yielded per window); yielding them, as
+    Dagster does for an AssetCheckResult, tells it that none was left out."""
     for output_name, spec in context.assets_def.check_specs_by_output_name.items():
         if spec.key in context.selected_asset_check_keys:
             yield dg.Output(None, output_name=output_name)
