@@ -25,6 +25,7 @@ from typing import Any
 
 from wiz_pipeline.core.urls import check_url
 from wiz_pipeline.data_types import DATA_TYPES, DataType
+from wiz_pipeline.landing.iceberg import Tables, catalog_properties
 from wiz_pipeline.landing.outputs import DEFAULT_OUTPUT_URI, parse_output_uri
 from wiz_pipeline.ocsf.layout import default_uri as default_ocsf_uri
 from wiz_pipeline.wiz.errors import WizConfigError
@@ -160,6 +161,16 @@ def _source_version(name: str, text: str) -> str:
     value = text.strip().strip("/")
     if value and not re.fullmatch(r"[A-Za-z0-9._-]{1,32}", value):
         raise SettingsError(f"{name}={text!r}: expected a version such as 1.0 (letters, digits, . _ -).")
+    return value
+
+
+def _namespace(name: str, text: str) -> str:
+    value = text.strip()
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", value):
+        raise SettingsError(
+            f"{name}={text!r} is not a namespace name: letters, digits and underscores, not starting "
+            "with a digit (e.g. wiz)."
+        )
     return value
 
 
@@ -330,6 +341,50 @@ SETTINGS: tuple[Setting, ...] = (
         _source_version,
     ),
     Setting(
+        "WIZ_ICEBERG",
+        "false",
+        "Also register every dataset (the windows, the current tables, the OCSF classes) as an Apache "
+        "Iceberg table in the catalog below, namespace WIZ_ICEBERG_NAMESPACE, each window replaced in "
+        "one commit (see docs/iceberg.md).",
+        _bool,
+    ),
+    Setting(
+        "WIZ_ICEBERG_NAMESPACE",
+        "wiz",
+        "The catalog namespace (database) of the tables; one per WIZ_OUTPUT_URI.",
+        _namespace,
+    ),
+    Setting(
+        "WIZ_ICEBERG_CATALOG_TYPE",
+        "",
+        "The catalog's type as pyiceberg's load_catalog takes it: sql, glue or rest (empty: sql, a "
+        "SQLite catalog at {WIZ_OUTPUT_URI}/_iceberg/catalog.db, for a local output only). Every other "
+        "WIZ_ICEBERG_CATALOG_<NAME> is passed on as property <name> (__ is a dot, _ a dash): e.g. "
+        "WIZ_ICEBERG_CATALOG_WAREHOUSE, WIZ_ICEBERG_CATALOG_CREDENTIAL (rest), "
+        "WIZ_ICEBERG_CATALOG_GLUE__REGION, WIZ_ICEBERG_CATALOG_S3__ENDPOINT.",
+    ),
+    Setting(
+        "WIZ_ICEBERG_CATALOG_URI",
+        "",
+        "sql: a SQLAlchemy URL, postgresql+psycopg2://user:password@host:5432/db (never logged or "
+        "shown); rest: the catalog's https:// URL.",
+        secret=True,
+    ),
+    Setting(
+        "WIZ_ICEBERG_SNAPSHOT_RETENTION_DAYS",
+        "7",
+        "Table maintenance expires snapshots older than this many days (time travel reaches that far "
+        "back) and then deletes the files no snapshot references once they are as old (0: keep only "
+        "the current snapshot).",
+        lambda name, text: _int(name, text, minimum=0, maximum=3650),
+    ),
+    Setting(
+        "WIZ_ICEBERG_MAINTENANCE_CRON",
+        "40 3 * * *",
+        "When the iceberg_maintenance job runs (cron, UTC; default daily at 03:40).",
+        parse_cron,
+    ),
+    Setting(
         "WIZ_PAGE_SIZE",
         str(MAX_PAGE_SIZE),
         f"Nodes per GraphQL page (1..{MAX_PAGE_SIZE}).",
@@ -483,6 +538,10 @@ class Settings:
     reread_after_seconds: int
     max_windows_per_run: int
     max_windows_per_backfill_run: int
+    iceberg: bool
+    iceberg_namespace: str
+    iceberg_snapshot_retention_days: int
+    iceberg_maintenance_cron: str
 
     @property
     def ocsf_output_uri(self) -> str:
@@ -557,8 +616,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                 f"WIZ_OCSF_LAYOUT=security_lake needs {' and '.join(unset)}: the region and the account "
                 "the Security Lake custom sources were registered in."
             )
+    if values.get("WIZ_ICEBERG") and "WIZ_OUTPUT_URI" in values:
+        try:
+            catalog_properties(env, values["WIZ_OUTPUT_URI"])
+        except WizConfigError as exc:
+            problems.append(str(exc))
     if problems:
         raise SettingsError("Bad settings:\n  " + "\n  ".join(problems))
+    # Read from the environment when a catalog is opened (``open_tables``): a URI may hold a password.
+    passed_on = {"WIZ_ICEBERG_CATALOG_TYPE", "WIZ_ICEBERG_CATALOG_URI"}
     per_data_type = {dt.checkpoint_variable for dt in DATA_TYPES.values()}
     per_data_type |= {dt.enabled_by for dt in DATA_TYPES.values() if dt.enabled_by}
     per_data_type |= {dt.choice.setting for dt in DATA_TYPES.values() if dt.choice}
@@ -566,7 +632,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     per_data_type |= {dt.current.cron_setting for dt in currents}
     per_data_type |= {dt.current.full_read_days_setting or "" for dt in currents}
     return Settings(
-        **{_field(name): value for name, value in values.items() if name not in per_data_type},
+        **{
+            _field(name): value
+            for name, value in values.items()
+            if name not in per_data_type and name not in passed_on
+        },
         seeds={dt.name: values[dt.checkpoint_variable] for dt in DATA_TYPES.values()},
         enabled={dt.name: not dt.enabled_by or values[dt.enabled_by] for dt in DATA_TYPES.values()},
         data_types={
@@ -580,6 +650,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             if dt.current.full_read_days_setting
         },
     )
+
+
+def open_tables(settings: Settings, env: Mapping[str, str] | None = None) -> Tables:
+    """The Iceberg catalog of ``settings`` (WIZ_ICEBERG), its properties read from the environment
+    now, so that a catalog password never travels in Dagster config or the settings."""
+    env = os.environ if env is None else env
+    return Tables(catalog_properties(env, settings.output_uri), settings.iceberg_namespace)
 
 
 def settings_table() -> str:

@@ -108,7 +108,8 @@ def test_a_new_data_type_is_one_module_and_gets_its_settings_asset_job_schedule_
     files = sorted((tmp_path / "data" / "audit_copy").rglob("*.parquet"))
     assert len(files) == 1 and files[0].name.startswith("audit_copy_")
     table = pq.read_table(files[0])
-    assert table.column_names == ["id", "timestamp", "action", "status", "raw"] and table.num_rows > 0
+    assert table.column_names == ["id", "timestamp", "action", "status", "raw", "window_start"]
+    assert table.num_rows > 0
     assert found["assets_when_off"] == [["wiz", "audit_logs"]]
 
 

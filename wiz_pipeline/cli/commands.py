@@ -132,7 +132,7 @@ def cmd_ledger(args: argparse.Namespace) -> int:
     from wiz_pipeline.orchestration.checkpoints import collections_for
     from wiz_pipeline.orchestration.ledger import ledger, ocsf_ledger, window_range
     from wiz_pipeline.readers.ledger import parse_bound
-    from wiz_pipeline.settings import load_settings
+    from wiz_pipeline.settings import load_settings, open_tables
 
     if not os.environ.get("DAGSTER_HOME"):
         raise WizConfigError(
@@ -158,10 +158,19 @@ def cmd_ledger(args: argparse.Namespace) -> int:
         )
     gap = False
     out = sys.stdout
+    tables = open_tables(settings) if settings.iceberg else None
     with _open_instance() as instance:
         for n, collection in enumerate(collections):
             lines = ledger(
-                instance, output, collection, now=now, lag=lag, start=start, end=end, gaps_only=args.gaps_only
+                instance,
+                output,
+                collection,
+                now=now,
+                lag=lag,
+                start=start,
+                end=end,
+                gaps_only=args.gaps_only,
+                tables=None if tables is None else [tables.window_files(collection.data_type)],
             )
             gap = _print_ledger(collection.data_type, lines, args, out, first=n == 0) or gap
             if collection.ocsf_key is None:
@@ -177,6 +186,7 @@ def cmd_ledger(args: argparse.Namespace) -> int:
                 end=end,
                 gaps_only=args.gaps_only,
                 manifest_output=output,
+                tables=tables,
             )
             gap = _print_ledger(f"ocsf/{collection.data_type}", lines, args, out, first=False) or gap
     return 1 if gap else 0

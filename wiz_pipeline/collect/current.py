@@ -81,7 +81,16 @@ from wiz_pipeline.collect.spool import Spool, as_keys, conform, fingerprints_of,
 from wiz_pipeline.core.times import format_time, from_micros, parse_time
 from wiz_pipeline.data_types import CurrentState, DataType
 from wiz_pipeline.data_types.issues import ISSUES
-from wiz_pipeline.landing.files import ROW_GROUP_BYTES, ROW_GROUP_ROWS, publish_with_manifest, writer_options
+from wiz_pipeline.landing.files import (
+    ROW_GROUP_BYTES,
+    ROW_GROUP_ROWS,
+    own_key,
+    publish_with_manifest,
+    unique_key,
+    window_file,
+    writer_options,
+)
+from wiz_pipeline.landing.iceberg import Tables, manifest_fields
 from wiz_pipeline.landing.outputs import Output, Upload
 from wiz_pipeline.landing.quality import Outcome
 from wiz_pipeline.landing.tables import Table, table_for
@@ -181,7 +190,7 @@ def plan_build(
     started = parse_time(manifest.get("read_started")) if manifest else None
     if manifest is None or last is None or started is None:
         return Plan(True, "no previous build to extend")
-    if not _readable(output, data_key(data_type)):
+    if not _readable(output, window_file(output, data_key(data_type))):
         return Plan(True, f"the previous {data_key(data_type)} can't be read")
     if manifest.get("filters") != _jsonable(data_type.filters):
         return Plan(
@@ -261,16 +270,21 @@ def build_current(
     run_id: str,
     data_type: DataType = ISSUES,
     plan: Plan | None = None,
+    tables: Tables | None = None,
 ) -> CurrentBuild:
     """Build ``data_type``'s current state as ``plan`` says (by default a full read); see the module's
     docstring. ``client`` may be None for a build that doesn't read in full.
 
-    ``output.check()`` must have passed (the caller does it before any Wiz request)."""
+    ``output.check()`` must have passed (the caller does it before any Wiz request). ``tables``
+    (WIZ_ICEBERG): the new file replaces every file of the dataset's table in one commit, before the
+    manifest (which records the snapshot) is written."""
     state = state_of(data_type)
     plan = plan or Plan(True, "every build reads everything")
     if plan.full_read and client is None:
         raise ValueError("a full read needs a client")
     table = table_for(data_type)
+    # WIZ_ICEBERG: a name of its own, as a window's (older snapshots still reference the previous file).
+    key = data_key(data_type) if tables is None else unique_key(data_key(data_type))
     started = datetime.now(UTC)
     clock = time.monotonic()
     stats = RequestStats()
@@ -321,7 +335,7 @@ def build_current(
         duplicates = spool.duplicates_in(read_rows)
         from_windows = int(np.count_nonzero(latest[base_rows:]))
         stale = spool.older_than_base(latest, read_rows)
-        written = _write(output, data_type, table, spool, latest)
+        written = _write(output, data_type, table, spool, latest, key)
         without_id = spool.without_id
     read_started = format_time(started.replace(microsecond=0))
     last_full_read = read_started if plan.full_read else plan.last_full_read or ""
@@ -332,7 +346,7 @@ def build_current(
             "run_id": run_id,
             "read_started": read_started,
             "written_at": format_time(datetime.now(UTC).replace(microsecond=0)),
-            "file": output.location(data_key(data_type)),
+            "file": output.location(key),
             "rows": written.rows,
             "bytes": written.bytes,
             "row_groups": written.row_groups,
@@ -362,13 +376,25 @@ def build_current(
             }
         if leavers_query(data_type) is not None:
             manifest["left_results"] = left
-        publish_with_manifest(output, written.upload, manifest_key(data_type), manifest)
+        register = None
+        if tables is not None:
+            dataset = state.dataset
+
+            def register(uri: str) -> dict[str, Any]:
+                committed = tables.replace_all(
+                    dataset, output.location(dataset), uri, table.schema, {"wiz.run-id": run_id}
+                )
+                return manifest_fields(tables, dataset, committed)
+
+        manifest = publish_with_manifest(
+            output, written.upload, manifest_key(data_type), manifest, register, output.location(key)
+        )
     except BaseException:
         written.upload.abort()
         raise
     return CurrentBuild(
-        path=output.location(data_key(data_type)),
-        uri=output.uri_of(data_key(data_type)),
+        path=output.location(key),
+        uri=output.uri_of(key),
         manifest_path=output.location(manifest_key(data_type)),
         rows=written.rows,
         bytes=written.bytes,
@@ -505,9 +531,11 @@ def _merge_windows(output: Output, data_type: DataType, spool: Spool, since: dat
     merged = []
     for key, listed in sorted(output.files([f"{data_type.name}/"]).items()):
         name = key.rpartition("/")[2]
-        window_file = key.startswith(f"{data_type.name}/date=") and name.endswith(".parquet")
-        if listed.modified < since or not window_file or name.startswith(("_", ".")):
+        is_window = key.startswith(f"{data_type.name}/date=") and name.endswith(".parquet")
+        if listed.modified < since or not is_window or name.startswith(("_", ".")):
             continue
+        if own_key(key) != key and window_file(output, own_key(key)) != key:
+            continue  # WIZ_ICEBERG: a file the window's rerun replaced (or a failed commit's)
         source = output.read(key)
         if source is None:  # replaced meanwhile: the new one is newer than `since` too, and listed
             continue
@@ -529,10 +557,12 @@ class _Written:
     keys: Keys
 
 
-def _write(output: Output, data_type: DataType, table: Table, spool: Spool, keep: np.ndarray) -> _Written:
-    """Copy the kept rows into a new file (finished, not yet visible)."""
+def _write(
+    output: Output, data_type: DataType, table: Table, spool: Spool, keep: np.ndarray, key: str
+) -> _Written:
+    """Copy the kept rows into a new file at ``key`` (finished, not yet visible)."""
     state = state_of(data_type)
-    upload = output.open(data_key(data_type))
+    upload = output.open(key)
     writer = pq.ParquetWriter(upload.file, table.schema, **writer_options(table))
     status: collections.Counter[str] = collections.Counter()
     severity: collections.Counter[str] = collections.Counter()
@@ -571,7 +601,7 @@ def _write(output: Output, data_type: DataType, table: Table, spool: Spool, keep
 def _previous_keys(output: Output, data_type: DataType) -> Keys | None:
     """The previous build's ids, statuses and node hashes; None if there is none (or it can't be
     read, which the new build then replaces)."""
-    key, status = data_key(data_type), state_of(data_type).status_column
+    key, status = window_file(output, data_key(data_type)), state_of(data_type).status_column
     source = output.read(key)
     if source is None:
         return None
@@ -589,7 +619,7 @@ def _previous_keys(output: Output, data_type: DataType) -> Keys | None:
 def _spool_previous(output: Output, data_type: DataType, spool: Spool) -> Keys:
     """Stream the previous build's file into the spool (the base of a build without a full read);
     its keys."""
-    key = data_key(data_type)
+    key = window_file(output, data_key(data_type))
     source = output.read(key)
     if source is None:
         raise FileNotFoundError(f"{key} went away since the build was planned; the next build reads in full")

@@ -22,8 +22,17 @@ import pyarrow.parquet as pq
 from wiz_pipeline.core.errors import WizConfigError
 from wiz_pipeline.core.times import format_time
 from wiz_pipeline.core.windows import Window
-from wiz_pipeline.landing.files import COMPRESSION, HashingFile, manifest_bytes, window_key
+from wiz_pipeline.landing.files import (
+    COMPRESSION,
+    HashingFile,
+    manifest_bytes,
+    unique_key,
+    window_file,
+    window_key,
+)
+from wiz_pipeline.landing.iceberg import Tables, manifest_fields
 from wiz_pipeline.landing.outputs import Output, Upload
+from wiz_pipeline.landing.tables import WINDOW_FIELD
 from wiz_pipeline.ocsf import OCSF_VERSION, SOURCES, arrow_schema, map_records
 from wiz_pipeline.ocsf.layout import OcsfLayout
 from wiz_pipeline.ocsf.mapping import Failures
@@ -50,6 +59,7 @@ class ClassFile:
     bytes: int = 0
     sha256: str = ""
     location: str = ""
+    snapshot_id: int | None = None  # WIZ_ICEBERG: the class table's snapshot holding the file
 
 
 @dataclass(frozen=True)
@@ -71,11 +81,18 @@ class OcsfWindow:
 
 
 class _Writing:
-    def __init__(self, output: Output, class_file: ClassFile) -> None:
+    def __init__(self, output: Output, class_file: ClassFile, hive: bool, window_start: datetime) -> None:
         self.output, self.file = output, class_file
         self.upload: Upload = output.open(class_file.key)
         self.sink = HashingFile(self.upload.file)
         schema = arrow_schema(class_file.class_name)
+        # The hive layout's files also carry their window's start as a column (constant per file):
+        # an Iceberg table takes each file's partition from it (their source is in every row already,
+        # metadata.log_name). Security Lake's files hold nothing but OCSF.
+        self.window_start = window_start if hive else None
+        if hive:
+            schema = schema.append(WINDOW_FIELD)
+        self.schema = schema
         # raw_data and unmapped are per-record blobs: their statistics help no reader.
         stats = [f.name for f in schema if f.name not in ("raw_data", "unmapped")]
         try:
@@ -83,6 +100,12 @@ class _Writing:
         except BaseException:
             self.upload.abort()
             raise
+
+    def write(self, table: pa.Table) -> None:
+        if self.window_start is not None:
+            start = pa.scalar(self.window_start, WINDOW_FIELD.type)
+            table = table.append_column(WINDOW_FIELD, pa.repeat(start, table.num_rows))
+        self.writer.write_table(table)
 
     def finish(self) -> None:
         self.writer.close()
@@ -101,9 +124,14 @@ def write_ocsf_window(
     window: Window,
     *,
     run_id: str,
+    tables: Tables | None = None,
 ) -> OcsfWindow:
-    """Write ``window``'s OCSF files from its native file in ``native``; see the module's docstring."""
-    source_key = window_key(data_type, window.boundary)
+    """Write ``window``'s OCSF files from its native file in ``native``; see the module's docstring.
+
+    ``tables`` (WIZ_ICEBERG, hive layout): each class file is named for its write, and once all are in
+    place each is registered in its class's table (``ocsf_<class>``: one commit per class, dropping
+    the window's previous file of this source); then the manifests, with the snapshots."""
+    source_key = window_file(native, window_key(data_type, window.boundary))
     data = native.read(source_key)
     if data is None:
         raise NativeFileMissingError(
@@ -111,14 +139,20 @@ def write_ocsf_window(
             f"are derived from it. Materialize wiz/{data_type} for the window (its OCSF rows are written "
             "with it)."
         )
+    hive = layout.kind == "hive"
+    if not hive:
+        tables = None  # Security Lake keeps its own tables (see docs/iceberg.md)
     files = [
         ClassFile(name, layout.file_key(name, data_type, window.boundary)) for name in SOURCES[data_type]
     ]
+    if tables is not None:
+        for f in files:
+            f.key = unique_key(f.key)
     writing: list[_Writing] = []
     source_rows = 0
     try:
         for f in files:  # one by one: each opened is aborted if a later one can't be
-            writing.append(_Writing(ocsf, f))
+            writing.append(_Writing(ocsf, f, hive, window.boundary))
         by_class = {w.file.class_name: w for w in writing}
         with data:
             source = pq.ParquetFile(data)
@@ -128,13 +162,13 @@ def write_ocsf_window(
                 # A node the mapping fails on still has a row, which can't validate: the check counts
                 # it, and names why first.
                 failures: Failures = []
-                tables = map_records(data_type, raw, window.start, failures)
+                mapped = map_records(data_type, raw, window.start, failures)
                 for class_name, index, message in failures:
                     examples = by_class[class_name].file.examples
                     if len(examples) < EXAMPLES:
                         number = source_rows - len(raw) + index
                         examples.append(f"native row {number}: the mapping failed on {message}")
-                for class_name, table in tables.items():
+                for class_name, table in mapped.items():
                     if not table.num_rows:
                         continue
                     target = by_class[class_name]
@@ -143,21 +177,44 @@ def write_ocsf_window(
                     )
                     target.file.invalid += count
                     target.file.examples += messages[: EXAMPLES - len(target.file.examples)]
-                    target.writer.write_table(table)
+                    target.write(table)
                     target.file.rows += table.num_rows
         for w in writing:
             w.finish()
         result = OcsfWindow(data_type, window, source_rows, tuple(files))
         beside = ocsf if layout.manifests_beside else native
         manifests: list[Upload] = []
+        registered: dict[str, dict[str, Any]] = {}
+        if tables is not None:
+            # In place under names no table references yet, then into the tables, then the manifests.
+            ocsf.publish([w.upload for w in writing])
+            for w in writing:
+                committed = tables.replace_window(
+                    table_name(w.file.class_name),
+                    ocsf.location(layout.dataset(w.file.class_name)),
+                    window.boundary,
+                    [ocsf.location(w.file.key)],
+                    w.schema,
+                    source=data_type,
+                    summary={"wiz.window": window.key, "wiz.source": data_type, "wiz.run-id": run_id},
+                )
+                registered[w.file.class_name] = manifest_fields(
+                    tables, table_name(w.file.class_name), committed
+                )
+                w.file.snapshot_id = committed.snapshot_id
         try:
             for f in files:
                 upload = beside.open(layout.manifest_key(f.key))
                 manifests.append(upload)
-                upload.file.write(_manifest(result, f, native.location(source_key), run_id))
+                upload.file.write(
+                    _manifest(
+                        result, f, native.location(source_key), run_id, registered.get(f.class_name, {})
+                    )
+                )
                 upload.finish()
             # Data files first, then manifests: a manifest never names bytes that aren't in place.
-            ocsf.publish([w.upload for w in writing])
+            if tables is None:
+                ocsf.publish([w.upload for w in writing])
             beside.publish(manifests)
         except BaseException:
             for upload in manifests:
@@ -172,7 +229,14 @@ def write_ocsf_window(
     return result
 
 
-def _manifest(result: OcsfWindow, f: ClassFile, source: str, run_id: str) -> bytes:
+def table_name(class_name: str) -> str:
+    """The Iceberg table of an OCSF class (beside the native ones in the namespace)."""
+    return f"ocsf_{class_name}"
+
+
+def _manifest(
+    result: OcsfWindow, f: ClassFile, source: str, run_id: str, registered: dict[str, Any]
+) -> bytes:
     body: dict[str, Any] = {
         "ocsf_version": OCSF_VERSION,
         "class": f.class_name,
@@ -188,5 +252,6 @@ def _manifest(result: OcsfWindow, f: ClassFile, source: str, run_id: str) -> byt
         "sha256": f.sha256,
         "run_id": run_id,
         "written_at": format_time(datetime.now(UTC).replace(microsecond=0)),
+        **registered,
     }
     return manifest_bytes(body)

@@ -41,10 +41,11 @@ from wiz_pipeline.core.records import Nodes
 from wiz_pipeline.core.times import format_time, from_micros, to_micros
 from wiz_pipeline.core.windows import Window
 from wiz_pipeline.data_types import DataType
-from wiz_pipeline.landing.files import FIRST_READ, WindowWriter, WrittenFile
+from wiz_pipeline.landing.files import FIRST_READ, Registrar, WindowWriter, WrittenFile
+from wiz_pipeline.landing.iceberg import Tables, manifest_fields
 from wiz_pipeline.landing.outputs import Output, open_output
 from wiz_pipeline.landing.quality import Outcome, WindowQuality
-from wiz_pipeline.landing.tables import table_for
+from wiz_pipeline.landing.tables import Table, file_schema, table_for
 from wiz_pipeline.wiz import WizClient, WizResultCapError
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ def collect_windows(
     rereads: Collection[str] = (),
     requested_at: datetime | None = None,
     seed: datetime | None = None,
+    tables: Tables | None = None,
 ) -> Iterator[WindowResult]:
     """Yield each window once its file is in place, oldest span first.
 
@@ -129,6 +131,10 @@ def collect_windows(
     waited in the queue.
 
     Each result carries the window's checks (``quality``), against ``seed`` among others.
+
+    ``tables`` (WIZ_ICEBERG): each window's file is named for its write and registered in the data
+    type's table, in one commit that drops the window's previous file, before its manifest is written;
+    the manifest (and so the result) carries the snapshot (``register_window``).
 
     Raises after yielding every window it could write: at once when a span's fetch fails (the next
     span would most likely fail the same way), at the end when a window held more than the cap
@@ -150,7 +156,9 @@ def collect_windows(
         if requested_at is not None:
             read_at = min(read_at, requested_at)
         try:
-            collected = _fetch(client, data_type, span, root, density, capped, seed, replacing)
+            collected = _fetch(
+                client, data_type, span, root, density, capped, seed, replacing, tables is not None
+            )
         except _SpanCapped as exc:
             size = _windows_per_query(span, exc.seen_from, exc.seen_to)
             log.info(
@@ -183,7 +191,11 @@ def collect_windows(
                     "reread": c.window.key in rereads,
                     **(c.writer.replaced() if c.window.key in replacing else FIRST_READ),
                 }
-                written = c.writer.commit(manifest)
+                register = None
+                if tables is not None:
+                    register = register_window(tables, root, table_for(data_type), c.window, run_id)
+                written = c.writer.commit(manifest, register)
+                manifest |= written.registered
                 checks = c.quality.outcomes(c.writer.file_schema)
                 committed += 1
                 yield WindowResult(c.window, written, manifest, checks, c.quality.markdown())
@@ -205,6 +217,7 @@ def _fetch(
     capped: Counter[str],
     seed: datetime | None,
     replacing: Collection[str],
+    unique: bool,
 ) -> list[_Collected]:
     """Fetch a span whole; a single window that reaches the cap (or that ``density`` says would)
     in sub-queries. Raises ``_SpanCapped`` for a span of several windows that reached the cap."""
@@ -216,11 +229,11 @@ def _fetch(
             ranges = cut(window.start, window.end, step)
             return [
                 _fetch_split(
-                    client, data_type, window, root, ranges, capped[window.key], None, seed, replacing
+                    client, data_type, window, root, ranges, capped[window.key], None, seed, replacing, unique
                 )
             ]
     try:
-        return _fetch_span(client, data_type, span, root, seed, replacing)
+        return _fetch_span(client, data_type, span, root, seed, replacing, unique)
     except _SpanCapped as exc:
         for window in span:
             capped[window.key] += 1
@@ -230,7 +243,16 @@ def _fetch(
         ranges = plan(window.start, window.end, exc.micros, cap)
         return [
             _fetch_split(
-                client, data_type, window, root, ranges, capped[window.key], exc.stats, seed, replacing
+                client,
+                data_type,
+                window,
+                root,
+                ranges,
+                capped[window.key],
+                exc.stats,
+                seed,
+                replacing,
+                unique,
             )
         ]
 
@@ -245,8 +267,11 @@ def _fetch_split(
     thrown_away: WindowStats | None,
     seed: datetime | None,
     replacing: Collection[str],
+    unique: bool,
 ) -> _Collected:
-    writer = WindowWriter(root, table_for(data_type), window, replacing=window.key in replacing)
+    writer = WindowWriter(
+        root, table_for(data_type), window, replacing=window.key in replacing, unique=unique
+    )
     figures = _WindowFigures()
     quality = _quality(data_type, window, seed, writer)
     split = SplitFetch(client, data_type, window.start, window.end, ranges, thrown_away)
@@ -270,9 +295,10 @@ def _fetch_span(
     root: Output,
     seed: datetime | None,
     replacing: Collection[str],
+    unique: bool,
 ) -> list[_Collected]:
     table = table_for(data_type)
-    writers = {w.key: WindowWriter(root, table, w, replacing=w.key in replacing) for w in span}
+    writers = {w.key: WindowWriter(root, table, w, replacing=w.key in replacing, unique=unique) for w in span}
     live = dict(writers)  # those not finished: only they hold buffers
     figures = {w.key: _WindowFigures() for w in span}
     quality = {w.key: _quality(data_type, w, seed, writers[w.key]) for w in span}
@@ -400,6 +426,23 @@ def _adjacent(windows: list[Window]) -> list[list[Window]]:
 
 def _cut(spans: list[list[Window]], size: int) -> list[list[Window]]:
     return [span[i : i + size] for span in spans for i in range(0, len(span), size)]
+
+
+def register_window(tables: Tables, output: Output, table: Table, window: Window, run_id: str) -> Registrar:
+    """Registers a window's file in its data type's table (``landing.iceberg``); what the manifest adds."""
+
+    def register(uri: str) -> dict[str, Any]:
+        committed = tables.replace_window(
+            table.name,
+            output.location(table.name),
+            window.boundary,
+            [uri],
+            file_schema(table),
+            summary={"wiz.window": window.key, "wiz.run-id": run_id},
+        )
+        return manifest_fields(tables, table.name, committed)
+
+    return register
 
 
 def windows_per_query_for(data_type: DataType, max_rows_per_window: int) -> int | None:

@@ -2,6 +2,13 @@
 
 Layout, per data type: ``{WIZ_OUTPUT_URI}/{name}/date=YYYY-MM-DD/{name}_YYYYMMDDTHHMMSSZ.parquet``, by
 the window's UTC start, so a hive-aware reader (pyarrow, DuckDB, Spark, Athena) sees a ``date`` column.
+Every file also carries that start as a ``window_start`` column (the same value in each row: nothing
+once compressed), from which an Iceberg table takes each file's partition (``landing.iceberg``).
+
+With WIZ_ICEBERG, a window's file is named for the write as well
+(``{name}_YYYYMMDDTHHMMSSZ-<write id>.parquet``): a table's older snapshots keep referencing the file
+a rerun replaces, so a rerun never overwrites it; maintenance deletes it once no snapshot needs it.
+The manifest keeps the window's own name and says which file is the window's now (``window_file``).
 Rows are written as row groups while pages arrive, to an upload that nobody sees until the window is
 complete (``outputs``: a hidden temporary file renamed into place locally; a multipart upload
 completed in one step on S3): readers see the old file or the new one, never half of one, and a rerun
@@ -15,7 +22,10 @@ import hashlib
 import io
 import json
 import logging
-from dataclasses import dataclass
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, BinaryIO
 
@@ -26,7 +36,7 @@ from wiz_pipeline.core.records import Nodes
 from wiz_pipeline.core.windows import Window
 from wiz_pipeline.landing.ids import IdFigures, WindowIds
 from wiz_pipeline.landing.outputs import Output, Upload
-from wiz_pipeline.landing.tables import Table, arrow_type
+from wiz_pipeline.landing.tables import WINDOW_FIELD, Table, arrow_type, file_schema
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +57,8 @@ UNIQUE_COLUMNS = frozenset({"id", "request_id", "raw"})
 
 
 def writer_options(table: Table) -> dict[str, Any]:
-    names = table.schema.names
+    # window_start's statistics give an Iceberg table each file's partition (landing.iceberg).
+    names = [*table.schema.names, WINDOW_FIELD.name]
     return {
         "compression": COMPRESSION,
         "data_page_size": DATA_PAGE_BYTES,
@@ -59,13 +70,45 @@ def writer_options(table: Table) -> dict[str, Any]:
 
 
 def window_key(table_name: str, window_start: datetime) -> str:
-    """The window's file, relative to WIZ_OUTPUT_URI."""
+    """The window's file, relative to WIZ_OUTPUT_URI (with WIZ_ICEBERG: see ``unique_key``)."""
     return f"{table_name}/date={window_start:%Y-%m-%d}/{table_name}_{window_start:%Y%m%dT%H%M%SZ}.parquet"
 
 
+def unique_key(key: str) -> str:
+    """``key`` with a write id: a name no earlier write used."""
+    return f"{key.removesuffix('.parquet')}-{uuid.uuid4().hex[:12]}.parquet"
+
+
+def own_key(key: str) -> str:
+    """A window's own name, from its file's (which may carry a write id)."""
+    folder, _, name = key.rpartition("/")
+    return f"{folder}/{_WRITE_ID.sub('', name.removesuffix('.parquet'))}.parquet"
+
+
 def manifest_key(data_key: str) -> str:
+    """The manifest of the file at ``data_key`` (the window's own name, with or without write id)."""
     folder, _, name = data_key.rpartition("/")
-    return f"{folder}/_{name.removesuffix('.parquet')}.json"
+    return f"{folder}/_{_WRITE_ID.sub('', name.removesuffix('.parquet'))}.json"
+
+
+_WRITE_ID = re.compile(r"-[0-9a-f]{12}$")
+
+
+def with_window(batch: pa.RecordBatch, window_start: datetime) -> pa.RecordBatch:
+    return batch.append_column(
+        WINDOW_FIELD, pa.repeat(pa.scalar(window_start, WINDOW_FIELD.type), len(batch))
+    )
+
+
+def window_file(output: Output, key: str) -> str:
+    """The key of the file that is the window's now, given its own name ``key``: the file its
+    manifest names (with WIZ_ICEBERG the name carries a write id), else ``key``."""
+    manifest = _read_manifest(output, manifest_key(key))
+    named = manifest.get("file")
+    if isinstance(named, str) and named:
+        folder = key.rpartition("/")[0]
+        return f"{folder}/{named.rpartition('/')[2]}"
+    return key
 
 
 class HashingFile(io.RawIOBase):
@@ -104,16 +147,34 @@ def manifest_bytes(manifest: dict[str, Any]) -> bytes:
     return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
 
 
-def publish_with_manifest(output: Output, upload: Upload, key: str, manifest: dict[str, Any]) -> None:
-    """A finished data upload, then its manifest at ``key``, each made visible in one step."""
+# Called once a window's data file is in place and before its manifest is written: registers the
+# file in its table (``landing.iceberg``) and returns what the manifest should add (its snapshot).
+Registrar = Callable[[str], dict[str, Any]]
+
+
+def publish_with_manifest(
+    output: Output,
+    upload: Upload,
+    key: str,
+    manifest: dict[str, Any],
+    register: Registrar | None = None,
+    data_uri: str = "",
+) -> dict[str, Any]:
+    """A finished data upload, then its manifest at ``key``, each made visible in one step; with
+    ``register``, the data file is registered (``data_uri``) between the two, so a manifest never
+    names a file its table doesn't hold. The manifest as written."""
+    if register is not None:
+        output.publish([upload])
+        manifest = {**manifest, **register(data_uri)}
     manifest_upload = output.open(key)
     try:
         manifest_upload.file.write(manifest_bytes(manifest))
         manifest_upload.finish()
-        output.publish([upload, manifest_upload])
+        output.publish([manifest_upload] if register is not None else [upload, manifest_upload])
     except BaseException:
         manifest_upload.abort()
         raise
+    return manifest
 
 
 @dataclass(frozen=True)
@@ -125,6 +186,7 @@ class WrittenFile:
     bytes: int
     row_groups: int
     sha256: str  # of the bytes as written
+    registered: dict[str, Any] = field(default_factory=dict)  # what registering it added (its snapshot)
 
 
 class WindowWriter:
@@ -143,10 +205,15 @@ class WindowWriter:
     when the window is finished, before its ids are dropped.
     """
 
-    def __init__(self, output: Output, table: Table, window: Window, *, replacing: bool = False) -> None:
+    def __init__(
+        self, output: Output, table: Table, window: Window, *, replacing: bool = False, unique: bool = False
+    ) -> None:
         self.table = table
+        self.schema = file_schema(table)
+        self.window_start = window.boundary
         self.output = output
-        self.key = window_key(table.name, window.boundary)
+        self.own_key = window_key(table.name, window.boundary)  # the window's name; its manifest's
+        self.key = unique_key(self.own_key) if unique else self.own_key
         self.replacing = replacing
         self._upload: Upload | None = None
         self._sink: HashingFile | None = None
@@ -173,7 +240,7 @@ class WindowWriter:
         if batch is None:
             batch = self.table.to_batch(nodes)
         self.ids.add(batch.column("id"))
-        self._pending.append(batch)
+        self._pending.append(with_window(batch, self.window_start))
         self.pending_rows += batch.num_rows
         self.pending_bytes += batch.nbytes
         if self.pending_rows >= ROW_GROUP_ROWS or self.pending_bytes >= ROW_GROUP_BYTES:
@@ -183,7 +250,7 @@ class WindowWriter:
     def flush(self) -> None:
         if not self._pending:
             return
-        self._open().write_table(pa.Table.from_batches(self._pending, schema=self.table.schema))
+        self._open().write_table(pa.Table.from_batches(self._pending, schema=self.schema))
         self.rows += self.pending_rows
         self.row_groups += 1
         self._pending, self.pending_rows, self.pending_bytes = [], 0, 0
@@ -192,7 +259,7 @@ class WindowWriter:
         if self._writer is None:
             self._upload = self.output.open(self.key)
             self._sink = HashingFile(self._upload.file)
-            self._writer = pq.ParquetWriter(self._sink, self.table.schema, **writer_options(self.table))
+            self._writer = pq.ParquetWriter(self._sink, self.schema, **writer_options(self.table))
         return self._writer
 
     def _close(self) -> None:
@@ -235,7 +302,7 @@ class WindowWriter:
             with old.read_back() as data:
                 written = pq.ParquetFile(data)
                 for index in range(written.num_row_groups):
-                    group = written.read_row_group(index).cast(self.table.schema)
+                    group = written.read_row_group(index).cast(self.schema)
                     self._open().write_table(group)
                     self.ids.add(group.column("id").combine_chunks())
                     self.rows += group.num_rows
@@ -243,9 +310,10 @@ class WindowWriter:
         finally:
             old.abort()
 
-    def commit(self, manifest: dict[str, Any]) -> WrittenFile:
+    def commit(self, manifest: dict[str, Any], register: Registrar | None = None) -> WrittenFile:
         """Finish the file and publish it (then its manifest) in place; an empty window gets a file
-        with no rows, so that a rerun that now finds nothing still replaces what was there."""
+        with no rows, so that a rerun that now finds nothing still replaces what was there.
+        ``register``: see ``publish_with_manifest``; ``manifest`` gets what it returns."""
         if not self.finished:
             self.flush()
             self._close()
@@ -266,7 +334,14 @@ class WindowWriter:
             "row_groups": self.row_groups,
             "sha256": digest,
         }
-        publish_with_manifest(self.output, self._upload, manifest_key(self.key), manifest)
+        written = publish_with_manifest(
+            self.output,
+            self._upload,
+            manifest_key(self.key),
+            manifest,
+            register,
+            self.output.location(self.key),
+        )
         self._writer = self._upload = self._sink = None
         return WrittenFile(
             self.output.location(self.key),
@@ -276,6 +351,7 @@ class WindowWriter:
             size,
             self.row_groups,
             digest,
+            {k: v for k, v in written.items() if k not in manifest},
         )
 
     def replaced(self) -> dict[str, Any]:
@@ -283,7 +359,7 @@ class WindowWriter:
         ``late_records`` (ids this file has that the one in place has not) and ``gone_records`` (the
         reverse); both None when no file is in place. Call before ``commit``: it reads the file in
         place (its ``id`` column only) and its manifest; one window's ids are held at a time."""
-        previous = _previous_manifest(self.output, self.key)
+        previous = _read_manifest(self.output, manifest_key(self.own_key))
         if self._comparison is None:
             if self.finished:
                 raise RuntimeError(f"{self.key}: replaced() on a window finished without replacing=True")
@@ -298,7 +374,7 @@ class WindowWriter:
     def _compare(self, *, seal: bool) -> tuple[bool, IdFigures | None]:
         """Whether a file is in place, and the ids' figures against it (None if it can't be read)."""
         figures = self.ids.seal if seal else self.ids.figures
-        data = self.output.read(self.key)
+        data = self.output.read(window_file(self.output, self.own_key))
         if data is None:
             figures()
             return False, None
@@ -309,7 +385,7 @@ class WindowWriter:
             log.warning(
                 "Could not read the ids of %s, which this window replaces (%s): late_records and "
                 "gone_records are left empty.",
-                self.output.location(self.key),
+                self.output.location(window_file(self.output, self.own_key)),
                 type(exc).__name__,
             )
             figures()
@@ -330,10 +406,10 @@ class WindowWriter:
             self.rows = self.row_groups = 0
 
 
-def _previous_manifest(output: Output, data_key: str) -> dict[str, Any]:
-    """The manifest of the file in place ({} if none, or unreadable: older files may lack one)."""
+def _read_manifest(output: Output, key: str) -> dict[str, Any]:
+    """The manifest at ``key`` ({} if none, or unreadable: older files may lack one)."""
     try:
-        manifest = output.read(manifest_key(data_key))
+        manifest = output.read(key)
         if manifest is None:
             return {}
         with manifest:

@@ -9,7 +9,8 @@ figure comes from the batches on their way to the writer.
   are the writer's (``WindowWriter.ids``, gathered once for this and for a re-read's comparison).
 - **records in window** and **none before the seed**: every readable time is in ``[start, end)`` and
   not before the seed. The client cuts windows exactly, so a failure is a bug too.
-- **columns as declared**: the file's schema is exactly the data type's declared columns plus ``raw``.
+- **columns as declared**: the file's schema is exactly the data type's declared columns plus ``raw``, then
+  ``window_start``.
 - **no unknown fields** (a warning, never a failure): a node carries a field no column reads. The API
   changed; the field is kept in ``raw`` but has no column yet. Detected on the first node of each page
   part only (one full decode per up to 500 nodes): a GraphQL answer holds exactly the fields the query
@@ -34,7 +35,7 @@ import pyarrow.compute as pc
 from wiz_pipeline.core.records import Nodes
 from wiz_pipeline.core.times import format_time, to_micros
 from wiz_pipeline.landing.ids import WindowIds
-from wiz_pipeline.landing.tables import Table
+from wiz_pipeline.landing.tables import Table, file_schema
 
 IDS_UNIQUE = "ids_unique"
 RECORDS_IN_WINDOW = "records_in_window"
@@ -136,7 +137,7 @@ class WindowQuality:
     def outcomes(self, written_schema: pa.Schema) -> list[Outcome]:
         figures = self.ids.figures()
         blank, repeated = figures.without_id, figures.repeated
-        declared = self.table.schema
+        declared = file_schema(self.table)
         schema_ok = written_schema.equals(declared) and not self.schemas
         window = {"window_start": format_time(self.start), "window_end": format_time(self.end)}
 

@@ -54,6 +54,16 @@ __all__ = [
 _ARROW_TYPES = {Kind.TIME: TIMESTAMP, Kind.FLOAT: pa.float64(), Kind.INT: pa.int64(), Kind.BOOL: pa.bool_()}
 
 
+# Every window file's last column: the window's start, the same in each row (``landing.files``).
+WINDOW_COLUMN = "window_start"
+WINDOW_FIELD = pa.field(WINDOW_COLUMN, TIMESTAMP)
+
+
+def file_schema(table: Table) -> pa.Schema:
+    """The columns of a window's file: the data type's, then ``window_start``."""
+    return table.schema.append(WINDOW_FIELD)
+
+
 def arrow_type(column: Column) -> pa.DataType:
     return _ARROW_TYPES.get(column.kind, pa.string())
 

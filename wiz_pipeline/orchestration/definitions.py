@@ -16,6 +16,7 @@ import dagster as dg
 from wiz_pipeline.orchestration.assets.current import current_definitions
 from wiz_pipeline.orchestration.assets.window_asset import window_asset
 from wiz_pipeline.orchestration.checkpoints import collections_for
+from wiz_pipeline.orchestration.maintenance import maintenance_definitions
 from wiz_pipeline.orchestration.resources import ParquetDatasets, WizResource
 from wiz_pipeline.orchestration.schedules import RUN_TAGS, catch_up_schedule
 from wiz_pipeline.settings import load_settings
@@ -73,6 +74,11 @@ def build_definitions(
         assets.append(asset)
         jobs.append(job)
         schedules.append(schedule)
+    if settings.iceberg:
+        # Expiry of old snapshots and removal of files none references, on its own schedule.
+        job, schedule = maintenance_definitions(settings)
+        jobs.append(job)
+        schedules.append(schedule)
     return dg.Definitions(
         assets=assets,
         # A run is one step (one asset, its windows): a step process of its own would add a process
@@ -83,7 +89,10 @@ def build_definitions(
         resources={
             "wiz": WizResource.from_settings(settings),
             "datasets": ParquetDatasets(
-                root=settings.output_uri, ocsf_root=settings.ocsf_output_uri if settings.ocsf else ""
+                root=settings.output_uri,
+                ocsf_root=settings.ocsf_output_uri if settings.ocsf else "",
+                iceberg=settings.iceberg,
+                iceberg_namespace=settings.iceberg_namespace,
             ),
             **(resources or {}),
         },

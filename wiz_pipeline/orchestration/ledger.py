@@ -9,7 +9,9 @@ from datetime import datetime, timedelta
 
 import dagster as dg
 
+from wiz_pipeline.collect.ocsf_views import table_name
 from wiz_pipeline.core.windows import KEY_FORMAT
+from wiz_pipeline.landing.iceberg import Tables
 from wiz_pipeline.landing.outputs import Output
 from wiz_pipeline.ocsf import SOURCES
 from wiz_pipeline.orchestration.checkpoints import Collection, failed_and_in_progress, partial_windows
@@ -56,9 +58,10 @@ def ledger(
     name: str | None = None,
     files: report.FileNames | None = None,
     manifest_output: Output | None = None,
+    tables: report.TableFiles | None = None,
 ) -> Iterator[WindowLine]:
-    """Each closed window of the range, oldest first (see ``readers.ledger``; ``name``, ``files`` and
-    ``manifest_output`` as there, for another asset of the collection's windows)."""
+    """Each closed window of the range, oldest first (see ``readers.ledger``; ``name``, ``files``,
+    ``manifest_output`` and ``tables`` as there, for another asset of the collection's windows)."""
     wanted = window_range(collection, now, lag, start, end)
     state = instance_state(instance, collection) if wanted else InstanceState(set(), {})
     return report.ledger(
@@ -73,6 +76,7 @@ def ledger(
         gaps_only=gaps_only,
         files=files,
         manifest_output=manifest_output,
+        tables=tables,
     )
 
 
@@ -87,6 +91,7 @@ def ocsf_ledger(
     end: datetime | None = None,
     gaps_only: bool = False,
     manifest_output: Output | None = None,
+    tables: Tables | None = None,
 ) -> Iterator[WindowLine]:
     """The same report for a data type's OCSF view (``output``: WIZ_OCSF_URI; ``manifest_output``:
     WIZ_OUTPUT_URI, where the Security Lake layout keeps the manifests): a window is written when
@@ -113,4 +118,7 @@ def ocsf_ledger(
         name=f"ocsf/{collection.data_type}",
         files=files,
         manifest_output=None if layout.manifests_beside else manifest_output,
+        tables=None
+        if tables is None or not layout.manifests_beside
+        else [tables.window_files(table_name(c), collection.data_type) for c in classes],
     )

@@ -10,6 +10,7 @@ from typing import Any
 
 import dagster as dg
 
+from wiz_pipeline.landing.iceberg import DEFAULT_NAMESPACE, Tables, catalog_properties
 from wiz_pipeline.landing.outputs import Output, open_output
 from wiz_pipeline.ocsf.layout import default_uri
 from wiz_pipeline.settings import Settings
@@ -90,9 +91,19 @@ class ParquetDatasets(dg.ConfigurableResource):
 
     root: str
     ocsf_root: str = ""  # WIZ_OCSF_URI as resolved (settings.ocsf_output_uri); "": OCSF is off
+    # WIZ_ICEBERG and WIZ_ICEBERG_NAMESPACE; the catalog's properties are read from the run's
+    # environment when it opens the catalog (``tables``), never put in config: a URI may hold a password.
+    iceberg: bool = False
+    iceberg_namespace: str = DEFAULT_NAMESPACE
 
     def output(self) -> Output:
         return open_output(self.root)
+
+    def tables(self) -> Tables | None:
+        """The Iceberg tables (None: WIZ_ICEBERG is off)."""
+        if not self.iceberg:
+            return None
+        return Tables(catalog_properties(os.environ, self.root), self.iceberg_namespace)
 
     def ocsf_output(self) -> Output:
         return open_output(self.ocsf_root or default_uri(self.root), "WIZ_OCSF_URI")

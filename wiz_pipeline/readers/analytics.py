@@ -53,8 +53,9 @@ import pandas as pd
 from wiz_pipeline.core.times import parse_time
 from wiz_pipeline.data_types import DATA_TYPES
 from wiz_pipeline.data_types.issues import CURRENT_DATASET as CURRENT
+from wiz_pipeline.landing.iceberg import DEFAULT_NAMESPACE, Tables, catalog_properties
 from wiz_pipeline.landing.outputs import DEFAULT_OUTPUT_URI, parse_output_uri
-from wiz_pipeline.readers import ocsf_views
+from wiz_pipeline.readers import iceberg_views, ocsf_views
 
 __all__ = [
     "AnalyticsError",
@@ -102,6 +103,8 @@ def connect(
     datasets: Sequence[str] = DATASETS,
     *,
     ocsf_uri: str | Path | None = None,
+    iceberg: bool | None = None,
+    tables: Tables | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with a view per dataset found under ``uri`` (default
     ``WIZ_OUTPUT_URI``), or only ``datasets``: one per data type's windows (``audit_logs``,
@@ -112,14 +115,24 @@ def connect(
     ``{uri}/ocsf``): ``ocsf_authentication``, ``ocsf_api_activity``, ``ocsf_detection_finding``,
     ``ocsf_vulnerability_finding``, ``ocsf_compliance_finding``, and ``ocsf_findings``, the three
     finding classes in one shape. A dataset with no file yet (a type not
-    collected) has no view. The session's time zone is UTC."""
+    collected) has no view. The session's time zone is UTC.
+
+    ``iceberg`` (default: WIZ_ICEBERG): each view is its Iceberg table's current snapshot instead of
+    the files under ``uri`` (``iceberg_views``; the catalog from WIZ_ICEBERG_CATALOG_* and
+    WIZ_ICEBERG_NAMESPACE, or ``tables``)."""
     root = output_uri(uri)
+    if tables is None and (_iceberg_from_env() if iceberg is None else iceberg):
+        namespace = os.environ.get("WIZ_ICEBERG_NAMESPACE") or DEFAULT_NAMESPACE
+        tables = Tables(catalog_properties(os.environ, root), namespace)
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     # A query larger than memory spills to temp_directory, by default `.tmp` in the working directory,
     # created under the umask: rows of security data would land where others may read them.
     con.execute(f"SET temp_directory = {_quote(_spill_directory())}")
-    if root.startswith("s3://"):
+    if tables is not None:
+        native = [d for d in datasets if d in WINDOW_DATASETS or d in CURRENT_DATASETS]
+        iceberg_views.register(con, tables, native)
+    elif root.startswith("s3://"):
         _register_s3(con, root, datasets)
     else:
         _register_local(con, Path(root), datasets)
@@ -133,9 +146,15 @@ def connect(
                 "date DESC) = 1"
             )
     wanted = [d for d in datasets if d in ocsf_views.DATASETS]
-    if wanted:  # each question names its datasets: those of no OCSF class look for no OCSF file
+    if wanted and tables is not None:
+        ocsf_views.add_findings(con, iceberg_views.register(con, tables, wanted))
+    elif wanted:  # each question names its datasets: those of no OCSF class look for no OCSF file
         ocsf_views.register(con, ocsf_views.ocsf_uri(root, ocsf_uri), wanted)
     return con
+
+
+def _iceberg_from_env() -> bool:
+    return os.environ.get("WIZ_ICEBERG", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 @functools.cache

@@ -21,6 +21,7 @@ Built for a year of one-minute windows (525,600 per data type) without a request
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -49,6 +50,8 @@ class Manifest(msgspec.Struct):
     late_records: int | msgspec.UnsetType | None = msgspec.UNSET
     sha256: str | msgspec.UnsetType = msgspec.UNSET
     run_id: str | msgspec.UnsetType = msgspec.UNSET
+    file: str | msgspec.UnsetType = msgspec.UNSET
+    iceberg_snapshot_id: int | msgspec.UnsetType | None = msgspec.UNSET
 
 
 _DECODER = msgspec.json.Decoder(Manifest)
@@ -130,6 +133,12 @@ class InstanceState:
 
 # What a window's files are named: (partition key, [(data file, manifest), ...]) for each window start.
 FileNames = Callable[[list[datetime]], list[tuple[str, list[tuple[str, str]]]]]
+# WIZ_ICEBERG: for each of a window's files (in the order FileNames gives them), the names of the files
+# its table's current snapshot holds, by window start (``landing.iceberg.Tables.window_files``).
+TableFiles = list[dict[datetime, set[str]]]
+
+# A file's name as written with WIZ_ICEBERG: the window's own name and a write id.
+_WRITE_ID = re.compile(r"-[0-9a-f]{12}(?=\.parquet$)")
 
 
 def ledger(
@@ -145,12 +154,18 @@ def ledger(
     gaps_only: bool = False,
     files: FileNames | None = None,
     manifest_output: Output | None = None,
+    tables: TableFiles | None = None,
 ) -> Iterator[WindowLine]:
     """Each closed window of the range, oldest first, as ``state`` (what the instance says: see
     ``orchestration.ledger``) and the output say; see the module's docstring. ``files``: a window's
     files other than a data type's one (an OCSF view has one per class it feeds); a window is written
     on the output's side when every one of them and its manifest are there, as big as it says.
-    ``manifest_output``: where the manifests are, when not beside their files (Security Lake)."""
+    ``manifest_output``: where the manifests are, when not beside their files (Security Lake).
+
+    ``tables`` (WIZ_ICEBERG): a window is also written only when its table's current snapshot holds
+    exactly the file its manifest names (or, for an empty window, no file of it). The manifests are
+    then read for every window, ``gaps_only`` or not: a listing can't tell an empty window from one
+    the table lacks."""
     names_of = files or _native_files(name)
     in_range = window_range(grid, now, lag, start, end)
     step = grid.step
@@ -162,7 +177,14 @@ def ledger(
         names = names_of(windows)
         folders = sorted({data.rpartition("/")[0] for _, pairs in names for data, _ in pairs})
         # Sizes are compared with manifests, so they are needed only where manifests are read.
-        listed = output.files(folders, stat=not gaps_only)
+        listed = output.files(folders, stat=not gaps_only or tables is not None)
+        # With WIZ_ICEBERG a window's file carries a write id, and a replaced one stays until
+        # maintenance deletes it: the window's own name stands for any of them here.
+        by_window: dict[str, list[str]] = {}
+        for listed_key in listed:
+            own = _WRITE_ID.sub("", listed_key)
+            if own != listed_key:
+                by_window.setdefault(own, []).append(listed_key)
         manifests_at = manifest_output or output
         if manifest_output is not None:
             where = sorted({m.rpartition("/")[0] for _, pairs in names for _, m in pairs})
@@ -172,7 +194,7 @@ def ledger(
             side = state.reason(key)
             missing = [side] if side else []
             for data, manifest in pairs:
-                has_data, has_manifest = data in listed, manifest in listed
+                has_data, has_manifest = data in listed or data in by_window, manifest in listed
                 if not (has_data and has_manifest):
                     absent = [
                         what
@@ -187,19 +209,28 @@ def ledger(
             m
             for _, _, pairs, missing in pending
             for _, m in pairs
-            if m in listed and (missing or not gaps_only)
+            if m in listed and (missing or not gaps_only or tables is not None)
         ]
         contents = manifests_at.read_many(wanted)
         for boundary, key, pairs, missing in pending:
             manifests: list[Manifest] = []
-            for data, manifest_name in pairs:
+            for index, (data, manifest_name) in enumerate(pairs):
                 manifest = _decode(contents.get(manifest_name))
-                size = listed.get(data, UNKNOWN).size  # -1: not there, or listed without its size
                 if isinstance(manifest, str):
                     missing.append(manifest)
                     continue
                 if manifest is None:
                     continue
+                if isinstance(manifest.file, str):  # the file it names (a write id, with WIZ_ICEBERG)
+                    data = f"{data.rpartition('/')[0]}/{manifest.file.rpartition('/')[2]}"
+                    if data not in listed:
+                        missing.append(f"output: no {data.rpartition('/')[2]}, which its manifest names")
+                        continue
+                size = listed.get(data, UNKNOWN).size  # -1: not there, or listed without its size
+                if tables is not None:
+                    problem = _table_problem(tables[index].get(boundary, set()), data, manifest)
+                    if problem:
+                        missing.append(problem)
                 if size >= 0 and manifest.bytes not in (msgspec.UNSET, size):
                     missing.append(f"output: data file has {size} bytes, its manifest says {manifest.bytes}")
                 manifests.append(manifest)
@@ -207,6 +238,18 @@ def ledger(
                 name, key, boundary, boundary + step, tuple(missing), _combined(manifests, len(pairs))
             )
         done = chunk.stop
+
+
+def _table_problem(held: set[str], data: str, manifest: Manifest) -> str | None:
+    """Why the table doesn't hold the window as its manifest says (None: it does)."""
+    name = data.rpartition("/")[2]
+    if manifest.rows == 0:
+        return f"table: holds {len(held)} file(s) of a window now empty" if held else None
+    if held == {name}:
+        return None
+    if not held:
+        return f"table: holds no file of this window (not {name})"
+    return f"table: holds {', '.join(sorted(held))}, not {name}"
 
 
 def _native_files(name: str) -> FileNames:

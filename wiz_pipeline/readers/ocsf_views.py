@@ -61,11 +61,16 @@ def register(con: duckdb.DuckDBPyConnection, root: str, datasets: Sequence[str] 
             made = _register_local(con, Path(root), class_name)
         if made:
             created.append(view_name(class_name))
+    return add_findings(con, created)
+
+
+def add_findings(con: duckdb.DuckDBPyConnection, created: list[str]) -> list[str]:
+    """``ocsf_findings`` over the finding classes' views among ``created``; the views there now."""
     findings = [view_name(c) for c in FINDING_CLASSES if view_name(c) in created]
     if findings:
         union = " UNION ALL BY NAME ".join(f"SELECT {FINDING_COLUMNS} FROM {v}" for v in findings)
         con.execute(f"CREATE VIEW ocsf_findings AS {union}")
-        created.append("ocsf_findings")
+        created = [*created, "ocsf_findings"]
     return created
 
 

@@ -15,7 +15,7 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from wiz_pipeline.core.records import Nodes
 from wiz_pipeline.data_types import DATA_TYPES
 from wiz_pipeline.landing import quality
-from wiz_pipeline.landing.tables import table_for
+from wiz_pipeline.landing.tables import file_schema, table_for
 from wiz_pipeline.simulator import Fault
 
 WINDOW_CHECKS = list(quality.CHECKS)
@@ -115,12 +115,14 @@ def test_records_outside_the_window_or_before_the_seed_fail_their_checks():
     micros = np.array([int(datetime.fromisoformat(t).timestamp() * 1e6) for t in times], np.int64)
     batch_nodes = Nodes(raw, micros, np.ones(len(raw), bool))
     q.note(batch_nodes, table_for(data_type).to_batch(batch_nodes))
-    outcomes = {o.name: o for o in q.outcomes(table_for(data_type).schema)}
+    outcomes = {o.name: o for o in q.outcomes(file_schema(table_for(data_type)))}
     assert outcomes["records_in_window"].metadata["records_outside"] == 1
     assert not outcomes["records_in_window"].passed and outcomes["records_in_window"].error
     assert outcomes["none_before_seed"].metadata["records_before_seed"] == 1
     assert not outcomes["none_before_seed"].passed
     assert outcomes["ids_unique"].passed and outcomes["columns_as_declared"].passed
+    other = table_for(data_type).schema  # without window_start
+    assert not {o.name: o for o in q.outcomes(other)}["columns_as_declared"].passed
     other = pa.schema([*table_for(data_type).schema][:-1])
     assert not {o.name: o for o in q.outcomes(other)}["columns_as_declared"].passed
 

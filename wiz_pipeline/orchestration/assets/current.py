@@ -68,7 +68,7 @@ def current_definitions(
         current_schedule_name(data_type),
     )
     dataset = state.dataset
-    schema = column_schema(data_type.name)
+    schema = column_schema(data_type.name, window_column=False)
     checks = check_descriptions(data_type)
 
     @dg.asset(
@@ -101,7 +101,14 @@ def current_definitions(
             if unshared:
                 context.log.warning(unshared)
         with wiz.client() if asks_wiz else contextlib.nullcontext() as client:
-            built = build_current(client, output, run_id=context.run.run_id, data_type=data_type, plan=plan)
+            built = build_current(
+                client,
+                output,
+                run_id=context.run.run_id,
+                data_type=data_type,
+                plan=plan,
+                tables=datasets.tables(),
+            )
         c = built.changes
         how = (
             ""
@@ -240,6 +247,9 @@ def _metadata(
     }
     if changes.previous_rows is not None:
         metadata["previous_rows"] = changes.previous_rows
+    if "iceberg_table" in built.manifest:  # WIZ_ICEBERG: the snapshot that holds the new file alone
+        metadata["iceberg_table"] = built.manifest["iceberg_table"]
+        metadata["iceberg_snapshot_id"] = str(built.manifest["iceberg_snapshot_id"])
     metadata.update({f"status_{name}": n for name, n in built.by_status.items()})
     metadata.update({f"severity_{name}": n for name, n in built.by_severity.items()})
     metadata.update(

@@ -88,6 +88,16 @@ def materialization(collection: Collection, written: OcsfWindow, run_id: str) ->
             "window_start": format_time(written.window.start),
             "window_end": format_time(written.window.end),
             "run_id": run_id,
+            # WIZ_ICEBERG: each class table's snapshot that holds this window's file.
+            **(
+                {
+                    "iceberg_snapshot_ids": dg.MetadataValue.json(
+                        {f.class_name: str(f.snapshot_id) for f in written.files}
+                    )
+                }
+                if any(f.snapshot_id is not None for f in written.files)
+                else {}
+            ),
         },
     )
 

@@ -18,7 +18,7 @@ from wiz_pipeline.core.times import format_time
 from wiz_pipeline.data_types import DATA_TYPES, DataType
 from wiz_pipeline.landing.outputs import Output, open_output
 from wiz_pipeline.landing.quality import CHECKS, Outcome
-from wiz_pipeline.landing.tables import table_for
+from wiz_pipeline.landing.tables import file_schema, table_for
 from wiz_pipeline.ocsf import SOURCES
 from wiz_pipeline.ocsf.layout import MANIFESTS
 from wiz_pipeline.orchestration.assets import ocsf_view
@@ -47,9 +47,11 @@ WINDOW_NOTE = (
 RECENT_NEIGHBOURS = 3
 
 
-def column_schema(data_type: str) -> dg.TableSchema:
+def column_schema(data_type: str, *, window_column: bool = True) -> dg.TableSchema:
+    """The columns of a data type's files: its windows' (``window_column``) or its current table's."""
     table = table_for(DATA_TYPES[data_type])
-    return dg.TableSchema(columns=[dg.TableColumn(field.name, str(field.type)) for field in table.schema])
+    schema = file_schema(table) if window_column else table.schema
+    return dg.TableSchema(columns=[dg.TableColumn(field.name, str(field.type)) for field in schema])
 
 
 def window_asset(collection: Collection, max_windows_per_backfill_run: int) -> dg.AssetsDefinition:
@@ -161,6 +163,7 @@ def _define(
         # A wrong bucket, credential or endpoint fails here, before any Wiz request is made.
         output.check()
         ocsf_output = _ocsf_output(collection, datasets) if collection.ocsf_key else None
+        tables = datasets.tables()
         # Sized from the busiest recent window, so that a long run (a backfill) doesn't first
         # send one query over all its windows only to reach the API's result cap.
         per_query = windows_per_query_for(data_type, recent_max_rows(context.instance, collection))
@@ -183,6 +186,7 @@ def _define(
                     rereads=rereads,
                     requested_at=requested_at(context.run.tags),
                     seed=collection.seed,
+                    tables=tables,
                 ):
                     # The window's OCSF rows, from the file just written, before either
                     # materialization, and the view's recorded first: a window whose native
@@ -196,6 +200,7 @@ def _define(
                             collection.data_type,
                             result.window,
                             run_id=context.run.run_id,
+                            tables=tables,
                         )
                         failed += yield from _ocsf_window_events(context, collection, view)
                     # The materialization names the window's file and rows; no log line per window
@@ -285,6 +290,7 @@ def _rebuild_ocsf(
             f"wiz/{collection.data_type} for them (their OCSF rows are written with them)."
         )
     output, ocsf_output = datasets.output(), _ocsf_output(collection, datasets)
+    tables = datasets.tables()
     failed: list[str] = []
     rows = 0
     for window in windows_for(collection.partitions_def, keys, collection.seed):
@@ -295,6 +301,7 @@ def _rebuild_ocsf(
             collection.data_type,
             window,
             run_id=context.run.run_id,
+            tables=tables,
         )
         rows += view.rows
         failed += yield from _ocsf_window_events(context, collection, view)
@@ -430,6 +437,12 @@ def _metadata(
         "reread": m["reread"],
         "late_records": m["late_records"],
         "gone_records": m["gone_records"],
+        # WIZ_ICEBERG: the table and the snapshot that holds this window's file (its only file there).
+        **(
+            {"iceberg_table": m["iceberg_table"], "iceberg_snapshot_id": str(m["iceberg_snapshot_id"])}
+            if "iceberg_table" in m
+            else {}
+        ),
         # The checkpoint as this window's write moves it (it moves only if no earlier window is missing).
         collection.checkpoint_name: format_time(tracker.write(result.window.key)),
         # Windows written from an older, later seed; carried on so that they stay unwritten until

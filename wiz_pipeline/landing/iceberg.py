@@ -1,0 +1,504 @@
+"""Every dataset an Apache Iceberg table (WIZ_ICEBERG), over the very Parquet files the pipeline writes.
+
+One table per dataset in the namespace (``wiz``): the native windows (``audit_logs``, ...), the current
+tables (``issues_current``, ...) and the OCSF classes (``ocsf_authentication``, ...). Format v2,
+located at the dataset's own folder (metadata under ``<folder>/_iceberg_metadata/``); window tables are
+partitioned by ``day(window_start)``, a column every window file carries, constant per file, so the
+partition comes from the file's footer.
+
+**A window's write** (``replace_window``): its file is already in place under a name unique to the write
+(``landing.files``), so nothing the table references is ever overwritten. One transaction then drops
+the table's files of that window (``window_start`` equal to its start; for an OCSF class, of the
+window's data type only) and adds the new one: a single OVERWRITE snapshot, so every snapshot holds
+each window exactly once (a delete snapshot followed by an append would leave one without it). pyiceberg retries a
+commit that lost a race with another writer (a different window), re-checking that nothing it deletes
+or adds conflicts; a failure after that fails the window, whose file is then an orphan for
+``maintain``. A file whose partition would come out null (no ``window_start`` statistics) is refused
+before the commit: no window filter would see it, and no later write would replace it. An empty window
+adds no file (it has no statistics), its commit only drops what the window held.
+
+**Schema evolution**: a file with a column the table lacks widens the table first, in the same
+transaction (``union_by_name``); the table's name mapping follows, so older files read the new column
+as null.
+
+**A current table** (``replace_all``) is replaced whole: every file out, the new one in, one snapshot.
+
+**Maintenance** (``maintain``): expire snapshots older than the retention, then delete the files under
+the table's folder that no remaining snapshot or metadata file references and that no window manifest
+names (a window written before WIZ_ICEBERG was on is the manifest's, not an orphan), once they are
+older than the retention too (pyiceberg's expiry deletes no file). Manifests are kept merged at every
+commit (``commit.manifest-merge.enabled``), not by a rewrite afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import pyarrow as pa
+from pyiceberg.catalog import Catalog, load_catalog
+from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError, TableAlreadyExistsError
+from pyiceberg.expressions import AlwaysTrue, BooleanExpression, EqualTo
+from pyiceberg.io.pyarrow import parquet_file_to_data_file
+from pyiceberg.manifest import DataFile
+from pyiceberg.partitioning import PartitionField, PartitionSpec
+from pyiceberg.schema import Schema
+from pyiceberg.table import Table, TableProperties
+from pyiceberg.table.update.snapshot import _ManifestMergeManager, _OverwriteFiles
+from pyiceberg.transforms import DayTransform
+
+from wiz_pipeline.core.errors import WizConfigError
+from wiz_pipeline.landing.files import own_key, window_file
+from wiz_pipeline.landing.iceberg_io import FILE_MODE, FOLDER_MODE
+from wiz_pipeline.landing.outputs import Output
+
+log = logging.getLogger(__name__)
+
+WINDOW_COLUMN = "window_start"
+METADATA_FOLDER = (
+    "_iceberg_metadata"  # under each table's location  # in every window file: the partition's source
+)
+PREFIX = "WIZ_ICEBERG_CATALOG_"
+DEFAULT_NAMESPACE = "wiz"
+# Under WIZ_OUTPUT_URI: the default SQLite catalog (a leading _ hides it from dataset readers).
+CATALOG_FOLDER = "_iceberg"
+CATALOG_FILE = "catalog.db"
+# Properties whose value can hold a secret: never logged, shown or put in Dagster config.
+SECRET_PROPERTIES = ("uri", "credential", "token", "s3.secret-access-key", "client.secret-access-key")
+TABLE_PROPERTIES = {
+    "format-version": "2",
+    # Each commit folds small manifests into bigger ones (from 100 of them, up to 8 MiB each), as
+    # Java's merge-append does: a year of windows doesn't become a year of manifests to open.
+    TableProperties.MANIFEST_MERGE_ENABLED: "true",
+    # The last 100 metadata files are kept (time travel by file); older ones are deleted at commit.
+    TableProperties.METADATA_DELETE_AFTER_COMMIT_ENABLED: "true",
+    TableProperties.METADATA_PREVIOUS_VERSIONS_MAX: "100",
+    # Concurrent writers of other windows: a lost race is retried, with the predicate re-checked.
+    TableProperties.COMMIT_NUM_RETRIES: "10",
+}
+
+
+class IcebergError(WizConfigError):
+    """The catalog or a table can't be used; names the setting or what to do, never a secret."""
+
+
+def catalog_properties(env: Mapping[str, str], output_uri: str) -> dict[str, str]:
+    """The properties given to pyiceberg's ``load_catalog``: every ``WIZ_ICEBERG_CATALOG_<NAME>``,
+    lower-cased, ``__`` read as ``.`` and ``_`` as ``-`` (pyiceberg's own convention for its
+    ``PYICEBERG_CATALOG__*`` variables): ``WIZ_ICEBERG_CATALOG_S3__ENDPOINT`` is ``s3.endpoint``.
+    Without ``WIZ_ICEBERG_CATALOG_TYPE``/``_URI``, a SQLite catalog at
+    ``{WIZ_OUTPUT_URI}/_iceberg/catalog.db`` (local outputs only)."""
+    props = {
+        name[len(PREFIX) :].lower().replace("__", ".").replace("_", "-"): value
+        for name, value in env.items()
+        if name.startswith(PREFIX) and value != ""
+    }
+    local = not output_uri.startswith("s3://")
+    if "type" not in props and "uri" not in props:
+        if not local:
+            raise IcebergError(
+                "WIZ_ICEBERG=true with an s3:// WIZ_OUTPUT_URI needs a catalog that is not a local file: set "
+                "WIZ_ICEBERG_CATALOG_TYPE (glue, rest, or sql with WIZ_ICEBERG_CATALOG_URI on PostgreSQL)."
+            )
+        props |= {"type": "sql", "uri": f"sqlite:///{Path(output_uri) / CATALOG_FOLDER / CATALOG_FILE}"}
+    if props.get("type", "sql") == "sql":
+        uri = props.get("uri", "")
+        if not uri:
+            raise IcebergError(
+                "WIZ_ICEBERG_CATALOG_TYPE=sql needs WIZ_ICEBERG_CATALOG_URI (a SQLAlchemy URL)."
+            )
+        if uri.startswith("sqlite") and not local:
+            raise IcebergError(
+                "WIZ_ICEBERG_CATALOG_URI is a SQLite file, but WIZ_OUTPUT_URI is on S3: a catalog on one "
+                "machine's disk would lose the tables with it, and no other reader could find them. Use "
+                "PostgreSQL (postgresql+psycopg2://...), glue or rest."
+            )
+    if not local:
+        # pyiceberg's S3 file IO reads its own properties; the AWS SDK's variables set them here.
+        for prop, variable in (("s3.endpoint", "AWS_ENDPOINT_URL"), ("s3.region", "AWS_REGION")):
+            if env.get(variable) and prop not in props:
+                props[prop] = env[variable]
+    props.setdefault("py-io-impl", "wiz_pipeline.landing.iceberg_io.PrivateFileIO")
+    return props
+
+
+def describe(props: Mapping[str, str]) -> str:
+    """The catalog, as logs may show it (no secret)."""
+    kind = props.get("type", "sql")
+    uri = props.get("uri", "")
+    if kind == "sql" and uri.startswith("sqlite"):
+        return f"sql catalog {uri}"
+    shown = urlparse(uri)
+    where = f" at {shown.hostname}" if shown.hostname else ""
+    return f"{kind} catalog{where}"
+
+
+@dataclass(frozen=True)
+class Committed:
+    """What a commit left: the snapshot holding the window (when there was nothing to commit, the
+    current one; None for a table without any), how many files it dropped and added, and how long
+    the commit took."""
+
+    snapshot_id: int | None
+    removed: int
+    added: int
+    seconds: float
+
+
+def manifest_fields(tables: Tables, dataset: str, committed: Committed) -> dict[str, Any]:
+    """What a manifest records of the commit that registered its file."""
+    return {
+        "iceberg_table": ".".join(tables.identifier(dataset)),
+        "iceberg_snapshot_id": committed.snapshot_id,
+        "iceberg_commit_seconds": round(committed.seconds, 3),
+    }
+
+
+class Tables:
+    """The catalog and namespace every dataset's table lives in; tables are created on first use."""
+
+    def __init__(self, properties: Mapping[str, str], namespace: str = DEFAULT_NAMESPACE) -> None:
+        self.properties = dict(properties)
+        self.namespace = namespace
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        uri = self.properties.get("uri", "")
+        if uri.startswith("sqlite:///"):
+            _private_sqlite(Path(uri.removeprefix("sqlite:///")))
+        try:
+            catalog = load_catalog("wiz", **self.properties)
+            with contextlib.suppress(NamespaceAlreadyExistsError):  # another run created it in between
+                catalog.create_namespace_if_not_exists(self.namespace)
+        except IcebergError:
+            raise
+        except Exception as exc:
+            raise IcebergError(
+                f"The Iceberg {describe(self.properties)} can't be used ({type(exc).__name__}: "
+                f"{_first_line(exc)}): check the WIZ_ICEBERG_CATALOG_* settings (docs/iceberg.md)."
+            ) from None
+        return catalog
+
+    def identifier(self, dataset: str) -> tuple[str, str]:
+        return (self.namespace, dataset)
+
+    def load(self, dataset: str) -> Table | None:
+        try:
+            return self.catalog.load_table(self.identifier(dataset))
+        except NoSuchTableError:
+            return None
+
+    def table(self, dataset: str, location: str, schema: pa.Schema, *, windows: bool) -> Table:
+        """The dataset's table, created at ``location`` from ``schema`` if it doesn't exist yet."""
+        table = self.load(dataset)
+        if table is not None:
+            if table.location().rstrip("/") != location.rstrip("/"):
+                raise IcebergError(
+                    f"The Iceberg table {'.'.join(self.identifier(dataset))} is located at "
+                    f"{table.location()}, not at {location} where its files are written: another output "
+                    "shares this catalog and namespace. Give each output its own WIZ_ICEBERG_NAMESPACE."
+                )
+            return table
+        iceberg = Catalog._convert_schema_if_needed(schema)
+        spec = PartitionSpec()
+        if windows:
+            source = iceberg.find_field(WINDOW_COLUMN)
+            spec = PartitionSpec(
+                PartitionField(source.field_id, 1000, DayTransform(), f"{WINDOW_COLUMN}_day")
+            )
+        # The metadata beside the data but in a folder every file reader skips (a leading _): hive
+        # readers of the dataset's folder (pyarrow, Spark, Athena) would otherwise trip on its
+        # .avro and .json files.
+        properties = {
+            **TABLE_PROPERTIES,
+            TableProperties.WRITE_METADATA_PATH: f"{location.rstrip('/')}/{METADATA_FOLDER}",
+        }
+        try:
+            return self.catalog.create_table(
+                self.identifier(dataset),
+                iceberg,
+                location=location,
+                partition_spec=spec,
+                properties=properties,
+            )
+        except TableAlreadyExistsError:  # another writer created it meanwhile
+            table = self.load(dataset)
+            assert table is not None
+            return table
+
+    def replace_window(
+        self,
+        dataset: str,
+        location: str,
+        window_start: datetime,
+        files: list[str],
+        schema: pa.Schema,
+        *,
+        source: str | None = None,
+        summary: Mapping[str, str] | None = None,
+    ) -> Committed:
+        """Drop the window's files from the table (of ``source`` only, for an OCSF class) and add
+        ``files`` (those with rows), in one snapshot."""
+        predicate: BooleanExpression = EqualTo(WINDOW_COLUMN, window_start.astimezone(UTC).isoformat())
+        table = self.table(dataset, location, schema, windows=True)
+        # An OCSF class fed by two data types holds each one's files of a window under its own
+        # source=<data type>/ folder (its rows say it in metadata.log_name): only this one's go.
+        only = None if source is None else f"/source={source}/"
+        return _replace(table, predicate, files, schema, summary or {}, partitioned=True, only=only)
+
+    def replace_all(
+        self,
+        dataset: str,
+        location: str,
+        file: str,
+        schema: pa.Schema,
+        summary: Mapping[str, str] | None = None,
+    ) -> Committed:
+        """Every file of the table out, ``file`` in, in one snapshot."""
+        table = self.table(dataset, location, schema, windows=False)
+        return _replace(table, AlwaysTrue(), [file], schema, summary or {}, partitioned=False)
+
+    def window_files(self, dataset: str, source: str | None = None) -> dict[datetime, set[str]]:
+        """The names of the current snapshot's files by window start (of one OCSF ``source``);
+        empty when there is no such table yet."""
+        only = None if source is None else f"/source={source}/"
+        table = self.load(dataset)
+        if table is None:
+            return {}
+        schema = table.schema()
+        window_id = schema.find_field(WINDOW_COLUMN).field_id
+        by_window: dict[datetime, set[str]] = {}
+        for task in table.scan().plan_files():
+            if only is not None and only not in task.file.file_path:
+                continue
+            bound = task.file.lower_bounds.get(window_id)
+            if bound is not None:
+                name = task.file.file_path.rpartition("/")[2]
+                by_window.setdefault(_bound_time(bound), set()).add(name)
+        return by_window
+
+    def datasets(self) -> list[str]:
+        return sorted(name for _, name in self.catalog.list_tables(self.namespace))
+
+
+class _MergingOverwrite(_OverwriteFiles):
+    """An overwrite that merges small manifests as it commits, as pyiceberg's merge-append does (its
+    overwrite doesn't): without it every window's commit would add a manifest to all later scans."""
+
+    def _process_manifests(self, manifests: list[Any]) -> list[Any]:
+        from pyiceberg.manifest import ManifestContent
+        from pyiceberg.utils.properties import property_as_bool, property_as_int
+
+        props = self._transaction.table_metadata.properties
+        merger = _ManifestMergeManager(
+            target_size_bytes=property_as_int(  # type: ignore[arg-type]
+                props,
+                TableProperties.MANIFEST_TARGET_SIZE_BYTES,
+                TableProperties.MANIFEST_TARGET_SIZE_BYTES_DEFAULT,
+            ),
+            min_count_to_merge=property_as_int(  # type: ignore[arg-type]
+                props,
+                TableProperties.MANIFEST_MIN_MERGE_COUNT,
+                TableProperties.MANIFEST_MIN_MERGE_COUNT_DEFAULT,
+            ),
+            merge_enabled=property_as_bool(
+                props, TableProperties.MANIFEST_MERGE_ENABLED, TableProperties.MANIFEST_MERGE_ENABLED_DEFAULT
+            ),
+            snapshot_producer=self,
+        )
+        data = [m for m in manifests if m.content == ManifestContent.DATA]
+        deletes = [m for m in manifests if m.content != ManifestContent.DATA]
+        return merger.merge_manifests(data) + deletes
+
+
+def _replace(
+    table: Table,
+    predicate: BooleanExpression,
+    files: list[str],
+    schema: pa.Schema,
+    summary: Mapping[str, str],
+    *,
+    partitioned: bool,
+    only: str | None = None,
+) -> Committed:
+    import time
+
+    clock = time.monotonic()
+    tx = table.transaction()
+    if tx.table_metadata.name_mapping() is None:
+        # Our files carry no Iceberg field ids: columns are found by name (as add_files sets it up).
+        tx.set_properties(**{TableProperties.DEFAULT_NAME_MAPPING: _mapping(tx.table_metadata.schema())})
+    known = {f.name for f in tx.table_metadata.schema().fields}
+    if any(name not in known for name in schema.names):
+        with tx.update_schema() as update:
+            update.union_by_name(schema)
+    added = [parquet_file_to_data_file(table.io, tx.table_metadata, path) for path in files]
+    added = [f for f in added if f.record_count > 0]
+    if partitioned:
+        for data_file in added:
+            _check_partition(data_file)
+    removed = [task.file for task in table.scan(row_filter=predicate).plan_files()]
+    if only is not None:
+        removed = [f for f in removed if only in f.file_path]
+    if not added and not removed:  # the table already holds the window as it is (empty)
+        current = table.current_snapshot()
+        return Committed(current.snapshot_id if current else None, 0, 0, time.monotonic() - clock)
+    from pyiceberg.table.snapshots import Operation
+
+    # OVERWRITE once the table has a snapshot (as pyiceberg's own overwrite() decides), APPEND before.
+    first = tx.table_metadata.current_snapshot() is None
+    producer = _MergingOverwrite(
+        operation=Operation.APPEND if first else Operation.OVERWRITE,
+        transaction=tx,
+        io=table.io,
+        snapshot_properties={k: str(v) for k, v in summary.items()},
+    )
+    with producer as overwrite:
+        overwrite.delete_by_predicate(predicate)
+        for data_file in removed:
+            overwrite.delete_data_file(data_file)
+        for data_file in added:
+            overwrite.append_data_file(data_file)
+    snapshot_id = producer._snapshot_id
+    tx.commit_transaction()
+    return Committed(snapshot_id, len(removed), len(added), time.monotonic() - clock)
+
+
+def _check_partition(data_file: DataFile) -> None:
+    if any(value is None for value in data_file.partition):
+        raise IcebergError(
+            f"{data_file.file_path} has no {WINDOW_COLUMN} statistics in its footer, so its partition would "
+            "be null: no window filter would find its rows and no rerun would replace them. It is not "
+            "added; the window is not written."
+        )
+
+
+def _bound_time(value: Any) -> datetime | None:
+    from pyiceberg.conversions import from_bytes
+    from pyiceberg.types import TimestamptzType
+
+    micros = from_bytes(TimestamptzType(), value)
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
+
+
+def _mapping(schema: Schema) -> str:
+    return schema.name_mapping.model_dump_json()
+
+
+def _private_sqlite(path: Path) -> None:
+    """The SQLite catalog's folder and file, created private (SQLite gives its journal the file's mode)."""
+    from wiz_pipeline.landing.iceberg_io import _make_folders
+
+    _make_folders(path.parent)
+    if not path.exists():
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, FILE_MODE)
+        os.close(fd)
+        os.chmod(path, FILE_MODE)
+    os.chmod(path.parent, FOLDER_MODE)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else ""
+
+
+@dataclass(frozen=True)
+class Maintained:
+    dataset: str
+    snapshots_expired: int
+    snapshots_kept: int
+    files_deleted: int
+    bytes_deleted: int
+    manifests: int  # in the current snapshot, after maintenance
+    metadata_bytes: int  # of the current metadata file
+
+
+def maintain(
+    tables: Tables,
+    dataset: str,
+    output: Output | None,
+    folder: str,
+    *,
+    retention: timedelta,
+    now: datetime | None = None,
+) -> Maintained | None:
+    """Expire ``dataset``'s snapshots older than ``retention``, then delete the files under ``folder``
+    (its table's location in ``output``) that none of the remaining snapshots references, no
+    manifest names, and that were last written before the same cutoff (``output`` None: no file is
+    deleted). None: no such table."""
+    table = tables.load(dataset)
+    if table is None:
+        return None
+    cutoff = (now or datetime.now(UTC)) - retention
+    current = table.current_snapshot()
+    old = [
+        s.snapshot_id
+        for s in table.metadata.snapshots
+        if s.timestamp_ms < cutoff.timestamp() * 1000
+        and (current is None or s.snapshot_id != current.snapshot_id)
+    ]
+    if old:
+        table.maintenance.expire_snapshots().by_ids(old).commit()
+        table = tables.load(dataset)
+        assert table is not None
+    referenced = _referenced(table)
+    deleted = deleted_bytes = 0
+    metadata_folder = f"{folder.strip('/')}/{METADATA_FOLDER}/"
+    for key, listed in sorted(output.files([folder]).items()) if output is not None else ():
+        if listed.mtime is None or listed.mtime >= cutoff.timestamp():
+            continue  # a write in progress may not have committed yet
+        if not (key.endswith(".parquet") or key.startswith(metadata_folder)):
+            continue  # manifests, anything that isn't the table's
+        assert output is not None
+        uri = output.location(key)
+        if _norm(uri) in referenced:
+            continue
+        if key.endswith(".parquet") and window_file(output, own_key(key)) == key:
+            continue  # the window's file by its manifest (written before WIZ_ICEBERG was on, say)
+        try:
+            table.io.delete(uri)
+        except FileNotFoundError:
+            continue
+        deleted, deleted_bytes = deleted + 1, deleted_bytes + max(listed.size, 0)
+    snapshot = table.current_snapshot()
+    return Maintained(
+        dataset,
+        len(old),
+        len(table.metadata.snapshots),
+        deleted,
+        deleted_bytes,
+        len(snapshot.manifests(table.io)) if snapshot else 0,
+        len(table.io.new_input(table.metadata_location)),
+    )
+
+
+def _referenced(table: Table) -> set[str]:
+    """Every file a snapshot or metadata file of ``table`` still needs."""
+    files = {_norm(table.metadata_location)}
+    files |= {_norm(entry.metadata_file) for entry in table.metadata.metadata_log}
+    for snapshot in table.metadata.snapshots:
+        files.add(_norm(snapshot.manifest_list))
+        for manifest in snapshot.manifests(table.io):
+            files.add(_norm(manifest.manifest_path))
+            for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
+                files.add(_norm(entry.data_file.file_path))
+    for statistics in table.metadata.statistics:
+        files.add(_norm(statistics.statistics_path))
+    return files
+
+
+def _norm(uri: str) -> str:
+    """A file's location as one string whichever way it was written (a path, file://, s3://)."""
+    if uri.startswith("file://"):
+        return unquote(urlparse(uri).path)
+    if "://" not in uri:
+        return os.path.abspath(uri)
+    return uri

@@ -1,0 +1,50 @@
+"""pyiceberg's Arrow file IO, writing local metadata files as private as the data beside them.
+
+pyiceberg writes a table's metadata (``*.metadata.json``, manifest lists, manifests) through pyarrow,
+which creates files and folders with the process's umask: under umask 0 they would be world-readable,
+and they hold every file's column bounds (user names, IPs). Here each local file is 0640 and each
+folder it needs 0750, as ``landing.outputs`` makes the data files. Objects on S3 are unaffected (the
+bucket is private; pyiceberg sets no ACL).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pyiceberg.io import OutputStream
+from pyiceberg.io.pyarrow import PyArrowFile, PyArrowFileIO
+
+FILE_MODE = 0o640
+FOLDER_MODE = 0o750
+
+
+class _PrivateFile(PyArrowFile):
+    def create(self, overwrite: bool = False) -> OutputStream:
+        local = self._filesystem.type_name == "local"
+        if local:
+            _make_folders(Path(self._path).parent)
+        stream = super().create(overwrite=overwrite)
+        if local:
+            os.chmod(self._path, FILE_MODE)
+        return stream
+
+
+def _make_folders(folder: Path) -> None:
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for path in reversed(missing):
+        path.mkdir(mode=FOLDER_MODE, exist_ok=True)
+        os.chmod(path, FOLDER_MODE)  # mkdir's mode is reduced by the umask; chmod's isn't
+
+
+class PrivateFileIO(PyArrowFileIO):
+    """``py-io-impl`` of every catalog the pipeline opens."""
+
+    def new_output(self, location: str) -> PyArrowFile:
+        file = super().new_output(location)
+        private = _PrivateFile.__new__(_PrivateFile)
+        private.__dict__.update(file.__dict__)
+        return private
