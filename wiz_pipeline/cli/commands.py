@@ -248,6 +248,34 @@ def _open_instance() -> dg.DagsterInstance:
         ) from None
 
 
+def cmd_iceberg_register(args: argparse.Namespace) -> int:
+    """Rebuild the Iceberg catalog's entries from the tables' metadata files."""
+    from wiz_pipeline.collect.current import state_of
+    from wiz_pipeline.collect.ocsf_views import table_name
+    from wiz_pipeline.landing.iceberg import register_tables
+    from wiz_pipeline.landing.outputs import open_output
+    from wiz_pipeline.ocsf import CLASSES
+    from wiz_pipeline.settings import load_settings, open_tables
+
+    settings = load_settings()
+    if not settings.iceberg:
+        raise WizConfigError("WIZ_ICEBERG is not true: there are no tables to register.")
+    output = open_output(settings.output_uri)
+    ocsf = open_output(settings.ocsf_output_uri, "WIZ_OCSF_URI")
+    datasets = [(name, output, name) for name in DATA_TYPES]
+    datasets += [
+        (state_of(dt).dataset, output, state_of(dt).dataset) for dt in DATA_TYPES.values() if dt.current
+    ]
+    datasets += [(table_name(c), ocsf, c) for c in CLASSES]
+    tables = open_tables(settings)
+    done = register_tables(tables, datasets)
+    for name, what in done:
+        print(f"{tables.namespace}.{name}: {what}")
+    if not done:
+        print(f"no table metadata under {settings.output_uri} or {settings.ocsf_output_uri}")
+    return 0
+
+
 def cmd_settings(args: argparse.Namespace) -> int:
     from wiz_pipeline.settings import environment_table, settings_table
 
@@ -366,6 +394,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ledger.add_argument("--json", action="store_true", help="JSON lines: one per window, then a summary")
     ledger.set_defaults(func=cmd_ledger)
+
+    iceberg = sub.add_parser(
+        "iceberg",
+        help="WIZ_ICEBERG's tables: rebuild a lost catalog",
+        description="WIZ_ICEBERG's tables (docs/iceberg.md).",
+    )
+    iceberg_sub = iceberg.add_subparsers(dest="iceberg_command", required=True)
+    register = iceberg_sub.add_parser(
+        "register",
+        help="register every table whose metadata is under WIZ_OUTPUT_URI / WIZ_OCSF_URI in the catalog",
+        description="Rebuild a lost (or moved) catalog: for each dataset folder with an _iceberg_metadata/ "
+        "folder, register its newest metadata file in the WIZ_ICEBERG_CATALOG_* catalog (pyiceberg's "
+        "register_table), under WIZ_ICEBERG_NAMESPACE. A table already in the catalog is left as it is "
+        "and said so.",
+    )
+    register.set_defaults(func=cmd_iceberg_register)
 
     settings = sub.add_parser(
         "settings",

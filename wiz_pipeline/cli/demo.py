@@ -18,7 +18,7 @@ import pyarrow.dataset as ds
 from wiz_pipeline.core.times import format_time
 from wiz_pipeline.data_types import DATA_TYPES
 from wiz_pipeline.orchestration import CURRENT_JOBS, POOL, collections_for, progress
-from wiz_pipeline.settings import load_settings
+from wiz_pipeline.settings import Settings, load_settings
 from wiz_pipeline.simulator import WizSimulator
 
 # Both the demo and `wiz-pipeline dev` write this into a DAGSTER_HOME that has no dagster.yaml yet.
@@ -155,11 +155,13 @@ def run_demo(sim: WizSimulator, directory: Path, days: float) -> int:
     now = datetime.now(UTC).replace(microsecond=0)
     # Deliberately not on a window boundary: the first window runs from the seed to the next one.
     seed = now - timedelta(days=days) + timedelta(seconds=9)
-    # Every data type, and their OCSF views (docs/ocsf.md), in the same runs.
+    # Every data type, and their OCSF views (docs/ocsf.md), in the same runs; each dataset also an
+    # Iceberg table in the default SQLite catalog (docs/iceberg.md).
     env = {
         **simulator_env(sim, seed, output, home),
         **dict.fromkeys(DEMO_ENABLED, "true"),
         "WIZ_OCSF": "true",
+        "WIZ_ICEBERG": "true",
     }
     started = time.monotonic()
     with patched_environ(env):
@@ -208,6 +210,7 @@ def run_demo(sim: WizSimulator, directory: Path, days: float) -> int:
                 f"{collection.data_type}: {state.materialized}/{state.closed_windows} windows, "
                 f"{len(files)} files, {rows} rows under {path}"
             )
+        _report_iceberg(settings)
         _report_ocsf(output, settings.ocsf_output_uri)
         _report(output)
     print(
@@ -256,6 +259,25 @@ def _report(output: Path) -> None:
         for severity in ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL"):
             print(f"  {int(open_issues.get(severity, 0)):>6}  {severity}")
     _report_findings(output)
+
+
+def _report_iceberg(settings: Settings) -> None:
+    """Each Iceberg table: its current snapshot, rows and files (what every engine reads)."""
+    from wiz_pipeline.landing.iceberg import describe
+    from wiz_pipeline.settings import open_tables
+
+    tables = open_tables(settings)
+    print(f"\nIceberg tables in namespace {tables.namespace} ({describe(tables.properties)}):")
+    for name in tables.datasets():
+        table = tables.load(name)
+        snapshot = table.current_snapshot() if table is not None else None
+        if table is None or snapshot is None:
+            continue
+        summary = snapshot.summary
+        print(
+            f"  {name:<28} snapshot {snapshot.snapshot_id:<20} {summary['total-records']:>7} rows in "
+            f"{summary['total-data-files']:>4} files, {len(table.metadata.snapshots)} snapshot(s)"
+        )
 
 
 def _report_ocsf(output: Path, root: str) -> None:

@@ -12,6 +12,7 @@ and is collected again.
 from __future__ import annotations
 
 import contextlib
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -29,8 +30,9 @@ from wiz_pipeline.landing.files import (
     unique_key,
     window_file,
     window_key,
+    write_manifest,
 )
-from wiz_pipeline.landing.iceberg import Tables, manifest_fields
+from wiz_pipeline.landing.iceberg import PendingCommits
 from wiz_pipeline.landing.outputs import Output, Upload
 from wiz_pipeline.landing.tables import WINDOW_FIELD
 from wiz_pipeline.ocsf import OCSF_VERSION, SOURCES, arrow_schema, map_records
@@ -124,14 +126,17 @@ def write_ocsf_window(
     window: Window,
     *,
     run_id: str,
-    tables: Tables | None = None,
+    pending: PendingCommits | None = None,
+    source_key: str | None = None,
 ) -> OcsfWindow:
-    """Write ``window``'s OCSF files from its native file in ``native``; see the module's docstring.
+    """Write ``window``'s OCSF files from its native file in ``native`` (at ``source_key``, default
+    the file its manifest names); see the module's docstring.
 
-    ``tables`` (WIZ_ICEBERG, hive layout): each class file is named for its write, and once all are in
-    place each is registered in its class's table (``ocsf_<class>``: one commit per class, dropping
-    the window's previous file of this source); then the manifests, with the snapshots."""
-    source_key = window_file(native, window_key(data_type, window.boundary))
+    ``pending`` (WIZ_ICEBERG, hive layout): each class file is named for its write and published; its
+    manifest waits for ``pending.flush()`` to commit it to its class's table (``ocsf_<class>``,
+    dropping the window's previous file of this data type). Security Lake keeps its own tables."""
+    if source_key is None:
+        source_key = window_file(native, window_key(data_type, window.boundary))
     data = native.read(source_key)
     if data is None:
         raise NativeFileMissingError(
@@ -141,11 +146,11 @@ def write_ocsf_window(
         )
     hive = layout.kind == "hive"
     if not hive:
-        tables = None  # Security Lake keeps its own tables (see docs/iceberg.md)
+        pending = None  # Security Lake keeps its own tables (see docs/iceberg.md)
     files = [
         ClassFile(name, layout.file_key(name, data_type, window.boundary)) for name in SOURCES[data_type]
     ]
-    if tables is not None:
+    if pending is not None:
         for f in files:
             f.key = unique_key(f.key)
     writing: list[_Writing] = []
@@ -184,37 +189,20 @@ def write_ocsf_window(
         result = OcsfWindow(data_type, window, source_rows, tuple(files))
         beside = ocsf if layout.manifests_beside else native
         manifests: list[Upload] = []
-        registered: dict[str, dict[str, Any]] = {}
-        if tables is not None:
-            # In place under names no table references yet, then into the tables, then the manifests.
+        if pending is not None:
+            # In place under names no table references yet; the manifests once they are in the tables.
             ocsf.publish([w.upload for w in writing])
             for w in writing:
-                committed = tables.replace_window(
-                    table_name(w.file.class_name),
-                    ocsf.location(layout.dataset(w.file.class_name)),
-                    window.boundary,
-                    [ocsf.location(w.file.key)],
-                    w.schema,
-                    source=data_type,
-                    summary={"wiz.window": window.key, "wiz.source": data_type, "wiz.run-id": run_id},
-                )
-                registered[w.file.class_name] = manifest_fields(
-                    tables, table_name(w.file.class_name), committed
-                )
-                w.file.snapshot_id = committed.snapshot_id
+                _pend(pending, ocsf, layout, w, result, native.location(source_key), run_id)
+            return result
         try:
             for f in files:
                 upload = beside.open(layout.manifest_key(f.key))
                 manifests.append(upload)
-                upload.file.write(
-                    _manifest(
-                        result, f, native.location(source_key), run_id, registered.get(f.class_name, {})
-                    )
-                )
+                upload.file.write(_manifest(result, f, native.location(source_key), run_id, {}))
                 upload.finish()
             # Data files first, then manifests: a manifest never names bytes that aren't in place.
-            if tables is None:
-                ocsf.publish([w.upload for w in writing])
+            ocsf.publish([w.upload for w in writing])
             beside.publish(manifests)
         except BaseException:
             for upload in manifests:
@@ -227,6 +215,34 @@ def write_ocsf_window(
             w.upload.abort()
         raise
     return result
+
+
+def _pend(
+    pending: PendingCommits,
+    ocsf: Output,
+    layout: OcsfLayout,
+    w: _Writing,
+    result: OcsfWindow,
+    source: str,
+    run_id: str,
+) -> None:
+    f = w.file
+
+    def after(fields: dict[str, Any]) -> None:
+        write_manifest(
+            ocsf, layout.manifest_key(f.key), json.loads(_manifest(result, f, source, run_id, fields))
+        )
+        f.snapshot_id = fields["iceberg_snapshot_id"]
+
+    pending.add(
+        table_name(f.class_name),
+        ocsf.location(layout.dataset(f.class_name)),
+        result.window.boundary,
+        [ocsf.location(f.key)],
+        w.schema,
+        source=result.data_type,
+        after=after,
+    )
 
 
 def table_name(class_name: str) -> str:
@@ -244,6 +260,7 @@ def _manifest(
         "partition_key": result.window.key,
         "window_start": format_time(result.window.start),
         "window_end": format_time(result.window.end),
+        "file": f.location,
         "source_file": source,
         "source_rows": result.source_rows,
         "rows": f.rows,

@@ -41,8 +41,8 @@ from wiz_pipeline.core.records import Nodes
 from wiz_pipeline.core.times import format_time, from_micros, to_micros
 from wiz_pipeline.core.windows import Window
 from wiz_pipeline.data_types import DataType
-from wiz_pipeline.landing.files import FIRST_READ, Registrar, WindowWriter, WrittenFile
-from wiz_pipeline.landing.iceberg import Tables, manifest_fields
+from wiz_pipeline.landing.files import FIRST_READ, WindowWriter, WrittenFile
+from wiz_pipeline.landing.iceberg import PendingCommits
 from wiz_pipeline.landing.outputs import Output, open_output
 from wiz_pipeline.landing.quality import Outcome, WindowQuality
 from wiz_pipeline.landing.tables import Table, file_schema, table_for
@@ -112,7 +112,7 @@ def collect_windows(
     rereads: Collection[str] = (),
     requested_at: datetime | None = None,
     seed: datetime | None = None,
-    tables: Tables | None = None,
+    pending: PendingCommits | None = None,
 ) -> Iterator[WindowResult]:
     """Yield each window once its file is in place, oldest span first.
 
@@ -132,9 +132,10 @@ def collect_windows(
 
     Each result carries the window's checks (``quality``), against ``seed`` among others.
 
-    ``tables`` (WIZ_ICEBERG): each window's file is named for its write and registered in the data
-    type's table, in one commit that drops the window's previous file, before its manifest is written;
-    the manifest (and so the result) carries the snapshot (``register_window``).
+    ``pending`` (WIZ_ICEBERG): each window's file is named for its write and yielded once in place but
+    before its manifest, which ``pending.flush()`` writes after committing it to the data type's
+    table (the caller flushes, records nothing of a window before, and its ``manifest`` then carries
+    the snapshot).
 
     Raises after yielding every window it could write: at once when a span's fetch fails (the next
     span would most likely fail the same way), at the end when a window held more than the cap
@@ -157,7 +158,7 @@ def collect_windows(
             read_at = min(read_at, requested_at)
         try:
             collected = _fetch(
-                client, data_type, span, root, density, capped, seed, replacing, tables is not None
+                client, data_type, span, root, density, capped, seed, replacing, pending is not None
             )
         except _SpanCapped as exc:
             size = _windows_per_query(span, exc.seen_from, exc.seen_to)
@@ -191,11 +192,9 @@ def collect_windows(
                     "reread": c.window.key in rereads,
                     **(c.writer.replaced() if c.window.key in replacing else FIRST_READ),
                 }
-                register = None
-                if tables is not None:
-                    register = register_window(tables, root, table_for(data_type), c.window, run_id)
-                written = c.writer.commit(manifest, register)
-                manifest |= written.registered
+                written = c.writer.commit(manifest, manifest_later=pending is not None)
+                if pending is not None:
+                    _pend(pending, table_for(data_type), root, c.window, written, c.writer, manifest)
                 checks = c.quality.outcomes(c.writer.file_schema)
                 committed += 1
                 yield WindowResult(c.window, written, manifest, checks, c.quality.markdown())
@@ -428,21 +427,27 @@ def _cut(spans: list[list[Window]], size: int) -> list[list[Window]]:
     return [span[i : i + size] for span in spans for i in range(0, len(span), size)]
 
 
-def register_window(tables: Tables, output: Output, table: Table, window: Window, run_id: str) -> Registrar:
-    """Registers a window's file in its data type's table (``landing.iceberg``); what the manifest adds."""
+def _pend(
+    pending: PendingCommits,
+    table: Table,
+    output: Output,
+    window: Window,
+    written: WrittenFile,
+    writer: WindowWriter,
+    manifest: dict[str, Any],
+) -> None:
+    def after(fields: dict[str, Any]) -> None:
+        writer.publish_manifest(fields)
+        manifest.update(fields)
 
-    def register(uri: str) -> dict[str, Any]:
-        committed = tables.replace_window(
-            table.name,
-            output.location(table.name),
-            window.boundary,
-            [uri],
-            file_schema(table),
-            summary={"wiz.window": window.key, "wiz.run-id": run_id},
-        )
-        return manifest_fields(tables, table.name, committed)
-
-    return register
+    pending.add(
+        table.name,
+        output.location(table.name),
+        window.boundary,
+        [written.path],
+        file_schema(table),
+        after=after,
+    )
 
 
 def windows_per_query_for(data_type: DataType, max_rows_per_window: int) -> int | None:

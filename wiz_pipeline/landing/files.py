@@ -25,7 +25,7 @@ import logging
 import re
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, BinaryIO
 
@@ -152,6 +152,18 @@ def manifest_bytes(manifest: dict[str, Any]) -> bytes:
 Registrar = Callable[[str], dict[str, Any]]
 
 
+def write_manifest(output: Output, key: str, manifest: dict[str, Any]) -> None:
+    """A manifest at ``key``, visible in one step."""
+    upload = output.open(key)
+    try:
+        upload.file.write(manifest_bytes(manifest))
+        upload.finish()
+        output.publish([upload])
+    except BaseException:
+        upload.abort()
+        raise
+
+
 def publish_with_manifest(
     output: Output,
     upload: Upload,
@@ -186,7 +198,7 @@ class WrittenFile:
     bytes: int
     row_groups: int
     sha256: str  # of the bytes as written
-    registered: dict[str, Any] = field(default_factory=dict)  # what registering it added (its snapshot)
+    key: str = ""  # relative to the output
 
 
 class WindowWriter:
@@ -215,6 +227,7 @@ class WindowWriter:
         self.own_key = window_key(table.name, window.boundary)  # the window's name; its manifest's
         self.key = unique_key(self.own_key) if unique else self.own_key
         self.replacing = replacing
+        self._later: dict[str, Any] | None = None  # a manifest waiting for its file's commit
         self._upload: Upload | None = None
         self._sink: HashingFile | None = None
         self._writer: pq.ParquetWriter | None = None
@@ -310,10 +323,13 @@ class WindowWriter:
         finally:
             old.abort()
 
-    def commit(self, manifest: dict[str, Any], register: Registrar | None = None) -> WrittenFile:
+    def commit(self, manifest: dict[str, Any], *, manifest_later: bool = False) -> WrittenFile:
         """Finish the file and publish it (then its manifest) in place; an empty window gets a file
         with no rows, so that a rerun that now finds nothing still replaces what was there.
-        ``register``: see ``publish_with_manifest``; ``manifest`` gets what it returns."""
+
+        ``manifest_later`` (WIZ_ICEBERG): only the data file is published (under its write's own
+        name, so nothing changes for any reader); ``publish_manifest`` writes the manifest once the
+        file is in its table."""
         if not self.finished:
             self.flush()
             self._close()
@@ -334,14 +350,11 @@ class WindowWriter:
             "row_groups": self.row_groups,
             "sha256": digest,
         }
-        written = publish_with_manifest(
-            self.output,
-            self._upload,
-            manifest_key(self.key),
-            manifest,
-            register,
-            self.output.location(self.key),
-        )
+        if manifest_later:
+            self.output.publish([self._upload])
+            self._later = manifest
+        else:
+            publish_with_manifest(self.output, self._upload, manifest_key(self.key), manifest)
         self._writer = self._upload = self._sink = None
         return WrittenFile(
             self.output.location(self.key),
@@ -351,8 +364,14 @@ class WindowWriter:
             size,
             self.row_groups,
             digest,
-            {k: v for k, v in written.items() if k not in manifest},
+            self.key,
         )
+
+    def publish_manifest(self, extra: dict[str, Any]) -> None:
+        """The manifest of a file committed with ``manifest_later``, with ``extra`` (its snapshot)."""
+        assert self._later is not None, "publish_manifest() after commit(manifest_later=True) only"
+        write_manifest(self.output, manifest_key(self.key), {**self._later, **extra})
+        self._later = None
 
     def replaced(self) -> dict[str, Any]:
         """What this window's file replaces: ``reads`` (the previous manifest's plus one),

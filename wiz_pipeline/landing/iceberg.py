@@ -6,16 +6,19 @@ located at the dataset's own folder (metadata under ``<folder>/_iceberg_metadata
 partitioned by ``day(window_start)``, a column every window file carries, constant per file, so the
 partition comes from the file's footer.
 
-**A window's write** (``replace_window``): its file is already in place under a name unique to the write
-(``landing.files``), so nothing the table references is ever overwritten. One transaction then drops
-the table's files of that window (``window_start`` equal to its start; for an OCSF class, of the
+**A window's write** (``replace_windows``): its file is already in place under a name unique to the
+write (``landing.files``), so nothing the table references is ever overwritten. One transaction then
+drops the table's files of that window (``window_start`` equal to its start; for an OCSF class, of the
 window's data type only) and adds the new one: a single OVERWRITE snapshot, so every snapshot holds
-each window exactly once (a delete snapshot followed by an append would leave one without it). pyiceberg retries a
-commit that lost a race with another writer (a different window), re-checking that nothing it deletes
-or adds conflicts; a failure after that fails the window, whose file is then an orphan for
-``maintain``. A file whose partition would come out null (no ``window_start`` statistics) is refused
-before the commit: no window filter would see it, and no later write would replace it. An empty window
-adds no file (it has no statistics), its commit only drops what the window held.
+each window exactly once (a delete snapshot followed by an append would leave one without it). A run
+commits its windows in batches (``PendingCommits``: up to a day of them per snapshot), so that a
+backfill of a year doesn't leave 17,520 snapshots, each rewriting a metadata file that lists them
+all. pyiceberg retries a commit that lost a race with another writer (other windows), re-checking
+that nothing it drops or adds conflicts; a failure after that fails the batch's windows, whose files
+are then orphans for ``maintain``. A file whose partition would come out null (no ``window_start``
+statistics) is refused before the commit: no window filter would see it, and no later write would
+replace it. An empty window adds no file (it has no statistics); its commit only drops what the
+window held.
 
 **Schema evolution**: a file with a column the table lacks widens the table first, in the same
 transaction (``union_by_name``); the table's name mapping follows, so older files read the new column
@@ -26,8 +29,8 @@ as null.
 **Maintenance** (``maintain``): expire snapshots older than the retention, then delete the files under
 the table's folder that no remaining snapshot or metadata file references and that no window manifest
 names (a window written before WIZ_ICEBERG was on is the manifest's, not an orphan), once they are
-older than the retention too (pyiceberg's expiry deletes no file). Manifests are kept merged at every
-commit (``commit.manifest-merge.enabled``), not by a rewrite afterwards.
+older than the retention too (pyiceberg's expiry deletes no file). Manifests are kept merged by month
+at every commit (``_MergingOverwrite``), not by a rewrite afterwards.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -46,7 +49,7 @@ from urllib.parse import unquote, urlparse
 import pyarrow as pa
 from pyiceberg.catalog import Catalog, load_catalog
 from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError, TableAlreadyExistsError
-from pyiceberg.expressions import AlwaysTrue, BooleanExpression, EqualTo
+from pyiceberg.expressions import AlwaysTrue, BooleanExpression, In
 from pyiceberg.io.pyarrow import parquet_file_to_data_file
 from pyiceberg.manifest import DataFile
 from pyiceberg.partitioning import PartitionField, PartitionSpec
@@ -75,8 +78,7 @@ CATALOG_FILE = "catalog.db"
 SECRET_PROPERTIES = ("uri", "credential", "token", "s3.secret-access-key", "client.secret-access-key")
 TABLE_PROPERTIES = {
     "format-version": "2",
-    # Each commit folds small manifests into bigger ones (from 100 of them, up to 8 MiB each), as
-    # Java's merge-append does: a year of windows doesn't become a year of manifests to open.
+    # Other engines' appends merge small manifests too (ours merge each month's: _MergingOverwrite).
     TableProperties.MANIFEST_MERGE_ENABLED: "true",
     # The last 100 metadata files are kept (time travel by file); older ones are deleted at commit.
     TableProperties.METADATA_DELETE_AFTER_COMMIT_ENABLED: "true",
@@ -84,6 +86,11 @@ TABLE_PROPERTIES = {
     # Concurrent writers of other windows: a lost race is retried, with the predicate re-checked.
     TableProperties.COMMIT_NUM_RETRIES: "10",
 }
+
+
+# Columns of whole records (a node as received; an OCSF event's raw data and unmapped fields), which
+# the files carry no statistics for: bounds of them would help no filter.
+NO_STATISTICS = ("raw", "raw_data", "unmapped")
 
 
 class IcebergError(WizConfigError):
@@ -162,6 +169,62 @@ def manifest_fields(tables: Tables, dataset: str, committed: Committed) -> dict[
     }
 
 
+@dataclass
+class _Pending:
+    location: str
+    window_start: datetime
+    files: list[str]
+    schema: pa.Schema
+    source: str | None
+    after: Callable[[dict[str, Any]], None]
+
+
+class PendingCommits:
+    """Windows whose files are in place but not yet in their tables: ``flush`` commits them, one
+    snapshot per table (so a backfill of a year is some hundreds of snapshots, not 17,520), then
+    calls each window's ``after`` with what its manifest records of the commit."""
+
+    def __init__(self, tables: Tables, summary: Mapping[str, str] | None = None) -> None:
+        self.tables = tables
+        self.summary = dict(summary or {})
+        self._by_dataset: dict[tuple[str, str | None], list[_Pending]] = {}
+        self.windows: set[datetime] = set()
+
+    def add(
+        self,
+        dataset: str,
+        location: str,
+        window_start: datetime,
+        files: list[str],
+        schema: pa.Schema,
+        *,
+        after: Callable[[dict[str, Any]], None],
+        source: str | None = None,
+    ) -> None:
+        entry = _Pending(location, window_start, files, schema, source, after)
+        self._by_dataset.setdefault((dataset, source), []).append(entry)
+        self.windows.add(window_start)
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def flush(self) -> None:
+        pending, self._by_dataset, self.windows = self._by_dataset, {}, set()
+        for (dataset, source), entries in pending.items():
+            schema = pa.unify_schemas([e.schema for e in entries], promote_options="permissive")
+            committed = self.tables.replace_windows(
+                dataset,
+                entries[0].location,
+                [(e.window_start, e.files) for e in entries],
+                schema,
+                source=source,
+                summary={**self.summary, "wiz.windows": str(len(entries))},
+            )
+            fields = manifest_fields(self.tables, dataset, committed)
+            for entry in entries:
+                entry.after(fields)
+
+
 class Tables:
     """The catalog and namespace every dataset's table lives in; tables are created on first use."""
 
@@ -219,6 +282,8 @@ class Tables:
         # .avro and .json files.
         properties = {
             **TABLE_PROPERTIES,
+            # Whole records, written without statistics (landing.files, collect.ocsf_views): none expected.
+            **{f"write.metadata.metrics.column.{c}": "none" for c in NO_STATISTICS if c in schema.names},
             TableProperties.WRITE_METADATA_PATH: f"{location.rstrip('/')}/{METADATA_FOLDER}",
         }
         try:
@@ -247,12 +312,29 @@ class Tables:
     ) -> Committed:
         """Drop the window's files from the table (of ``source`` only, for an OCSF class) and add
         ``files`` (those with rows), in one snapshot."""
-        predicate: BooleanExpression = EqualTo(WINDOW_COLUMN, window_start.astimezone(UTC).isoformat())
+        return self.replace_windows(
+            dataset, location, [(window_start, files)], schema, source=source, summary=summary
+        )
+
+    def replace_windows(
+        self,
+        dataset: str,
+        location: str,
+        windows: list[tuple[datetime, list[str]]],
+        schema: pa.Schema,
+        *,
+        source: str | None = None,
+        summary: Mapping[str, str] | None = None,
+    ) -> Committed:
+        """``replace_window`` for several windows, in one snapshot (a backfill's batch)."""
+        starts = {start.astimezone(UTC) for start, _ in windows}
+        predicate: BooleanExpression = In(WINDOW_COLUMN, {s.isoformat() for s in starts})
         table = self.table(dataset, location, schema, windows=True)
         # An OCSF class fed by two data types holds each one's files of a window under its own
         # source=<data type>/ folder (its rows say it in metadata.log_name): only this one's go.
         only = None if source is None else f"/source={source}/"
-        return _replace(table, predicate, files, schema, summary or {}, partitioned=True, only=only)
+        files = [f for _, paths in windows for f in paths]
+        return _replace(table, predicate, files, schema, summary or {}, starts=starts, only=only)
 
     def replace_all(
         self,
@@ -264,7 +346,7 @@ class Tables:
     ) -> Committed:
         """Every file of the table out, ``file`` in, in one snapshot."""
         table = self.table(dataset, location, schema, windows=False)
-        return _replace(table, AlwaysTrue(), [file], schema, summary or {}, partitioned=False)
+        return _replace(table, AlwaysTrue(), [file], schema, summary or {}, starts=None)
 
     def window_files(self, dataset: str, source: str | None = None) -> dict[datetime, set[str]]:
         """The names of the current snapshot's files by window start (of one OCSF ``source``);
@@ -289,34 +371,54 @@ class Tables:
         return sorted(name for _, name in self.catalog.list_tables(self.namespace))
 
 
+# A month's manifests are merged into one once there are this many: commits then read and rewrite
+# only the month of their windows, however long the table's history.
+MERGE_AT = 8
+
+
 class _MergingOverwrite(_OverwriteFiles):
-    """An overwrite that merges small manifests as it commits, as pyiceberg's merge-append does (its
-    overwrite doesn't): without it every window's commit would add a manifest to all later scans."""
+    """An overwrite that keeps each month's manifests merged (pyiceberg's overwrite merges none).
+
+    Not pyiceberg's merge-append policy: it packs manifests by size whatever they hold, so merged
+    manifests span the whole table, every commit must read them all to find its window's files, and
+    a bin is rewritten at nearly every commit (a year of windows: seconds and megabytes per commit).
+    Merged by month instead, a manifest's partition range prunes it from every other month's commits.
+    """
 
     def _process_manifests(self, manifests: list[Any]) -> list[Any]:
         from pyiceberg.manifest import ManifestContent
-        from pyiceberg.utils.properties import property_as_bool, property_as_int
 
-        props = self._transaction.table_metadata.properties
-        merger = _ManifestMergeManager(
-            target_size_bytes=property_as_int(  # type: ignore[arg-type]
-                props,
-                TableProperties.MANIFEST_TARGET_SIZE_BYTES,
-                TableProperties.MANIFEST_TARGET_SIZE_BYTES_DEFAULT,
-            ),
-            min_count_to_merge=property_as_int(  # type: ignore[arg-type]
-                props,
-                TableProperties.MANIFEST_MIN_MERGE_COUNT,
-                TableProperties.MANIFEST_MIN_MERGE_COUNT_DEFAULT,
-            ),
-            merge_enabled=property_as_bool(
-                props, TableProperties.MANIFEST_MERGE_ENABLED, TableProperties.MANIFEST_MERGE_ENABLED_DEFAULT
-            ),
-            snapshot_producer=self,
-        )
         data = [m for m in manifests if m.content == ManifestContent.DATA]
-        deletes = [m for m in manifests if m.content != ManifestContent.DATA]
-        return merger.merge_manifests(data) + deletes
+        others = [m for m in manifests if m.content != ManifestContent.DATA]
+        if self._transaction.table_metadata.spec().is_unpartitioned():
+            return manifests  # a current table: one file, replaced whole
+        groups: dict[tuple[int, tuple[int, int] | None], list[Any]] = {}
+        for manifest in data:
+            groups.setdefault((manifest.partition_spec_id, _month(manifest)), []).append(manifest)
+        merger = _ManifestMergeManager(
+            target_size_bytes=0, min_count_to_merge=MERGE_AT, merge_enabled=True, snapshot_producer=self
+        )
+        merged = []
+        for (spec_id, _), group in groups.items():
+            if len(group) >= MERGE_AT:
+                merged.append(merger._create_manifest(spec_id, group))
+            else:
+                merged.extend(group)
+        return merged + others
+
+
+def _month(manifest: Any) -> tuple[int, int] | None:
+    """The month of a manifest's first window day (its partition summary's lower bound)."""
+    from datetime import date
+
+    from pyiceberg.conversions import from_bytes
+    from pyiceberg.types import DateType
+
+    summaries = manifest.partitions or []
+    if not summaries or summaries[0].lower_bound is None:
+        return None
+    day = date(1970, 1, 1) + timedelta(days=from_bytes(DateType(), summaries[0].lower_bound))
+    return (day.year, day.month)
 
 
 def _replace(
@@ -326,9 +428,11 @@ def _replace(
     schema: pa.Schema,
     summary: Mapping[str, str],
     *,
-    partitioned: bool,
+    starts: set[datetime] | None,
     only: str | None = None,
 ) -> Committed:
+    """One snapshot that drops the files of ``predicate`` (of the window ``starts``, under ``only``;
+    every file when ``starts`` is None) and adds ``files``."""
     import time
 
     clock = time.monotonic()
@@ -342,10 +446,13 @@ def _replace(
             update.union_by_name(schema)
     added = [parquet_file_to_data_file(table.io, tx.table_metadata, path) for path in files]
     added = [f for f in added if f.record_count > 0]
-    if partitioned:
+    if starts is not None:
         for data_file in added:
             _check_partition(data_file)
     removed = [task.file for task in table.scan(row_filter=predicate).plan_files()]
+    if starts is not None:
+        window_id = tx.table_metadata.schema().find_field(WINDOW_COLUMN).field_id
+        removed = [f for f in removed if _start_of(f, window_id) in starts]
     if only is not None:
         removed = [f for f in removed if only in f.file_path]
     if not added and not removed:  # the table already holds the window as it is (empty)
@@ -381,7 +488,14 @@ def _check_partition(data_file: DataFile) -> None:
         )
 
 
-def _bound_time(value: Any) -> datetime | None:
+def _start_of(data_file: DataFile, window_id: int) -> datetime | None:
+    lower, upper = data_file.lower_bounds.get(window_id), data_file.upper_bounds.get(window_id)
+    if lower is None or lower != upper:
+        return None  # not one window's file: never dropped as one
+    return _bound_time(lower)
+
+
+def _bound_time(value: Any) -> datetime:
     from pyiceberg.conversions import from_bytes
     from pyiceberg.types import TimestamptzType
 
@@ -480,13 +594,50 @@ def maintain(
     )
 
 
+def register_tables(tables: Tables, datasets: list[tuple[str, Output, str]]) -> list[tuple[str, str]]:
+    """Rebuild a lost catalog: each (table, output, folder) whose folder holds Iceberg metadata is
+    registered from its newest metadata file (``register_table``); what was done, per table."""
+    done = []
+    for name, output, folder in datasets:
+        listed = output.files([f"{folder}/{METADATA_FOLDER}"], stat=False)
+        versions = [k for k in listed if k.endswith(".metadata.json")]
+        if not versions:
+            continue
+        newest = max(versions, key=_version)
+        location = output.location(newest)
+        existing = tables.load(name)
+        if existing is not None:
+            same = _norm(existing.metadata_location) == _norm(location)
+            done.append(
+                (
+                    name,
+                    "in the catalog"
+                    + ("" if same else f" (at {existing.metadata_location}, not the newest)"),
+                )
+            )
+            continue
+        tables.catalog.register_table(tables.identifier(name), location)
+        done.append((name, f"registered from {location}"))
+    return done
+
+
+def _version(key: str) -> int:
+    """A metadata file's version, from its name (``00042-<uuid>.metadata.json``)."""
+    head = key.rpartition("/")[2].partition("-")[0]
+    return int(head) if head.isdigit() else -1
+
+
 def _referenced(table: Table) -> set[str]:
     """Every file a snapshot or metadata file of ``table`` still needs."""
     files = {_norm(table.metadata_location)}
     files |= {_norm(entry.metadata_file) for entry in table.metadata.metadata_log}
+    read: set[str] = set()
     for snapshot in table.metadata.snapshots:
         files.add(_norm(snapshot.manifest_list))
         for manifest in snapshot.manifests(table.io):
+            if manifest.manifest_path in read:  # snapshots share most of their manifests
+                continue
+            read.add(manifest.manifest_path)
             files.add(_norm(manifest.manifest_path))
             for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
                 files.add(_norm(entry.data_file.file_path))

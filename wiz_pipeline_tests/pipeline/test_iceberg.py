@@ -90,8 +90,9 @@ def test_each_table_scan_equals_the_simulators_records_after_ranged_runs(lake):
     keys = lake.keys(hours=HOURS)
     # Two ranged runs (the second also crossing into the first's last window again).
     assert lake.run(keys[0], keys[2]).success
-    assert lake.run(keys[2], keys[-1]).success
     tables = tables_of(lake)
+    assert len(tables.load("audit_logs").metadata.snapshots) == 1  # a run's windows in one commit
+    assert lake.run(keys[2], keys[-1]).success
     assert scan_ids(tables, "audit_logs") == audit_ids_in(
         lake.sim, T0, window_start(keys[-1]) + timedelta(minutes=30)
     )
@@ -207,7 +208,7 @@ def test_maintenance_expires_snapshots_and_deletes_replaced_files_keeping_the_cu
         assert lake.run(key).success  # reruns: replaced files
     tables = tables_of(lake)
     table = tables.load("audit_logs")
-    assert len(table.metadata.snapshots) > 3
+    assert len(table.metadata.snapshots) == 3  # the run's windows in one commit, then two reruns
     files_before = sorted((lake.root / "audit_logs").rglob("*.parquet"))
     expected = scan_ids(tables, "audit_logs")
     # A retention that keeps every snapshot keeps every file.
@@ -362,6 +363,7 @@ def test_a_file_whose_partition_would_be_null_is_refused(tmp_path):
 
 
 def test_the_ledger_reads_the_table_as_well_as_the_files(lake, monkeypatch, capsys, tmp_path):
+    lake.env |= {"WIZ_OCSF": "true"}
     keys = lake.keys(hours=HOURS)
     assert lake.run(keys[0], keys[-1]).success
     for name, value in lake.env.items():
@@ -372,7 +374,8 @@ def test_the_ledger_reads_the_table_as_well_as_the_files(lake, monkeypatch, caps
     monkeypatch.setattr("wiz_pipeline.cli.commands._open_instance", lambda: _borrowed(lake.instance))
     end = (window_start(keys[-1]) + timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert main(["ledger", "--type", "audit_logs", "--to", end]) == 0
-    assert "no gap" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "audit_logs: no gap" in out and "ocsf/audit_logs: no gap" in out
     # The table loses a window (a commit of someone else's): the ledger names it, files or not.
     tables = tables_of(lake)
     busy = next(k for k in keys if window_start(k) in tables.window_files("audit_logs"))
@@ -381,6 +384,7 @@ def test_the_ledger_reads_the_table_as_well_as_the_files(lake, monkeypatch, caps
     assert main(["ledger", "--type", "audit_logs", "--to", end]) == 1
     out = capsys.readouterr().out
     assert busy in out and "table: holds no file of this window" in out
+    assert "ocsf/audit_logs: no gap" in out  # its own tables still hold the window
 
 
 class _borrowed:
@@ -523,3 +527,149 @@ def test_definitions_have_the_maintenance_job_only_with_iceberg(lake):
     assert "iceberg_maintenance_schedule" not in names
     assert "collect_audit_logs_schedule" in names or names
     assert DATA_TYPES["audit_logs"].name == "audit_logs"
+
+
+def test_a_lost_sqlite_catalog_is_rebuilt_from_the_metadata_files(lake, monkeypatch, capsys):
+    lake.env |= {"WIZ_OCSF": "true"}
+    keys = lake.keys(hours=HOURS)
+    assert lake.run(keys[0], keys[-1]).success
+    tables = tables_of(lake)
+    before = {name: tables.load(name).scan().to_arrow().num_rows for name in tables.datasets()}
+    ids = scan_ids(tables, "audit_logs")
+    snapshot = tables.load("audit_logs").current_snapshot().snapshot_id
+    (lake.root / "_iceberg" / "catalog.db").unlink()
+    for name, value in lake.env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["iceberg", "register"]) == 0
+    out = capsys.readouterr().out
+    assert "wiz.audit_logs: registered from" in out and "wiz.ocsf_authentication: registered from" in out
+    tables = tables_of(lake)
+    assert {name: tables.load(name).scan().to_arrow().num_rows for name in tables.datasets()} == before
+    assert tables.load("audit_logs").current_snapshot().snapshot_id == snapshot
+    # Again: every table is there already, and the next run commits on top of the rebuilt catalog.
+    assert main(["iceberg", "register"]) == 0
+    assert "wiz.audit_logs: in the catalog" in capsys.readouterr().out
+    assert lake.run(keys[1]).success
+    assert scan_ids(tables, "audit_logs") == ids
+
+
+def test_an_s3_output_with_moto_s_glue_catalog(s3_pipeline: S3Pipeline, s3_server, monkeypatch):
+    extra = {
+        "WIZ_ICEBERG": "true",
+        "WIZ_ICEBERG_CATALOG_TYPE": "glue",
+        "WIZ_ICEBERG_CATALOG_GLUE__ENDPOINT": s3_server.endpoint,
+        "WIZ_ICEBERG_CATALOG_GLUE__REGION": s3_server.region,
+        "WIZ_ICEBERG_NAMESPACE": f"wiz_{uuid.uuid4().hex[:8]}",
+    }
+    s3_pipeline.env |= extra
+    for name, value in extra.items():
+        monkeypatch.setenv(name, value)
+    keys = s3_pipeline.keys(hours=2)
+    assert s3_pipeline.run(keys[0], keys[-1]).success
+    assert s3_pipeline.run(keys[1]).success
+    tables = Tables(
+        catalog_properties(os.environ, s3_pipeline.env["WIZ_OUTPUT_URI"]), extra["WIZ_ICEBERG_NAMESPACE"]
+    )
+    table = tables.load("audit_logs")
+    assert table.location() == f"s3://{s3_pipeline.bucket}/wiz/audit_logs"
+    ids = sorted(table.scan(selected_fields=("id",)).to_arrow()["id"].to_pylist())
+    assert len(ids) == len(set(ids)) > 0
+    # The Glue database and table, as Athena would find them.
+    import boto3
+
+    glue = boto3.client(
+        "glue",
+        endpoint_url=s3_server.endpoint,
+        region_name=s3_server.region,
+        aws_access_key_id=s3_server.access_key,
+        aws_secret_access_key=s3_server.secret_key,
+    )
+    found = glue.get_table(DatabaseName=extra["WIZ_ICEBERG_NAMESPACE"], Name="audit_logs")["Table"]
+    assert found["Parameters"]["table_type"].upper() == "ICEBERG"
+    assert found["Parameters"]["metadata_location"] == table.metadata_location
+
+
+KILLED_BETWEEN_FILE_AND_COMMIT = """
+import json, os, signal, sys
+import dagster as dg
+from wiz_pipeline.landing.iceberg import PendingCommits
+from wiz_pipeline.orchestration.definitions import build_definitions
+from wiz_pipeline.orchestration.resources import WizResource
+from wiz_pipeline.settings import load_settings
+
+args = json.loads(sys.argv[1])
+# The process dies the moment the run's files are in place and their commit would begin.
+PendingCommits.flush = lambda self: os.kill(os.getpid(), signal.SIGKILL)
+env = args["env"]
+wiz = WizResource.from_settings(load_settings(env), **args["wiz"])
+job = build_definitions(env, resources={"wiz": wiz}).resolve_job_def("collect_audit_logs")
+job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), partition_key=args["key"])
+"""
+
+
+def test_a_run_killed_between_the_file_and_the_commit_leaves_the_table_unchanged(lake):
+    import subprocess
+    import sys
+
+    keys = lake.keys(hours=HOURS)
+    assert lake.run(keys[0], keys[2]).success
+    tables = tables_of(lake)
+    snapshot = tables.load("audit_logs").current_snapshot().snapshot_id
+    held = tables.window_files("audit_logs")
+    folder = lake.root / "audit_logs" / f"date={window_start(keys[1]):%Y-%m-%d}"
+    before = set(folder.glob("*.parquet"))
+    wiz = {
+        "api_url": lake.sim.graphql_url,
+        "client_id": lake.sim.client_id,
+        "client_secret": lake.sim.client_secret,
+        "token_url": lake.sim.token_url,
+    }
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            KILLED_BETWEEN_FILE_AND_COMMIT,
+            json.dumps({"env": lake.env, "wiz": wiz, "key": keys[1]}),
+        ],
+        capture_output=True,
+        timeout=120,
+    )
+    assert done.returncode == -9, done.stderr.decode()[-2000:]
+    orphans = set(folder.glob("*.parquet")) - before
+    assert len(orphans) == 1  # the new file, in place under its own name
+    table = tables.load("audit_logs")
+    assert table.current_snapshot().snapshot_id == snapshot
+    assert tables.window_files("audit_logs") == held
+    manifest = json.loads((folder / f"_audit_logs_{window_start(keys[1]):%Y%m%dT%H%M%SZ}.json").read_text())
+    assert Path(manifest["file"]).name in held[window_start(keys[1])]  # still the committed file's
+    maintenance(lake, retention_days=0)
+    assert not next(iter(orphans)).exists()
+    assert scan_ids(tables, "audit_logs") == audit_ids_in(
+        lake.sim, T0, window_start(keys[2]) + timedelta(minutes=30)
+    )
+
+
+def test_a_window_rewritten_empty_leaves_the_table_with_none_of_its_rows(tmp_path):
+    root = tmp_path / "out"
+    folder = root / "audit_logs" / "date=2025-09-12"
+    folder.mkdir(parents=True)
+    schema = pa.schema([("id", pa.string()), ("window_start", pa.timestamp("us", tz="UTC"))])
+    tables = Tables(catalog_properties({}, str(root)))
+    for start, rows in ((T0, 3), (T0 + timedelta(minutes=30), 2)):
+        path = folder / f"w-{start:%H%M}-{uuid.uuid4().hex[:12]}.parquet"
+        pq.write_table(
+            pa.table(
+                {"id": [f"{start:%H%M}-{i}" for i in range(rows)], "window_start": [start] * rows},
+                schema=schema,
+            ),
+            path,
+        )
+        tables.replace_window("audit_logs", str(root / "audit_logs"), start, [str(path)], schema)
+    empty = folder / f"w-empty-{uuid.uuid4().hex[:12]}.parquet"
+    pq.write_table(pa.table({"id": [], "window_start": []}, schema=schema), empty)
+    committed = tables.replace_window("audit_logs", str(root / "audit_logs"), T0, [str(empty)], schema)
+    assert (committed.removed, committed.added) == (1, 0)
+    assert scan_ids(tables, "audit_logs") == ["2130-0", "2130-1"]
+    # Nothing to change: no snapshot, the current one named.
+    again = tables.replace_window("audit_logs", str(root / "audit_logs"), T0, [str(empty)], schema)
+    assert again.snapshot_id == committed.snapshot_id and (again.removed, again.added) == (0, 0)

@@ -4,6 +4,7 @@
 # (context and resources) at definition time.
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
@@ -16,6 +17,7 @@ from wiz_pipeline.collect.ocsf_views import write_ocsf_window
 from wiz_pipeline.collect.windows import WindowResult, collect_windows, windows_per_query_for
 from wiz_pipeline.core.times import format_time
 from wiz_pipeline.data_types import DATA_TYPES, DataType
+from wiz_pipeline.landing.iceberg import PendingCommits
 from wiz_pipeline.landing.outputs import Output, open_output
 from wiz_pipeline.landing.quality import CHECKS, Outcome
 from wiz_pipeline.landing.tables import file_schema, table_for
@@ -170,8 +172,10 @@ def _define(
         # A window whose latest neighbours held more than one query returns is split up front, so
         # that a busy tenant's catch-up run (often one window) doesn't waste a capped query on it.
         neighbours = recent_max_rows(context.instance, collection, limit=RECENT_NEIGHBOURS)
-        written = rows = late = gone = reread = 0
-        failed: list[str] = []  # "window: check" for each check failed with severity ERROR
+        tally = _Tally()
+        # WIZ_ICEBERG: windows are committed to their tables a batch at a time, then recorded.
+        pending = PendingCommits(tables, {"wiz.run-id": context.run.run_id}) if tables else None
+        batch: list[tuple[WindowResult, Any]] = []
         try:
             with wiz.client() as client:
                 for result in collect_windows(
@@ -186,12 +190,13 @@ def _define(
                     rereads=rereads,
                     requested_at=requested_at(context.run.tags),
                     seed=collection.seed,
-                    tables=tables,
+                    pending=pending,
                 ):
                     # The window's OCSF rows, from the file just written, before either
                     # materialization, and the view's recorded first: a window whose native
                     # materialization is recorded has its view (a kill between the two leaves the
                     # window itself unwritten, so it is collected again, view and all).
+                    view = None
                     if ocsf_output is not None:
                         view = write_ocsf_window(
                             output,
@@ -200,41 +205,30 @@ def _define(
                             collection.data_type,
                             result.window,
                             run_id=context.run.run_id,
-                            tables=tables,
+                            pending=pending,
+                            source_key=result.file.key,
                         )
-                        failed += yield from _ocsf_window_events(context, collection, view)
-                    # The materialization names the window's file and rows; no log line per window
-                    # besides it (each one is another write to the instance's storage). Yielded, not
-                    # logged, so that it is stored before its checks name it as their target: a
-                    # check result targeting no materialization is shown as out of date.
-                    yield dg.AssetMaterialization(
-                        asset_key=collection.asset_key,
-                        partition=result.window.key,
-                        metadata=_metadata(result, schema, context, collection, tracker),
-                    )
-                    target = latest_materialization(context.instance, collection.asset_key, result.window.key)
-                    for outcome in result.checks:
-                        yield _evaluation(collection.asset_key, result.window.key, outcome, target)
-                        if outcome.error and not outcome.passed:
-                            failed.append(f"{result.window.key}: {outcome.name} ({outcome.description})")
-                    written, rows = written + 1, rows + result.file.rows
-                    if result.manifest["queries"] > 1:  # one line per split window, not per sub-query
-                        context.log.info(
-                            f"{collection.data_type}: window {result.window.key} held more than one "
-                            f"query returns; fetched in {result.manifest['queries']} sub-queries "
-                            f"(capped queries thrown away: {result.manifest['capped_queries']}), "
-                            f"{result.file.rows} rows."
-                        )
-                    if result.manifest["reread"]:
-                        reread += 1
-                        late += result.manifest["late_records"] or 0
-                        gone += result.manifest["gone_records"] or 0
+                    batch.append((result, view))
+                    if pending is None or len(pending) >= ICEBERG_BATCH_WINDOWS:
+                        yield from _record(context, collection, schema, tracker, pending, batch, tally)
+        except Exception:
+            # Windows of spans that finished before the failure stay written, as without tables.
+            yield from _record(context, collection, schema, tracker, pending, batch, tally)
+            raise
+        else:
+            yield from _record(context, collection, schema, tracker, pending, batch, tally)
         finally:
             context.log.info(
-                f"{collection.data_type}: {written} of {len(windows)} window(s) written, {rows} rows; "
-                + (f"{reread} re-read(s) found {late} late record(s), {gone} gone; " if rereads else "")
+                f"{collection.data_type}: {tally.written} of {len(windows)} window(s) written, "
+                f"{tally.rows} rows; "
+                + (
+                    f"{tally.reread} re-read(s) found {tally.late} late record(s), {tally.gone} gone; "
+                    if rereads
+                    else ""
+                )
                 + f"{collection.checkpoint_name} is now {format_time(tracker.checkpoint)}"
             )
+        failed = tally.failed
         if failed:
             # The files are whole and their materializations stand (the data is as Wiz sent it), but a
             # bug wrote them: the run fails so that nobody mistakes them for good ones.
@@ -245,6 +239,70 @@ def _define(
         yield from _check_outputs(context)
 
     return _asset
+
+
+# Windows per Iceberg commit: a day of 30-minute windows, so a backfill of a year is 365 snapshots
+# (each commit rewrites the table's metadata file, which lists every snapshot not yet expired), while
+# a scheduled run (one window, or a few) still commits, and is recorded, at once.
+ICEBERG_BATCH_WINDOWS = 48
+
+
+@dataclass
+class _Tally:
+    written: int = 0
+    rows: int = 0
+    late: int = 0
+    gone: int = 0
+    reread: int = 0
+    failed: list[str] = field(default_factory=list)  # "window: check" for each ERROR check failed
+
+
+def _record(
+    context: dg.AssetExecutionContext,
+    collection: Collection,
+    schema: dg.TableSchema,
+    tracker: CheckpointTracker,
+    pending: PendingCommits | None,
+    batch: list[tuple[WindowResult, Any]],
+    tally: _Tally,
+) -> Iterator[Any]:
+    """Commit the batch's windows to their tables (WIZ_ICEBERG), then yield each window's events:
+    its OCSF view's, then its own. Empties ``batch``."""
+    if not batch:
+        return
+    # Taken first: a batch whose commit fails is never recorded, not even by the caller's retry.
+    done = list(batch)
+    batch.clear()
+    if pending is not None:
+        pending.flush()
+    for result, view in done:
+        if view is not None:
+            tally.failed += yield from _ocsf_window_events(context, collection, view)
+        # The materialization names the window's file and rows; no log line per window besides it
+        # (each one is another write to the instance's storage). Yielded, not logged, so that it is
+        # stored before its checks name it as their target: a check result targeting no
+        # materialization is shown as out of date.
+        yield dg.AssetMaterialization(
+            asset_key=collection.asset_key,
+            partition=result.window.key,
+            metadata=_metadata(result, schema, context, collection, tracker),
+        )
+        target = latest_materialization(context.instance, collection.asset_key, result.window.key)
+        for outcome in result.checks:
+            yield _evaluation(collection.asset_key, result.window.key, outcome, target)
+            if outcome.error and not outcome.passed:
+                tally.failed.append(f"{result.window.key}: {outcome.name} ({outcome.description})")
+        tally.written, tally.rows = tally.written + 1, tally.rows + result.file.rows
+        if result.manifest["queries"] > 1:  # one line per split window, not per sub-query
+            context.log.info(
+                f"{collection.data_type}: window {result.window.key} held more than one query returns; "
+                f"fetched in {result.manifest['queries']} sub-queries (capped queries thrown away: "
+                f"{result.manifest['capped_queries']}), {result.file.rows} rows."
+            )
+        if result.manifest["reread"]:
+            tally.reread += 1
+            tally.late += result.manifest["late_records"] or 0
+            tally.gone += result.manifest["gone_records"] or 0
 
 
 def _ocsf_output(collection: Collection, datasets: ParquetDatasets) -> Output:
@@ -291,8 +349,18 @@ def _rebuild_ocsf(
         )
     output, ocsf_output = datasets.output(), _ocsf_output(collection, datasets)
     tables = datasets.tables()
+    pending = PendingCommits(tables, {"wiz.run-id": context.run.run_id}) if tables else None
     failed: list[str] = []
     rows = 0
+    views: list[Any] = []
+
+    def record() -> Iterator[Any]:
+        if pending is not None:
+            pending.flush()
+        for view in views:
+            failed.extend((yield from _ocsf_window_events(context, collection, view)))
+        views.clear()
+
     for window in windows_for(collection.partitions_def, keys, collection.seed):
         view = write_ocsf_window(
             output,
@@ -301,10 +369,13 @@ def _rebuild_ocsf(
             collection.data_type,
             window,
             run_id=context.run.run_id,
-            tables=tables,
+            pending=pending,
         )
         rows += view.rows
-        failed += yield from _ocsf_window_events(context, collection, view)
+        views.append(view)
+        if pending is None or len(pending) >= ICEBERG_BATCH_WINDOWS:
+            yield from record()
+    yield from record()
     context.log.info(
         f"wiz/ocsf/{collection.data_type}: {len(keys)} window(s) rebuilt from the native files, {rows} rows"
     )
