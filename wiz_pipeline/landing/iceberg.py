@@ -109,6 +109,9 @@ def catalog_properties(env: Mapping[str, str], output_uri: str) -> dict[str, str
         if name.startswith(PREFIX) and value != ""
     }
     local = not output_uri.startswith("s3://")
+    if "uri" in props:
+        # pyiceberg would guess the type from the URI, and say the URI (a password) when it can't.
+        props.setdefault("type", "sql")
     if "type" not in props and "uri" not in props:
         if not local:
             raise IcebergError(
@@ -208,8 +211,21 @@ class PendingCommits:
     def __len__(self) -> int:
         return len(self.windows)
 
+    def keep_only(self, windows: set[datetime]) -> None:
+        """Forget the windows not in ``windows`` (ones that failed after their native file was
+        pending): they must not be committed without being recorded."""
+        for key, entries in list(self._by_dataset.items()):
+            kept = [e for e in entries if e.window_start in windows]
+            if kept:
+                self._by_dataset[key] = kept
+            else:
+                del self._by_dataset[key]
+        self.windows &= windows
+
     def flush(self) -> None:
+        """Commit every table's windows, then (only once all are in) write their manifests."""
         pending, self._by_dataset, self.windows = self._by_dataset, {}, set()
+        done: list[tuple[list[_Pending], dict[str, Any]]] = []
         for (dataset, source), entries in pending.items():
             schema = pa.unify_schemas([e.schema for e in entries], promote_options="permissive")
             committed = self.tables.replace_windows(
@@ -220,7 +236,8 @@ class PendingCommits:
                 source=source,
                 summary={**self.summary, "wiz.windows": str(len(entries))},
             )
-            fields = manifest_fields(self.tables, dataset, committed)
+            done.append((entries, manifest_fields(self.tables, dataset, committed)))
+        for entries, fields in done:
             for entry in entries:
                 entry.after(fields)
 
@@ -246,7 +263,8 @@ class Tables:
         except Exception as exc:
             raise IcebergError(
                 f"The Iceberg {describe(self.properties)} can't be used ({type(exc).__name__}: "
-                f"{_first_line(exc)}): check the WIZ_ICEBERG_CATALOG_* settings (docs/iceberg.md)."
+                f"{_scrubbed(_first_line(exc), self.properties)}): check the WIZ_ICEBERG_CATALOG_* "
+                "settings (docs/iceberg.md)."
             ) from None
         return catalog
 
@@ -388,6 +406,13 @@ class _MergingOverwrite(_OverwriteFiles):
     def _process_manifests(self, manifests: list[Any]) -> list[Any]:
         from pyiceberg.manifest import ManifestContent
 
+        # A manifest left holding only an older snapshot's deletions lists no file of this one: every
+        # later commit and scan would still open it (pyiceberg's overwrite keeps them).
+        manifests = [
+            m
+            for m in manifests
+            if m.has_added_files() or m.has_existing_files() or m.added_snapshot_id == self._snapshot_id
+        ]
         data = [m for m in manifests if m.content == ManifestContent.DATA]
         others = [m for m in manifests if m.content != ManifestContent.DATA]
         if self._transaction.table_metadata.spec().is_unpartitioned():
@@ -437,21 +462,25 @@ def _replace(
 
     clock = time.monotonic()
     tx = table.transaction()
-    if tx.table_metadata.name_mapping() is None:
+    # Each read of tx.table_metadata replays the transaction's updates onto a deep copy of the whole
+    # metadata (every snapshot kept): read once per step, never per file.
+    metadata = tx.table_metadata
+    if metadata.name_mapping() is None:
         # Our files carry no Iceberg field ids: columns are found by name (as add_files sets it up).
-        tx.set_properties(**{TableProperties.DEFAULT_NAME_MAPPING: _mapping(tx.table_metadata.schema())})
-    known = {f.name for f in tx.table_metadata.schema().fields}
+        tx.set_properties(**{TableProperties.DEFAULT_NAME_MAPPING: _mapping(metadata.schema())})
+    known = {f.name for f in metadata.schema().fields}
     if any(name not in known for name in schema.names):
         with tx.update_schema() as update:
             update.union_by_name(schema)
-    added = [parquet_file_to_data_file(table.io, tx.table_metadata, path) for path in files]
+    metadata = tx.table_metadata
+    added = [parquet_file_to_data_file(table.io, metadata, path) for path in files]
     added = [f for f in added if f.record_count > 0]
     if starts is not None:
         for data_file in added:
             _check_partition(data_file)
     removed = [task.file for task in table.scan(row_filter=predicate).plan_files()]
     if starts is not None:
-        window_id = tx.table_metadata.schema().find_field(WINDOW_COLUMN).field_id
+        window_id = metadata.schema().find_field(WINDOW_COLUMN).field_id
         removed = [f for f in removed if _start_of(f, window_id) in starts]
     if only is not None:
         removed = [f for f in removed if only in f.file_path]
@@ -461,7 +490,7 @@ def _replace(
     from pyiceberg.table.snapshots import Operation
 
     # OVERWRITE once the table has a snapshot (as pyiceberg's own overwrite() decides), APPEND before.
-    first = tx.table_metadata.current_snapshot() is None
+    first = metadata.current_snapshot() is None
     producer = _MergingOverwrite(
         operation=Operation.APPEND if first else Operation.OVERWRITE,
         transaction=tx,
@@ -517,6 +546,18 @@ def _private_sqlite(path: Path) -> None:
         os.close(fd)
         os.chmod(path, FILE_MODE)
     os.chmod(path.parent, FOLDER_MODE)
+
+
+def _scrubbed(text: str, properties: Mapping[str, str]) -> str:
+    """``text`` without any secret property's value (nor a URI's password)."""
+    for name in SECRET_PROPERTIES:
+        value = properties.get(name, "")
+        if value:
+            text = text.replace(value, "***")
+            password = urlparse(value).password if "://" in value else None
+            if password:
+                text = text.replace(password, "***")
+    return text
 
 
 def _first_line(exc: BaseException) -> str:
@@ -603,8 +644,10 @@ def register_tables(tables: Tables, datasets: list[tuple[str, Output, str]]) -> 
         versions = [k for k in listed if k.endswith(".metadata.json")]
         if not versions:
             continue
-        newest = max(versions, key=_version)
-        location = output.location(newest)
+        location = _newest_whole(output, sorted(versions, key=_version, reverse=True))
+        if location is None:
+            done.append((name, "no readable metadata file (each names a missing manifest list)"))
+            continue
         existing = tables.load(name)
         if existing is not None:
             same = _norm(existing.metadata_location) == _norm(location)
@@ -619,6 +662,26 @@ def register_tables(tables: Tables, datasets: list[tuple[str, Output, str]]) -> 
         tables.catalog.register_table(tables.identifier(name), location)
         done.append((name, f"registered from {location}"))
     return done
+
+
+def _newest_whole(output: Output, keys: list[str]) -> str | None:
+    """The newest metadata file whose current snapshot's manifest list is there: a commit that lost
+    its race leaves a metadata file of the next version whose manifest list was cleaned up."""
+    from pyiceberg.table import StaticTable
+
+    for key in keys:
+        location = output.location(key)
+        try:
+            static = StaticTable.from_metadata(location)
+            snapshot = static.current_snapshot()
+            if snapshot is not None:
+                snapshot.manifests(static.io)
+            return location
+        except Exception as exc:  # unreadable, or its manifest list is gone: the next older one
+            log.info(
+                "%s is not a whole table version (%s); trying the one before.", location, type(exc).__name__
+            )
+    return None
 
 
 def _version(key: str) -> int:

@@ -21,13 +21,21 @@ FOLDER_MODE = 0o750
 
 class _PrivateFile(PyArrowFile):
     def create(self, overwrite: bool = False) -> OutputStream:
-        local = self._filesystem.type_name == "local"
-        if local:
-            _make_folders(Path(self._path).parent)
-        stream = super().create(overwrite=overwrite)
-        if local:
-            os.chmod(self._path, FILE_MODE)
-        return stream
+        if self._filesystem.type_name != "local":
+            return super().create(overwrite=overwrite)
+        _make_folders(Path(self._path).parent)
+        # Created 0640 before pyarrow opens it (it keeps an existing file's mode): never, even for an
+        # instant, a file others may open.
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
+        try:
+            fd = os.open(self._path, flags, FILE_MODE)
+        except FileExistsError:
+            raise FileExistsError(f"Cannot create file, already exists: {self.location}") from None
+        try:
+            os.fchmod(fd, FILE_MODE)  # os.open's mode is reduced by the umask
+        finally:
+            os.close(fd)
+        return super().create(overwrite=True)
 
 
 def _make_folders(folder: Path) -> None:

@@ -5,15 +5,20 @@ never a replaced one still on disk) as a pyarrow dataset with the table's schema
 schema evolution is null in older files), registered in DuckDB, which reads it lazily with its
 filters and columns pushed down. ``pyiceberg``'s ``scan().to_duckdb()`` would read the whole table
 into memory first: a year of audit logs. Window tables also get the ``date`` column their hive
-folders give the file readers (the window's UTC day), and OCSF classes their ``source`` (the rows'
-``metadata.log_name``), so every question reads either the same way.
+folders give the file readers (the window's UTC day), from each file's window in the table's
+metadata, given to Arrow as the file's guarantee so that a filter on it (or on ``window_start``) opens
+only its files; OCSF classes get their ``source`` (the rows' ``metadata.log_name``). Every question
+reads either the same way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import duckdb
+import pyarrow as pa
 import pyarrow.dataset as ds
 
 from wiz_pipeline.landing.iceberg import WINDOW_COLUMN, Tables
@@ -26,19 +31,47 @@ def register(con: duckdb.DuckDBPyConnection, tables: Tables, names: Sequence[str
         table = tables.load(name)
         if table is None or table.current_snapshot() is None:
             continue
-        locations = [task.file.file_path for task in table.scan().plan_files()]
-        if not locations:
+        tasks = list(table.scan().plan_files())
+        if not tasks:
             continue
-        scheme, netloc, _ = table.io.parse_location(locations[0])
+        scheme, netloc, _ = table.io.parse_location(tasks[0].file.file_path)
         filesystem = table.io.fs_by_scheme(scheme, netloc)
-        paths = [table.io.parse_location(location)[2] for location in locations]
+        paths = [table.io.parse_location(task.file.file_path)[2] for task in tasks]
         schema = table.schema().as_arrow()
-        dataset = ds.dataset(paths, schema=schema, format="parquet", filesystem=filesystem)
+        fmt = ds.ParquetFileFormat()
+        if WINDOW_COLUMN in schema.names:
+            # Each file's window, known from the table's metadata, as the file's guarantee: a filter on
+            # date or window_start skips the other files unopened, as hive folders let a glob do.
+            window_id = table.schema().find_field(WINDOW_COLUMN).field_id
+            starts = [_start(task.file.lower_bounds.get(window_id)) for task in tasks]
+            schema = schema.append(pa.field("date", pa.date32()))
+            guarantees = [
+                ds.scalar(True)
+                if start is None
+                else (ds.field(WINDOW_COLUMN) == pa.scalar(start, schema.field(WINDOW_COLUMN).type))
+                & (ds.field("date") == pa.scalar(start.date(), pa.date32()))
+                for start in starts
+            ]
+            dataset = ds.FileSystemDataset.from_paths(
+                paths, schema=schema, format=fmt, filesystem=filesystem, partitions=guarantees
+            )
+            extra = ""
+        else:
+            dataset = ds.FileSystemDataset.from_paths(paths, schema=schema, format=fmt, filesystem=filesystem)
+            extra = ""
         con.register(f"_{name}_snapshot", dataset)
-        extra = f", CAST({WINDOW_COLUMN} AS DATE) AS date" if WINDOW_COLUMN in schema.names else ""
         if name.startswith("ocsf_"):  # the source= folder's column, from the rows' own attribute
             extra += ", metadata.log_name AS source"
         # Names are the datasets' own (a fixed list), never input.
         con.execute(f"CREATE VIEW {name} AS SELECT *{extra} FROM _{name}_snapshot")  # noqa: S608
         created.append(name)
     return created
+
+
+def _start(bound: Any) -> datetime | None:
+    if bound is None:
+        return None
+    from pyiceberg.conversions import from_bytes
+    from pyiceberg.types import TimestamptzType
+
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=from_bytes(TimestamptzType(), bound))

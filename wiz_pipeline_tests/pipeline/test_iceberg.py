@@ -673,3 +673,38 @@ def test_a_window_rewritten_empty_leaves_the_table_with_none_of_its_rows(tmp_pat
     # Nothing to change: no snapshot, the current one named.
     again = tables.replace_window("audit_logs", str(root / "audit_logs"), T0, [str(empty)], schema)
     assert again.snapshot_id == committed.snapshot_id and (again.removed, again.added) == (0, 0)
+
+
+def test_a_catalog_that_cant_be_opened_is_named_without_its_password(tmp_path):
+    uri = "postgresql+psycopg2://iceberg:hunter2-secret@127.0.0.1:1/iceberg"
+    props = catalog_properties({"WIZ_ICEBERG_CATALOG_URI": uri}, str(tmp_path))
+    assert props["type"] == "sql"  # not guessed by pyiceberg from the URI
+    with pytest.raises(IcebergError) as caught:
+        Tables(props).catalog  # noqa: B018 - opening it is the test
+    assert "hunter2-secret" not in str(caught.value) and "WIZ_ICEBERG_CATALOG_" in str(caught.value)
+    odd = catalog_properties(
+        {"WIZ_ICEBERG_CATALOG_URI": "postgres://iceberg:hunter2-secret@db/x"}, str(tmp_path)
+    )
+    with pytest.raises(IcebergError) as caught:
+        Tables(odd).catalog  # noqa: B018
+    assert "hunter2-secret" not in str(caught.value)
+
+
+def test_register_skips_a_metadata_file_left_by_a_lost_commit(lake, monkeypatch, capsys):
+    keys = lake.keys(hours=HOURS)
+    assert lake.run(keys[0], keys[-1]).success
+    tables = tables_of(lake)
+    good = tables.load("audit_logs").metadata_location
+    metadata = lake.root / "audit_logs" / "_iceberg_metadata"
+    # A commit that lost its race: the next version's metadata file, its manifest list cleaned up.
+    newest = max(metadata.glob("*.metadata.json"))
+    body = json.loads(newest.read_text())
+    for snapshot in body["snapshots"]:
+        if snapshot["snapshot-id"] == body["current-snapshot-id"]:
+            snapshot["manifest-list"] = str(metadata / "snap-gone.avro")
+    (metadata / f"{int(newest.name[:5]) + 1:05d}-{uuid.uuid4()}.metadata.json").write_text(json.dumps(body))
+    (lake.root / "_iceberg" / "catalog.db").unlink()
+    for name, value in lake.env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["iceberg", "register"]) == 0
+    assert f"wiz.audit_logs: registered from {good.removeprefix('file://')}" in capsys.readouterr().out

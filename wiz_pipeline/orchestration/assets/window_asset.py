@@ -209,7 +209,7 @@ def _define(
                             source_key=result.file.key,
                         )
                     batch.append((result, view))
-                    if pending is None or len(pending) >= ICEBERG_BATCH_WINDOWS:
+                    if pending is None or len(pending) >= batch_windows(collection.interval_seconds):
                         yield from _record(context, collection, schema, tracker, pending, batch, tally)
         except Exception:
             # Windows of spans that finished before the failure stay written, as without tables.
@@ -241,10 +241,11 @@ def _define(
     return _asset
 
 
-# Windows per Iceberg commit: a day of 30-minute windows, so a backfill of a year is 365 snapshots
-# (each commit rewrites the table's metadata file, which lists every snapshot not yet expired), while
-# a scheduled run (one window, or a few) still commits, and is recorded, at once.
-ICEBERG_BATCH_WINDOWS = 48
+def batch_windows(interval_seconds: int) -> int:
+    """Windows per Iceberg commit: a day of them, so a backfill of a year is 365 snapshots (each
+    commit rewrites the table's metadata file, which lists every snapshot not yet expired), while a
+    scheduled run (one window, or a few) still commits, and is recorded, at once."""
+    return max(1, 86400 // interval_seconds)
 
 
 @dataclass
@@ -274,6 +275,8 @@ def _record(
     done = list(batch)
     batch.clear()
     if pending is not None:
+        # Only the batch's windows: one whose OCSF view failed after its file was pending is not.
+        pending.keep_only({result.window.boundary for result, _ in done})
         pending.flush()
     for result, view in done:
         if view is not None:
@@ -373,7 +376,7 @@ def _rebuild_ocsf(
         )
         rows += view.rows
         views.append(view)
-        if pending is None or len(pending) >= ICEBERG_BATCH_WINDOWS:
+        if pending is None or len(pending) >= batch_windows(collection.interval_seconds):
             yield from record()
     yield from record()
     context.log.info(
