@@ -90,8 +90,9 @@ def part_one(records: int, windows: int, base: Path) -> None:
     print(f"## Part 1: {records} audit entries over {windows} windows, through Dagster (execute_in_process)")
     with sim:
         walls = {}
-        for iceberg in ("false", "true"):
-            root = base / f"part1-{iceberg}"
+        # Off, on, off again: the first run of a process also pays for warming up (imports, caches).
+        for n, iceberg in enumerate(("false", "true", "false")):
+            root = base / f"part1-{n}-{iceberg}"
             env = {
                 "WIZ_OUTPUT_URI": str(root),
                 "WIZ_ICEBERG": iceberg,
@@ -106,7 +107,7 @@ def part_one(records: int, windows: int, base: Path) -> None:
                 tags = {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
                 clock = time.perf_counter()
                 assert job.execute_in_process(instance=instance, tags=tags).success
-                walls[iceberg] = time.perf_counter() - clock
+                walls.setdefault(iceberg, []).append(time.perf_counter() - clock)
                 if iceberg == "true":
                     commits = _commit_seconds(root)
                     snapshots = len(
@@ -127,9 +128,10 @@ def part_one(records: int, windows: int, base: Path) -> None:
                         f"median {statistics.median(single) * 1000:.1f} ms, max {max(single) * 1000:.1f} ms; "
                         f"whole run {per_run:.2f} s"
                     )
+        off, on = walls["false"], walls["true"][0]
         print(
-            f"backfill run wall: WIZ_ICEBERG off {walls['false']:.2f} s, on {walls['true']:.2f} s "
-            f"({walls['true'] / walls['false']:.2f}x)"
+            f"backfill run wall: WIZ_ICEBERG off {off[0]:.2f} s (first run of the process) and "
+            f"{off[1]:.2f} s, on {on:.2f} s ({on / off[1]:.2f}x the second off)"
         )
 
 

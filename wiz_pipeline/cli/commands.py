@@ -34,7 +34,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from wiz_pipeline.cli.demo import run_demo
 
     with _simulator(args) as sim:
-        return run_demo(sim, Path(args.dir), args.days)
+        return run_demo(sim, Path(args.dir), args.days, iceberg=args.iceberg)
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
@@ -323,6 +323,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--dir",
         default="wiz-demo",
         help="where the demo keeps its Dagster instance and Parquet output; emptied first (default wiz-demo)",
+    )
+    demo.add_argument(
+        "--iceberg",
+        action="store_true",
+        help="also register every dataset as an Iceberg table (WIZ_ICEBERG=true, the default SQLite "
+        "catalog) and report each table's snapshot; the questions then read the tables",
     )
     add_tenant_arguments(demo)
     # The simulator and the sandbox default to no findings; the demo shows every data type.

@@ -136,7 +136,7 @@ def patched_environ(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def run_demo(sim: WizSimulator, directory: Path, days: float) -> int:
+def run_demo(sim: WizSimulator, directory: Path, days: float, *, iceberg: bool = False) -> int:
     """Collect every closed window since a seed ``days`` back, as the schedule would, and report."""
     notice = ignored_variables_notice("wiz-pipeline demo")
     if notice:
@@ -155,13 +155,15 @@ def run_demo(sim: WizSimulator, directory: Path, days: float) -> int:
     now = datetime.now(UTC).replace(microsecond=0)
     # Deliberately not on a window boundary: the first window runs from the seed to the next one.
     seed = now - timedelta(days=days) + timedelta(seconds=9)
-    # Every data type, and their OCSF views (docs/ocsf.md), in the same runs; each dataset also an
-    # Iceberg table in the default SQLite catalog (docs/iceberg.md).
+    # Every data type, and their OCSF views (docs/ocsf.md), in the same runs; with --iceberg each
+    # dataset also an Iceberg table in the default SQLite catalog (docs/iceberg.md).
     env = {
         **simulator_env(sim, seed, output, home),
         **dict.fromkeys(DEMO_ENABLED, "true"),
         "WIZ_OCSF": "true",
-        "WIZ_ICEBERG": "true",
+        "WIZ_ICEBERG": "true" if iceberg else "false",
+        # Never a catalog of the environment's: the demo's tables go to its own SQLite catalog.
+        **{name: "" for name in os.environ if name.startswith("WIZ_ICEBERG_CATALOG_")},
     }
     started = time.monotonic()
     with patched_environ(env):
@@ -210,7 +212,8 @@ def run_demo(sim: WizSimulator, directory: Path, days: float) -> int:
                 f"{collection.data_type}: {state.materialized}/{state.closed_windows} windows, "
                 f"{len(files)} files, {rows} rows under {path}"
             )
-        _report_iceberg(settings)
+        if iceberg:
+            _report_iceberg(settings)
         _report_ocsf(output, settings.ocsf_output_uri)
         _report(output)
     print(
@@ -275,7 +278,7 @@ def _report_iceberg(settings: Settings) -> None:
             continue
         summary = snapshot.summary
         print(
-            f"  {name:<28} snapshot {snapshot.snapshot_id:<20} {summary['total-records']:>7} rows in "
+            f"  {name:<31} snapshot {snapshot.snapshot_id:<20} {summary['total-records']:>7} rows in "
             f"{summary['total-data-files']:>4} files, {len(table.metadata.snapshots)} snapshot(s)"
         )
 

@@ -53,8 +53,9 @@ import pandas as pd
 from wiz_pipeline.core.times import parse_time
 from wiz_pipeline.data_types import DATA_TYPES
 from wiz_pipeline.data_types.issues import CURRENT_DATASET as CURRENT
+from wiz_pipeline.landing.files import window_file
 from wiz_pipeline.landing.iceberg import DEFAULT_NAMESPACE, Tables, catalog_properties
-from wiz_pipeline.landing.outputs import DEFAULT_OUTPUT_URI, parse_output_uri
+from wiz_pipeline.landing.outputs import DEFAULT_OUTPUT_URI, open_output, parse_output_uri
 from wiz_pipeline.readers import iceberg_views, ocsf_views
 
 __all__ = [
@@ -179,7 +180,8 @@ def _register_local(con: duckdb.DuckDBPyConnection, root: Path, datasets: Sequen
             "hive_types = {'date': 'DATE'}, union_by_name = true)"
         )
     for name in CURRENT_DATASETS:
-        current = root / name / f"{name}.parquet"
+        # The file the dataset's manifest names (with WIZ_ICEBERG its name carries a write id).
+        current = root / window_file(open_output(str(root)), f"{name}/{name}.parquet")
         if name in datasets and current.is_file():
             con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({_quote(str(current))})")
 
@@ -202,9 +204,11 @@ def _register_s3(con: duckdb.DuckDBPyConnection, root: str, datasets: Sequence[s
             continue
         if dataset.files:
             con.register(name, dataset)
+    output = S3Output(root)
     for name in (n for n in CURRENT_DATASETS if n in datasets):
+        key = window_file(output, f"{name}/{name}.parquet")  # as the manifest names it
         try:
-            current = ds.dataset(f"{base}/{name}/{name}.parquet", filesystem=fs, format="parquet")
+            current = ds.dataset(f"{base}/{key}", filesystem=fs, format="parquet")
         except FileNotFoundError:
             continue
         con.register(name, current)

@@ -7,8 +7,8 @@ filters and columns pushed down. ``pyiceberg``'s ``scan().to_duckdb()`` would re
 into memory first: a year of audit logs. Window tables also get the ``date`` column their hive
 folders give the file readers (the window's UTC day), from each file's window in the table's
 metadata, given to Arrow as the file's guarantee so that a filter on it (or on ``window_start``) opens
-only its files; OCSF classes get their ``source`` (the rows' ``metadata.log_name``). Every question
-reads either the same way.
+only its files; OCSF classes their ``source`` (the data type, from the file's ``source=`` folder, as
+the rows' ``metadata.log_name`` says too). Every question reads either the same way.
 """
 
 from __future__ import annotations
@@ -39,31 +39,28 @@ def register(con: duckdb.DuckDBPyConnection, tables: Tables, names: Sequence[str
         paths = [table.io.parse_location(task.file.file_path)[2] for task in tasks]
         schema = table.schema().as_arrow()
         fmt = ds.ParquetFileFormat()
+        guarantees = [ds.scalar(True) for _ in tasks]
         if WINDOW_COLUMN in schema.names:
             # Each file's window, known from the table's metadata, as the file's guarantee: a filter on
             # date or window_start skips the other files unopened, as hive folders let a glob do.
             window_id = table.schema().find_field(WINDOW_COLUMN).field_id
-            starts = [_start(task.file.lower_bounds.get(window_id)) for task in tasks]
+            window_type = schema.field(WINDOW_COLUMN).type
             schema = schema.append(pa.field("date", pa.date32()))
-            guarantees = [
-                ds.scalar(True)
-                if start is None
-                else (ds.field(WINDOW_COLUMN) == pa.scalar(start, schema.field(WINDOW_COLUMN).type))
-                & (ds.field("date") == pa.scalar(start.date(), pa.date32()))
-                for start in starts
-            ]
-            dataset = ds.FileSystemDataset.from_paths(
-                paths, schema=schema, format=fmt, filesystem=filesystem, partitions=guarantees
-            )
-            extra = ""
-        else:
-            dataset = ds.FileSystemDataset.from_paths(paths, schema=schema, format=fmt, filesystem=filesystem)
-            extra = ""
-        con.register(f"_{name}_snapshot", dataset)
-        if name.startswith("ocsf_"):  # the source= folder's column, from the rows' own attribute
-            extra += ", metadata.log_name AS source"
-        # Names are the datasets' own (a fixed list), never input.
-        con.execute(f"CREATE VIEW {name} AS SELECT *{extra} FROM _{name}_snapshot")  # noqa: S608
+            for i, task in enumerate(tasks):
+                start = _start(task.file.lower_bounds.get(window_id))
+                if start is not None:
+                    guarantees[i] = (ds.field(WINDOW_COLUMN) == pa.scalar(start, window_type)) & (
+                        ds.field("date") == pa.scalar(start.date(), pa.date32())
+                    )
+        if name.startswith("ocsf_"):  # the source= folder's column: each file is under its own
+            schema = schema.append(pa.field("source", pa.string()))
+            for i, task in enumerate(tasks):
+                source = task.file.file_path.partition("/source=")[2].partition("/")[0]
+                guarantees[i] = guarantees[i] & (ds.field("source") == source)
+        dataset = ds.FileSystemDataset.from_paths(
+            paths, schema=schema, format=fmt, filesystem=filesystem, partitions=guarantees
+        )
+        con.register(name, dataset)
         created.append(name)
     return created
 

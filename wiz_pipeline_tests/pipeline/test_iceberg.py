@@ -708,3 +708,20 @@ def test_register_skips_a_metadata_file_left_by_a_lost_commit(lake, monkeypatch,
         monkeypatch.setenv(name, value)
     assert main(["iceberg", "register"]) == 0
     assert f"wiz.audit_logs: registered from {good.removeprefix('file://')}" in capsys.readouterr().out
+
+
+def test_the_demo_with_iceberg_reports_each_table_and_answers_from_the_tables(capsys, tmp_path, monkeypatch):
+    # A catalog of the environment's is never the demo's.
+    monkeypatch.setenv("WIZ_ICEBERG_CATALOG_URI", "postgresql+psycopg2://someone:pw@db.example:5432/prod")
+    args = ["demo", "--dir", str(tmp_path / "demo"), "--days", "0.25", "--audit-entries", "300", "--iceberg"]
+    assert main([*args, "--issues", "40", "--detections", "30", "--rate-limit", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "Iceberg tables in namespace wiz (sql catalog sqlite:///" in out
+    data = tmp_path / "demo" / "data"
+    tables = Tables(catalog_properties({}, str(data)))
+    audit = tables.load("audit_logs")
+    report = out.split("Iceberg tables in namespace", 1)[1]
+    line = next(line for line in report.splitlines() if line.strip().startswith("audit_logs "))
+    assert f"snapshot {audit.current_snapshot().snapshot_id}" in line
+    assert "issues_current" in out and "ocsf_authentication" in out
+    assert "Top audit actions:" in out
