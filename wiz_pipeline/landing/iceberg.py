@@ -60,8 +60,8 @@ from pyiceberg.transforms import DayTransform
 
 from wiz_pipeline.core.errors import WizConfigError
 from wiz_pipeline.landing.files import own_key, window_file
-from wiz_pipeline.landing.iceberg_io import FILE_MODE, FOLDER_MODE
 from wiz_pipeline.landing.outputs import Output
+from wiz_pipeline.landing.outputs.local import DIR_MODE, FILE_MODE, make_private_dirs
 
 log = logging.getLogger(__name__)
 
@@ -538,14 +538,12 @@ def _mapping(schema: Schema) -> str:
 
 def _private_sqlite(path: Path) -> None:
     """The SQLite catalog's folder and file, created private (SQLite gives its journal the file's mode)."""
-    from wiz_pipeline.landing.iceberg_io import _make_folders
-
-    _make_folders(path.parent)
+    make_private_dirs(path.parent)
     if not path.exists():
         fd = os.open(path, os.O_CREAT | os.O_WRONLY, FILE_MODE)
         os.close(fd)
         os.chmod(path, FILE_MODE)
-    os.chmod(path.parent, FOLDER_MODE)
+    os.chmod(path.parent, DIR_MODE)
 
 
 def _scrubbed(text: str, properties: Mapping[str, str]) -> str:

@@ -15,15 +15,14 @@ from pathlib import Path
 from pyiceberg.io import OutputStream
 from pyiceberg.io.pyarrow import PyArrowFile, PyArrowFileIO
 
-FILE_MODE = 0o640
-FOLDER_MODE = 0o750
+from wiz_pipeline.landing.outputs.local import FILE_MODE, make_private_dirs
 
 
 class _PrivateFile(PyArrowFile):
     def create(self, overwrite: bool = False) -> OutputStream:
         if self._filesystem.type_name != "local":
             return super().create(overwrite=overwrite)
-        _make_folders(Path(self._path).parent)
+        make_private_dirs(Path(self._path).parent)
         # Created 0640 before pyarrow opens it (it keeps an existing file's mode): never, even for an
         # instant, a file others may open.
         flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
@@ -36,16 +35,6 @@ class _PrivateFile(PyArrowFile):
         finally:
             os.close(fd)
         return super().create(overwrite=True)
-
-
-def _make_folders(folder: Path) -> None:
-    missing = []
-    while not folder.exists():
-        missing.append(folder)
-        folder = folder.parent
-    for path in reversed(missing):
-        path.mkdir(mode=FOLDER_MODE, exist_ok=True)
-        os.chmod(path, FOLDER_MODE)  # mkdir's mode is reduced by the umask; chmod's isn't
 
 
 class PrivateFileIO(PyArrowFileIO):

@@ -455,13 +455,19 @@ def test_settings_refuse_a_local_catalog_for_an_s3_output_and_name_the_variable(
     assert not defs.iceberg
 
 
-def test_a_postgresql_catalog_on_the_tests_server(lake, postgres_server):
+def catalog_database(postgres_server) -> tuple[str, str]:
+    """A fresh database on the tests' PostgreSQL server for a catalog: its SQLAlchemy URL, password."""
     database = postgres_server.create_database(f"iceberg_{uuid.uuid4().hex[:8]}")
     env = postgres_server.env(database)
     uri = (
         f"postgresql+psycopg2://{env['DAGSTER_PG_USERNAME']}:{env['DAGSTER_PG_PASSWORD']}@"
         f"{env['DAGSTER_PG_HOST']}:{env['DAGSTER_PG_PORT']}/{database}"
     )
+    return uri, env["DAGSTER_PG_PASSWORD"]
+
+
+def test_a_postgresql_catalog_on_the_tests_server(lake, postgres_server):
+    uri, password = catalog_database(postgres_server)
     lake.env |= {"WIZ_ICEBERG_CATALOG_TYPE": "sql", "WIZ_ICEBERG_CATALOG_URI": uri}
     os.environ["WIZ_ICEBERG_CATALOG_URI"] = uri  # the run reads the catalog's URI from its environment
     os.environ["WIZ_ICEBERG_CATALOG_TYPE"] = "sql"
@@ -478,18 +484,12 @@ def test_a_postgresql_catalog_on_the_tests_server(lake, postgres_server):
     )
     assert not (lake.root / "_iceberg").exists()  # no SQLite catalog beside the data
     # The password is in no event the run recorded.
-    password = env["DAGSTER_PG_PASSWORD"]
     for record in lake.instance.all_logs(result.run_id):
         assert password not in str(record)
 
 
 def test_an_s3_output_with_the_postgresql_catalog(s3_pipeline: S3Pipeline, postgres_server, monkeypatch):
-    database = postgres_server.create_database(f"iceberg_s3_{uuid.uuid4().hex[:8]}")
-    env = postgres_server.env(database)
-    uri = (
-        f"postgresql+psycopg2://{env['DAGSTER_PG_USERNAME']}:{env['DAGSTER_PG_PASSWORD']}@"
-        f"{env['DAGSTER_PG_HOST']}:{env['DAGSTER_PG_PORT']}/{database}"
-    )
+    uri, _ = catalog_database(postgres_server)
     extra = {"WIZ_ICEBERG": "true", "WIZ_ICEBERG_CATALOG_TYPE": "sql", "WIZ_ICEBERG_CATALOG_URI": uri}
     s3_pipeline.env |= extra
     for name, value in extra.items():

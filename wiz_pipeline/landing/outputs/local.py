@@ -57,7 +57,7 @@ class LocalOutput(Output):
 
     def check(self) -> None:
         try:
-            _make_dirs(self.root)
+            make_private_dirs(self.root)
         except OSError as exc:
             raise OutputError(
                 f"{self.setting}={self.root}: can't create the directory ({exc.strerror})."
@@ -67,7 +67,7 @@ class LocalOutput(Output):
 
     def open(self, key: str) -> Upload:
         path = self.root / key
-        _make_dirs(path.parent)
+        make_private_dirs(path.parent)
         return _LocalUpload(path)
 
     def read(self, key: str) -> BinaryIO | None:
@@ -139,7 +139,7 @@ class LocalOutput(Output):
         return contents
 
 
-def _make_dirs(directory: Path) -> None:
+def make_private_dirs(directory: Path) -> None:
     """``mkdir -p`` giving every directory it creates ``DIR_MODE``, whatever the umask."""
     missing = []
     while not directory.exists():
