@@ -45,7 +45,8 @@ from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan  # noqa: E40
 
 from wiz_pipeline.data_types import DATA_TYPES  # noqa: E402
 from wiz_pipeline.landing.files import WINDOW_FIELD, writer_options  # noqa: E402
-from wiz_pipeline.landing.iceberg import Tables, catalog_properties, maintain  # noqa: E402
+from wiz_pipeline.landing.iceberg import Tables, catalog_properties  # noqa: E402
+from wiz_pipeline.landing.iceberg_maintenance import maintain  # noqa: E402
 from wiz_pipeline.landing.outputs import open_output  # noqa: E402
 from wiz_pipeline.landing.tables import file_schema, table_for  # noqa: E402
 from wiz_pipeline.orchestration.definitions import build_definitions  # noqa: E402

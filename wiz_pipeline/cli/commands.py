@@ -251,10 +251,10 @@ def _open_instance() -> dg.DagsterInstance:
 def cmd_iceberg_register(args: argparse.Namespace) -> int:
     """Rebuild the Iceberg catalog's entries from the tables' metadata files."""
     from wiz_pipeline.collect.current import state_of
-    from wiz_pipeline.collect.ocsf_views import table_name
-    from wiz_pipeline.landing.iceberg import register_tables
+    from wiz_pipeline.landing.iceberg_maintenance import register_tables
     from wiz_pipeline.landing.outputs import open_output
     from wiz_pipeline.ocsf import CLASSES
+    from wiz_pipeline.ocsf.layout import table_name
     from wiz_pipeline.settings import load_settings, open_tables
 
     settings = load_settings()

@@ -88,6 +88,7 @@ from wiz_pipeline.landing.files import (
     publish_with_manifest,
     unique_key,
     window_file,
+    write_manifest,
     writer_options,
 )
 from wiz_pipeline.landing.iceberg import Tables, manifest_fields
@@ -376,19 +377,20 @@ def build_current(
             }
         if leavers_query(data_type) is not None:
             manifest["left_results"] = left
-        register = None
-        if tables is not None:
-            dataset = state.dataset
-
-            def register(uri: str) -> dict[str, Any]:
-                committed = tables.replace_all(
-                    dataset, output.location(dataset), uri, table.schema, {"wiz.run-id": run_id}
-                )
-                return manifest_fields(tables, dataset, committed)
-
-        manifest = publish_with_manifest(
-            output, written.upload, manifest_key(data_type), manifest, register, output.location(key)
-        )
+        if tables is None:
+            publish_with_manifest(output, written.upload, manifest_key(data_type), manifest)
+        else:
+            # In place under its own name, then the table's only file, then the manifest naming both.
+            output.publish([written.upload])
+            committed = tables.replace_all(
+                state.dataset,
+                output.location(state.dataset),
+                output.location(key),
+                table.schema,
+                {"wiz.run-id": run_id},
+            )
+            manifest |= manifest_fields(tables, state.dataset, committed)
+            write_manifest(output, manifest_key(data_type), manifest)
     except BaseException:
         written.upload.abort()
         raise

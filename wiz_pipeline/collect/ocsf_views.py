@@ -12,7 +12,6 @@ and is collected again.
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -30,13 +29,14 @@ from wiz_pipeline.landing.files import (
     unique_key,
     window_file,
     window_key,
+    with_window,
     write_manifest,
 )
 from wiz_pipeline.landing.iceberg import PendingCommits
 from wiz_pipeline.landing.outputs import Output, Upload
 from wiz_pipeline.landing.tables import WINDOW_FIELD
 from wiz_pipeline.ocsf import OCSF_VERSION, SOURCES, arrow_schema, map_records
-from wiz_pipeline.ocsf.layout import OcsfLayout
+from wiz_pipeline.ocsf.layout import OcsfLayout, table_name
 from wiz_pipeline.ocsf.mapping import Failures
 from wiz_pipeline.ocsf.validate import invalid_rows
 
@@ -55,6 +55,7 @@ class NativeFileMissingError(WizConfigError):
 class ClassFile:
     class_name: str
     key: str
+    manifest: str  # its manifest's key (by the window's own name, with WIZ_ICEBERG too)
     rows: int = 0
     invalid: int = 0
     examples: list[str] = field(default_factory=list)
@@ -105,8 +106,7 @@ class _Writing:
 
     def write(self, table: pa.Table) -> None:
         if self.window_start is not None:
-            start = pa.scalar(self.window_start, WINDOW_FIELD.type)
-            table = table.append_column(WINDOW_FIELD, pa.repeat(start, table.num_rows))
+            table = with_window(table, self.window_start)
         self.writer.write_table(table)
 
     def finish(self) -> None:
@@ -147,12 +147,13 @@ def write_ocsf_window(
     hive = layout.kind == "hive"
     if not hive:
         pending = None  # Security Lake keeps its own tables (see docs/iceberg.md)
-    files = [
-        ClassFile(name, layout.file_key(name, data_type, window.boundary)) for name in SOURCES[data_type]
-    ]
-    if pending is not None:
-        for f in files:
-            f.key = unique_key(f.key)
+    files = []
+    for name in SOURCES[data_type]:
+        key = layout.file_key(name, data_type, window.boundary)
+        # With WIZ_ICEBERG, named for the write: older snapshots still reference the file it replaces.
+        files.append(
+            ClassFile(name, unique_key(key) if pending is not None else key, layout.manifest_key(key))
+        )
     writing: list[_Writing] = []
     source_rows = 0
     try:
@@ -197,9 +198,9 @@ def write_ocsf_window(
             return result
         try:
             for f in files:
-                upload = beside.open(layout.manifest_key(f.key))
+                upload = beside.open(f.manifest)
                 manifests.append(upload)
-                upload.file.write(_manifest(result, f, native.location(source_key), run_id, {}))
+                upload.file.write(manifest_bytes(_manifest(result, f, native.location(source_key), run_id)))
                 upload.finish()
             # Data files first, then manifests: a manifest never names bytes that aren't in place.
             ocsf.publish([w.upload for w in writing])
@@ -229,9 +230,7 @@ def _pend(
     f = w.file
 
     def after(fields: dict[str, Any]) -> None:
-        write_manifest(
-            ocsf, layout.manifest_key(f.key), json.loads(_manifest(result, f, source, run_id, fields))
-        )
+        write_manifest(ocsf, f.manifest, {**_manifest(result, f, source, run_id), **fields})
         f.snapshot_id = fields["iceberg_snapshot_id"]
 
     pending.add(
@@ -245,15 +244,8 @@ def _pend(
     )
 
 
-def table_name(class_name: str) -> str:
-    """The Iceberg table of an OCSF class (beside the native ones in the namespace)."""
-    return f"ocsf_{class_name}"
-
-
-def _manifest(
-    result: OcsfWindow, f: ClassFile, source: str, run_id: str, registered: dict[str, Any]
-) -> bytes:
-    body: dict[str, Any] = {
+def _manifest(result: OcsfWindow, f: ClassFile, source: str, run_id: str) -> dict[str, Any]:
+    return {
         "ocsf_version": OCSF_VERSION,
         "class": f.class_name,
         "data_type": result.data_type,
@@ -269,6 +261,4 @@ def _manifest(
         "sha256": f.sha256,
         "run_id": run_id,
         "written_at": format_time(datetime.now(UTC).replace(microsecond=0)),
-        **registered,
     }
-    return manifest_bytes(body)

@@ -24,7 +24,6 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, BinaryIO
@@ -94,10 +93,9 @@ def manifest_key(data_key: str) -> str:
 _WRITE_ID = re.compile(r"-[0-9a-f]{12}$")
 
 
-def with_window(batch: pa.RecordBatch, window_start: datetime) -> pa.RecordBatch:
-    return batch.append_column(
-        WINDOW_FIELD, pa.repeat(pa.scalar(window_start, WINDOW_FIELD.type), len(batch))
-    )
+def with_window(rows: Any, window_start: datetime) -> Any:
+    """``rows`` (an Arrow record batch or table) with ``window_start`` appended, the same in each row."""
+    return rows.append_column(WINDOW_FIELD, pa.repeat(pa.scalar(window_start, WINDOW_FIELD.type), len(rows)))
 
 
 def window_file(output: Output, key: str) -> str:
@@ -147,11 +145,6 @@ def manifest_bytes(manifest: dict[str, Any]) -> bytes:
     return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
 
 
-# Called once a window's data file is in place and before its manifest is written: registers the
-# file in its table (``landing.iceberg``) and returns what the manifest should add (its snapshot).
-Registrar = Callable[[str], dict[str, Any]]
-
-
 def write_manifest(output: Output, key: str, manifest: dict[str, Any]) -> None:
     """A manifest at ``key``, visible in one step."""
     upload = output.open(key)
@@ -164,29 +157,17 @@ def write_manifest(output: Output, key: str, manifest: dict[str, Any]) -> None:
         raise
 
 
-def publish_with_manifest(
-    output: Output,
-    upload: Upload,
-    key: str,
-    manifest: dict[str, Any],
-    register: Registrar | None = None,
-    data_uri: str = "",
-) -> dict[str, Any]:
-    """A finished data upload, then its manifest at ``key``, each made visible in one step; with
-    ``register``, the data file is registered (``data_uri``) between the two, so a manifest never
-    names a file its table doesn't hold. The manifest as written."""
-    if register is not None:
-        output.publish([upload])
-        manifest = {**manifest, **register(data_uri)}
+def publish_with_manifest(output: Output, upload: Upload, key: str, manifest: dict[str, Any]) -> None:
+    """A finished data upload, then its manifest at ``key``, each made visible in one step (the
+    manifest is written before either is: a full disk leaves the window's files as they were)."""
     manifest_upload = output.open(key)
     try:
         manifest_upload.file.write(manifest_bytes(manifest))
         manifest_upload.finish()
-        output.publish([manifest_upload] if register is not None else [upload, manifest_upload])
+        output.publish([upload, manifest_upload])
     except BaseException:
         manifest_upload.abort()
         raise
-    return manifest
 
 
 @dataclass(frozen=True)

@@ -26,11 +26,8 @@ as null.
 
 **A current table** (``replace_all``) is replaced whole: every file out, the new one in, one snapshot.
 
-**Maintenance** (``maintain``): expire snapshots older than the retention, then delete the files under
-the table's folder that no remaining snapshot or metadata file references and that no window manifest
-names (a window written before WIZ_ICEBERG was on is the manifest's, not an orphan), once they are
-older than the retention too (pyiceberg's expiry deletes no file). Manifests are kept merged by month
-at every commit (``_MergingOverwrite``), not by a rewrite afterwards.
+**Maintenance** is ``landing.iceberg_maintenance``. Manifests are kept merged by month at every
+commit (``_MergingOverwrite``), not by a rewrite afterwards.
 """
 
 from __future__ import annotations
@@ -38,37 +35,37 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 import pyarrow as pa
 from pyiceberg.catalog import Catalog, load_catalog
+from pyiceberg.conversions import from_bytes
 from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError, TableAlreadyExistsError
 from pyiceberg.expressions import AlwaysTrue, BooleanExpression, In
 from pyiceberg.io.pyarrow import parquet_file_to_data_file
-from pyiceberg.manifest import DataFile
+from pyiceberg.manifest import DataFile, ManifestContent
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table, TableProperties
+from pyiceberg.table.snapshots import Operation
 from pyiceberg.table.update.snapshot import _ManifestMergeManager, _OverwriteFiles
 from pyiceberg.transforms import DayTransform
+from pyiceberg.types import DateType, TimestamptzType
 
 from wiz_pipeline.core.errors import WizConfigError
-from wiz_pipeline.landing.files import own_key, window_file
-from wiz_pipeline.landing.outputs import Output
 from wiz_pipeline.landing.outputs.local import DIR_MODE, FILE_MODE, make_private_dirs
+from wiz_pipeline.landing.tables import WINDOW_COLUMN
 
 log = logging.getLogger(__name__)
 
-WINDOW_COLUMN = "window_start"
-METADATA_FOLDER = (
-    "_iceberg_metadata"  # under each table's location  # in every window file: the partition's source
-)
+METADATA_FOLDER = "_iceberg_metadata"  # under each table's location
 PREFIX = "WIZ_ICEBERG_CATALOG_"
 DEFAULT_NAMESPACE = "wiz"
 # Under WIZ_OUTPUT_URI: the default SQLite catalog (a leading _ hides it from dataset readers).
@@ -348,9 +345,7 @@ class Tables:
         starts = {start.astimezone(UTC) for start, _ in windows}
         predicate: BooleanExpression = In(WINDOW_COLUMN, {s.isoformat() for s in starts})
         table = self.table(dataset, location, schema, windows=True)
-        # An OCSF class fed by two data types holds each one's files of a window under its own
-        # source=<data type>/ folder (its rows say it in metadata.log_name): only this one's go.
-        only = None if source is None else f"/source={source}/"
+        only = _source_folder(source)
         files = [f for _, paths in windows for f in paths]
         return _replace(table, predicate, files, schema, summary or {}, starts=starts, only=only)
 
@@ -369,7 +364,7 @@ class Tables:
     def window_files(self, dataset: str, source: str | None = None) -> dict[datetime, set[str]]:
         """The names of the current snapshot's files by window start (of one OCSF ``source``);
         empty when there is no such table yet."""
-        only = None if source is None else f"/source={source}/"
+        only = _source_folder(source)
         table = self.load(dataset)
         if table is None:
             return {}
@@ -382,7 +377,7 @@ class Tables:
             bound = task.file.lower_bounds.get(window_id)
             if bound is not None:
                 name = task.file.file_path.rpartition("/")[2]
-                by_window.setdefault(_bound_time(bound), set()).add(name)
+                by_window.setdefault(bound_time(bound), set()).add(name)
         return by_window
 
     def datasets(self) -> list[str]:
@@ -404,8 +399,6 @@ class _MergingOverwrite(_OverwriteFiles):
     """
 
     def _process_manifests(self, manifests: list[Any]) -> list[Any]:
-        from pyiceberg.manifest import ManifestContent
-
         # A manifest left holding only an older snapshot's deletions lists no file of this one: every
         # later commit and scan would still open it (pyiceberg's overwrite keeps them).
         manifests = [
@@ -434,11 +427,6 @@ class _MergingOverwrite(_OverwriteFiles):
 
 def _month(manifest: Any) -> tuple[int, int] | None:
     """The month of a manifest's first window day (its partition summary's lower bound)."""
-    from datetime import date
-
-    from pyiceberg.conversions import from_bytes
-    from pyiceberg.types import DateType
-
     summaries = manifest.partitions or []
     if not summaries or summaries[0].lower_bound is None:
         return None
@@ -458,8 +446,6 @@ def _replace(
 ) -> Committed:
     """One snapshot that drops the files of ``predicate`` (of the window ``starts``, under ``only``;
     every file when ``starts`` is None) and adds ``files``."""
-    import time
-
     clock = time.monotonic()
     tx = table.transaction()
     # Each read of tx.table_metadata replays the transaction's updates onto a deep copy of the whole
@@ -487,8 +473,6 @@ def _replace(
     if not added and not removed:  # the table already holds the window as it is (empty)
         current = table.current_snapshot()
         return Committed(current.snapshot_id if current else None, 0, 0, time.monotonic() - clock)
-    from pyiceberg.table.snapshots import Operation
-
     # OVERWRITE once the table has a snapshot (as pyiceberg's own overwrite() decides), APPEND before.
     first = metadata.current_snapshot() is None
     producer = _MergingOverwrite(
@@ -508,6 +492,12 @@ def _replace(
     return Committed(snapshot_id, len(removed), len(added), time.monotonic() - clock)
 
 
+def _source_folder(source: str | None) -> str | None:
+    """An OCSF class fed by two data types holds each one's files of a window under its own
+    source=<data type>/ folder (its rows say it in metadata.log_name): what a path of ``source`` has."""
+    return None if source is None else f"/source={source}/"
+
+
 def _check_partition(data_file: DataFile) -> None:
     if any(value is None for value in data_file.partition):
         raise IcebergError(
@@ -521,13 +511,11 @@ def _start_of(data_file: DataFile, window_id: int) -> datetime | None:
     lower, upper = data_file.lower_bounds.get(window_id), data_file.upper_bounds.get(window_id)
     if lower is None or lower != upper:
         return None  # not one window's file: never dropped as one
-    return _bound_time(lower)
+    return bound_time(lower)
 
 
-def _bound_time(value: Any) -> datetime:
-    from pyiceberg.conversions import from_bytes
-    from pyiceberg.types import TimestamptzType
-
+def bound_time(value: bytes) -> datetime:
+    """A ``window_start`` bound of a file's statistics, as a time."""
     micros = from_bytes(TimestamptzType(), value)
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
 
@@ -561,156 +549,3 @@ def _scrubbed(text: str, properties: Mapping[str, str]) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:300] if text else ""
-
-
-@dataclass(frozen=True)
-class Maintained:
-    dataset: str
-    snapshots_expired: int
-    snapshots_kept: int
-    files_deleted: int
-    bytes_deleted: int
-    manifests: int  # in the current snapshot, after maintenance
-    metadata_bytes: int  # of the current metadata file
-
-
-def maintain(
-    tables: Tables,
-    dataset: str,
-    output: Output | None,
-    folder: str,
-    *,
-    retention: timedelta,
-    now: datetime | None = None,
-) -> Maintained | None:
-    """Expire ``dataset``'s snapshots older than ``retention``, then delete the files under ``folder``
-    (its table's location in ``output``) that none of the remaining snapshots references, no
-    manifest names, and that were last written before the same cutoff (``output`` None: no file is
-    deleted). None: no such table."""
-    table = tables.load(dataset)
-    if table is None:
-        return None
-    cutoff = (now or datetime.now(UTC)) - retention
-    current = table.current_snapshot()
-    old = [
-        s.snapshot_id
-        for s in table.metadata.snapshots
-        if s.timestamp_ms < cutoff.timestamp() * 1000
-        and (current is None or s.snapshot_id != current.snapshot_id)
-    ]
-    if old:
-        table.maintenance.expire_snapshots().by_ids(old).commit()
-        table = tables.load(dataset)
-        assert table is not None
-    referenced = _referenced(table)
-    deleted = deleted_bytes = 0
-    metadata_folder = f"{folder.strip('/')}/{METADATA_FOLDER}/"
-    for key, listed in sorted(output.files([folder]).items()) if output is not None else ():
-        if listed.mtime is None or listed.mtime >= cutoff.timestamp():
-            continue  # a write in progress may not have committed yet
-        if not (key.endswith(".parquet") or key.startswith(metadata_folder)):
-            continue  # manifests, anything that isn't the table's
-        assert output is not None
-        uri = output.location(key)
-        if _norm(uri) in referenced:
-            continue
-        if key.endswith(".parquet") and window_file(output, own_key(key)) == key:
-            continue  # the window's file by its manifest (written before WIZ_ICEBERG was on, say)
-        try:
-            table.io.delete(uri)
-        except FileNotFoundError:
-            continue
-        deleted, deleted_bytes = deleted + 1, deleted_bytes + max(listed.size, 0)
-    snapshot = table.current_snapshot()
-    return Maintained(
-        dataset,
-        len(old),
-        len(table.metadata.snapshots),
-        deleted,
-        deleted_bytes,
-        len(snapshot.manifests(table.io)) if snapshot else 0,
-        len(table.io.new_input(table.metadata_location)),
-    )
-
-
-def register_tables(tables: Tables, datasets: list[tuple[str, Output, str]]) -> list[tuple[str, str]]:
-    """Rebuild a lost catalog: each (table, output, folder) whose folder holds Iceberg metadata is
-    registered from its newest metadata file (``register_table``); what was done, per table."""
-    done = []
-    for name, output, folder in datasets:
-        listed = output.files([f"{folder}/{METADATA_FOLDER}"], stat=False)
-        versions = [k for k in listed if k.endswith(".metadata.json")]
-        if not versions:
-            continue
-        location = _newest_whole(output, sorted(versions, key=_version, reverse=True))
-        if location is None:
-            done.append((name, "no readable metadata file (each names a missing manifest list)"))
-            continue
-        existing = tables.load(name)
-        if existing is not None:
-            same = _norm(existing.metadata_location) == _norm(location)
-            done.append(
-                (
-                    name,
-                    "in the catalog"
-                    + ("" if same else f" (at {existing.metadata_location}, not the newest)"),
-                )
-            )
-            continue
-        tables.catalog.register_table(tables.identifier(name), location)
-        done.append((name, f"registered from {location}"))
-    return done
-
-
-def _newest_whole(output: Output, keys: list[str]) -> str | None:
-    """The newest metadata file whose current snapshot's manifest list is there: a commit that lost
-    its race leaves a metadata file of the next version whose manifest list was cleaned up."""
-    from pyiceberg.table import StaticTable
-
-    for key in keys:
-        location = output.location(key)
-        try:
-            static = StaticTable.from_metadata(location)
-            snapshot = static.current_snapshot()
-            if snapshot is not None:
-                snapshot.manifests(static.io)
-            return location
-        except Exception as exc:  # unreadable, or its manifest list is gone: the next older one
-            log.info(
-                "%s is not a whole table version (%s); trying the one before.", location, type(exc).__name__
-            )
-    return None
-
-
-def _version(key: str) -> int:
-    """A metadata file's version, from its name (``00042-<uuid>.metadata.json``)."""
-    head = key.rpartition("/")[2].partition("-")[0]
-    return int(head) if head.isdigit() else -1
-
-
-def _referenced(table: Table) -> set[str]:
-    """Every file a snapshot or metadata file of ``table`` still needs."""
-    files = {_norm(table.metadata_location)}
-    files |= {_norm(entry.metadata_file) for entry in table.metadata.metadata_log}
-    read: set[str] = set()
-    for snapshot in table.metadata.snapshots:
-        files.add(_norm(snapshot.manifest_list))
-        for manifest in snapshot.manifests(table.io):
-            if manifest.manifest_path in read:  # snapshots share most of their manifests
-                continue
-            read.add(manifest.manifest_path)
-            files.add(_norm(manifest.manifest_path))
-            for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
-                files.add(_norm(entry.data_file.file_path))
-    for statistics in table.metadata.statistics:
-        files.add(_norm(statistics.statistics_path))
-    return files
-
-
-def _norm(uri: str) -> str:
-    """A file's location as one string whichever way it was written (a path, file://, s3://)."""
-    if uri.startswith("file://"):
-        return unquote(urlparse(uri).path)
-    if "://" not in uri:
-        return os.path.abspath(uri)
-    return uri

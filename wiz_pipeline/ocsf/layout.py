@@ -20,7 +20,6 @@ are written (see ``collect.ocsf_views``).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -30,8 +29,10 @@ def default_uri(output_uri: str) -> str:
     return f"{output_uri.rstrip('/')}/ocsf"
 
 
-# The write id a file's name carries with WIZ_ICEBERG (``landing.files.unique_key``).
-_WRITE_ID = re.compile(r"-[0-9a-f]{12}$")
+def table_name(class_name: str) -> str:
+    """A class's name among the datasets: its DuckDB view, its Iceberg table (``ocsf_<class>``)."""
+    return f"ocsf_{class_name}"
+
 
 # Under WIZ_OUTPUT_URI: the Security Lake layout's manifests (a leading _ hides it from readers).
 MANIFESTS = "_ocsf_manifests"
@@ -74,9 +75,9 @@ class OcsfLayout:
         return self.kind != "security_lake"
 
     def manifest_key(self, data_key: str) -> str:
-        """The manifest of the window's file at ``data_key`` (its name with or without a write id)."""
+        """The manifest of the window's file at ``data_key`` (``file_key``'s name)."""
         folder, _, name = data_key.rpartition("/")
-        stem = _WRITE_ID.sub("", name.removesuffix(".parquet"))
+        stem = name.removesuffix(".parquet")
         if self.manifests_beside:
             return f"{folder}/_{stem}.json"
         return f"{MANIFESTS}/{folder}/{stem}.json"

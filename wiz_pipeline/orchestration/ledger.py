@@ -9,11 +9,11 @@ from datetime import datetime, timedelta
 
 import dagster as dg
 
-from wiz_pipeline.collect.ocsf_views import table_name
 from wiz_pipeline.core.windows import KEY_FORMAT
 from wiz_pipeline.landing.iceberg import Tables
 from wiz_pipeline.landing.outputs import Output
 from wiz_pipeline.ocsf import SOURCES
+from wiz_pipeline.ocsf.layout import table_name
 from wiz_pipeline.orchestration.checkpoints import Collection, failed_and_in_progress, partial_windows
 from wiz_pipeline.readers import ledger as report
 from wiz_pipeline.readers.ledger import InstanceState, WindowLine

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import dagster as dg
 
-from wiz_pipeline.landing.iceberg import Maintained, maintain
+from wiz_pipeline.landing.iceberg_maintenance import Maintained, maintain
 from wiz_pipeline.landing.outputs import Output
 from wiz_pipeline.orchestration.assets.window_asset import POOL
 from wiz_pipeline.orchestration.resources import ParquetDatasets

@@ -14,14 +14,13 @@ the rows' ``metadata.log_name`` says too). Every question reads either the same 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from wiz_pipeline.landing.iceberg import WINDOW_COLUMN, Tables
+from wiz_pipeline.landing.iceberg import Tables, bound_time
+from wiz_pipeline.landing.tables import WINDOW_COLUMN
 
 
 def register(con: duckdb.DuckDBPyConnection, tables: Tables, names: Sequence[str]) -> list[str]:
@@ -47,8 +46,9 @@ def register(con: duckdb.DuckDBPyConnection, tables: Tables, names: Sequence[str
             window_type = schema.field(WINDOW_COLUMN).type
             schema = schema.append(pa.field("date", pa.date32()))
             for i, task in enumerate(tasks):
-                start = _start(task.file.lower_bounds.get(window_id))
-                if start is not None:
+                bound = task.file.lower_bounds.get(window_id)
+                if bound is not None:
+                    start = bound_time(bound)
                     guarantees[i] = (ds.field(WINDOW_COLUMN) == pa.scalar(start, window_type)) & (
                         ds.field("date") == pa.scalar(start.date(), pa.date32())
                     )
@@ -63,12 +63,3 @@ def register(con: duckdb.DuckDBPyConnection, tables: Tables, names: Sequence[str
         con.register(name, dataset)
         created.append(name)
     return created
-
-
-def _start(bound: Any) -> datetime | None:
-    if bound is None:
-        return None
-    from pyiceberg.conversions import from_bytes
-    from pyiceberg.types import TimestamptzType
-
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=from_bytes(TimestamptzType(), bound))

@@ -21,7 +21,6 @@ Built for a year of one-minute windows (525,600 per data type) without a request
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -32,6 +31,7 @@ import msgspec
 from wiz_pipeline.core.errors import WizConfigError
 from wiz_pipeline.core.times import format_time, parse_time
 from wiz_pipeline.core.windows import WindowGrid, floor_to_window
+from wiz_pipeline.landing.files import own_key
 from wiz_pipeline.landing.outputs import UNKNOWN, Output
 
 # Days whose folders are listed and manifests read together: enough windows for S3's concurrency to
@@ -137,9 +137,6 @@ FileNames = Callable[[list[datetime]], list[tuple[str, list[tuple[str, str]]]]]
 # its table's current snapshot holds, by window start (``landing.iceberg.Tables.window_files``).
 TableFiles = list[dict[datetime, set[str]]]
 
-# A file's name as written with WIZ_ICEBERG: the window's own name and a write id.
-_WRITE_ID = re.compile(r"-[0-9a-f]{12}(?=\.parquet$)")
-
 
 def ledger(
     state: InstanceState,
@@ -182,7 +179,7 @@ def ledger(
         # maintenance deletes it: the window's own name stands for any of them here.
         by_window: dict[str, list[str]] = {}
         for listed_key in listed:
-            own = _WRITE_ID.sub("", listed_key)
+            own = own_key(listed_key) if listed_key.endswith(".parquet") else listed_key
             if own != listed_key:
                 by_window.setdefault(own, []).append(listed_key)
         manifests_at = manifest_output or output

@@ -17,7 +17,7 @@ import duckdb
 
 from wiz_pipeline.landing.outputs import parse_output_uri
 from wiz_pipeline.ocsf import CLASSES
-from wiz_pipeline.ocsf.layout import OcsfLayout, default_uri
+from wiz_pipeline.ocsf.layout import OcsfLayout, default_uri, table_name
 
 FINDING_CLASSES = ("detection_finding", "vulnerability_finding", "compliance_finding")
 # The columns every finding class has, as ocsf_findings shows them.
@@ -28,8 +28,8 @@ FINDING_COLUMNS = """
 """
 
 
-def view_name(class_name: str) -> str:
-    return f"ocsf_{class_name}"
+# A class's view is named as its Iceberg table is.
+view_name = table_name
 
 
 # The views connect() can make, as its ``datasets`` name them.
