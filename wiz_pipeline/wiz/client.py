@@ -210,7 +210,11 @@ class WizClient:
 
         def attempt() -> T:
             nonlocal refreshed
-            # The slot first: a long pause after a 429 could outlast the token's remaining life.
+            # A token fetched between the slot and the request would delay this request but not the
+            # next one's slot: the two would reach the server closer than the budget allows (a 429
+            # when several steps took turns on a busy machine). So the token is fetched first, and
+            # asked for again after the slot, in case a long pause after a 429 outlasted its life.
+            self.tokens.token()
             self.limiter.acquire()
             token = self.tokens.token()
             stats.requests += 1

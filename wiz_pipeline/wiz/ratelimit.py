@@ -80,7 +80,11 @@ class RateLimiter:
             with self._lock:
                 if self._paused_until <= paused_until or self._paused_until <= slot:
                     self._recover()
-                    return max(self._clock() - start, 0.0)
+                    # A busy machine wakes a sleeper late: the next start is spaced from this one's
+                    # real start, not from the slot it was meant to have.
+                    woke = self._clock()
+                    self._next_slot = max(self._next_slot, woke + _SAFETY / self._rate)
+                    return max(woke - start, 0.0)
 
     def rate_limited(self, seconds: float) -> None:
         """The server answered 429: no request may start in the next ``seconds``, and the rate drops."""

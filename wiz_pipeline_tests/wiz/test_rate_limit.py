@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import bisect
+import itertools
 import threading
 import time
 
 from wiz_pipeline.simulator import Fault
+from wiz_pipeline.wiz.ratelimit import RateLimiter
 
 PING = "query Ping { __typename }"
 
@@ -145,3 +147,36 @@ def test_clients_taking_turns_at_one_budget_stay_spaced(sim, make_client):
     assert sim.counters.rate_limited == 0
     assert len(records) == 9
     assert max_in_any_second([r.at for r in records]) <= 3
+
+
+def test_a_slow_token_fetch_does_not_crowd_the_requests_after_it(sim, make_client):
+    """The first request of a run fetches a token. Were it fetched after the request's slot, the
+    request would leave late and the next ones on time: four in one second at a budget of 3."""
+    sim.rate_limit_per_second = 3
+    sim.rate_limit_sends_retry_after = True
+    sim.inject(Fault.slow(0.3), endpoint="token")
+    client = make_client(max_requests_per_second=3)
+    for _ in range(4):
+        client.execute(PING, {}, operation="Ping")
+    records = sim.graphql_records()
+    assert sim.counters.token_requests == 1
+    assert sim.counters.rate_limited == 0
+    assert max_in_any_second([r.at for r in records]) <= 3
+
+
+def test_a_sleeper_woken_late_spaces_the_next_start_from_its_real_start():
+    """On a busy machine a sleep ends late; the next start is then an interval after the late one."""
+    now = [0.0]
+    late = 0.2
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds + late
+
+    limiter = RateLimiter(2, clock=lambda: now[0], sleep=sleep)
+    starts = []
+    for _ in range(3):
+        limiter.acquire()
+        starts.append(now[0])
+        late = 0.0  # only the first sleep overslept
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert min(gaps) >= 1.05 / 2 - 1e-9
