@@ -215,10 +215,10 @@ class WizClient:
             # when several steps took turns on a busy machine). So the token is fetched first, and
             # asked for again after the slot, in case a long pause after a 429 outlasted its life.
             self.tokens.token()
-            self.limiter.acquire()
-            token = self.tokens.token()
-            stats.requests += 1
-            response = self._post(query, variables, token, operation)
+            with self.limiter.turn():
+                token = self.tokens.token()
+                stats.requests += 1
+                response = self._post(query, variables, token, operation)
             stats.bytes_received += response.num_bytes_downloaded
             try:
                 return parse(self._interpret(response, operation, variables, permission))

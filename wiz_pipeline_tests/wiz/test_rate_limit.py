@@ -7,6 +7,8 @@ import itertools
 import threading
 import time
 
+import pytest
+
 from wiz_pipeline.simulator import Fault
 from wiz_pipeline.wiz.ratelimit import RateLimiter
 
@@ -180,3 +182,23 @@ def test_a_sleeper_woken_late_spaces_the_next_start_from_its_real_start():
         late = 0.0  # only the first sleep overslept
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert min(gaps) >= 1.05 / 2 - 1e-9
+
+
+def test_a_start_is_a_second_clear_of_the_answer_a_budget_back():
+    """A server stamps a request before we read its answer, however late it was sent. The fourth
+    start at a budget of 3 waits a second after the first answer, not just three intervals after
+    the first start: a request stalled on its way is then never counted with three later ones."""
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    limiter = RateLimiter(3, clock=lambda: now[0], sleep=sleep)
+    starts, ends = [], []
+    for answer_after in (0.3, 0.0, 0.0, 0.0):
+        with limiter.turn():
+            starts.append(now[0])
+            now[0] += answer_after
+        ends.append(now[0])
+    assert starts[3] >= ends[0] + 1.0
+    assert starts[1] - starts[0] == pytest.approx(1.05 / 3)  # the others keep their spacing
