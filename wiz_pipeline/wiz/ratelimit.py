@@ -43,8 +43,9 @@ class RateLimiter:
     Smooth spacing rather than a token bucket: the Wiz limit is per service account and shared
     by all queries, and a burst is exactly what trips a server-side sliding window. The first
     request also waits one interval, so that clients taking turns at one budget stay spaced.
-    ``rate_limited`` lets a 429 hold back every thread, not just the one that got it, and lowers
-    the rate for a while. The rate never goes above ``requests_per_second``.
+    A start also waits until a second after the answer ``ceil(rate)`` requests back (see
+    ``_AFTER_ANSWER``). ``rate_limited`` lets a 429 hold back every thread, not just the one that
+    got it, and lowers the rate for a while. The rate never goes above ``requests_per_second``.
     """
 
     def __init__(
@@ -68,7 +69,7 @@ class RateLimiter:
         self._paused_until = 0.0
         self._granted_since_429 = 0
         self._last_cut = -_ONE_EVENT_SECONDS
-        # The last ceil(rate) starts, each [start, end]; end is the answer's arrival once known.
+        # When the answers to the last ceil(rate) requests arrived (a request's start until then).
         self._recent: deque[list[float]] = deque(maxlen=max(1, math.ceil(requests_per_second)))
 
     @property
@@ -76,24 +77,19 @@ class RateLimiter:
         """Requests per second allowed now: the setting, or less for a while after a 429."""
         return self._rate
 
-    def acquire(self) -> float:
-        """Block until this caller may start a request; return the seconds waited."""
-        waited, _ = self._acquire()
-        return waited
-
     @contextmanager
     def turn(self) -> Iterator[None]:
-        """A request's turn: the slot is taken on entry, and the answer's arrival noted on exit (also
+        """A request's turn: blocks until it may start, and notes its answer's arrival on exit (also
         when the request failed), so that later starts can be kept a second clear of it."""
-        _, started = self._acquire()
+        answered = self._take_slot()
         try:
             yield
         finally:
             with self._lock:
-                started[1] = self._clock()
+                answered[0] = self._clock()
 
-    def _acquire(self) -> tuple[float, list[float]]:
-        start = self._clock()
+    def _take_slot(self) -> list[float]:
+        """Wait for a start; return the cell that holds when its answer arrived (its start until then)."""
         while True:
             with self._lock:
                 now = self._clock()
@@ -111,15 +107,15 @@ class RateLimiter:
                     # real start, not from the slot it was meant to have.
                     woke = self._clock()
                     self._next_slot = max(self._next_slot, woke + _SAFETY / self._rate)
-                    started = [woke, woke]
-                    self._recent.append(started)
-                    return max(woke - start, 0.0), started
+                    answered = [woke]
+                    self._recent.append(answered)
+                    return answered
 
     def _clear_of_recent(self) -> float:
         """The earliest start a second clear of the answer ``ceil(rate)`` requests back."""
         if len(self._recent) < self._recent.maxlen:
             return 0.0
-        return self._recent[0][1] + _AFTER_ANSWER
+        return self._recent[0][0] + _AFTER_ANSWER
 
     def rate_limited(self, seconds: float) -> None:
         """The server answered 429: no request may start in the next ``seconds``, and the rate drops."""

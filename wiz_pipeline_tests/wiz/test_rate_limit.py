@@ -177,8 +177,8 @@ def test_a_sleeper_woken_late_spaces_the_next_start_from_its_real_start():
     limiter = RateLimiter(2, clock=lambda: now[0], sleep=sleep)
     starts = []
     for _ in range(3):
-        limiter.acquire()
-        starts.append(now[0])
+        with limiter.turn():
+            starts.append(now[0])
         late = 0.0  # only the first sleep overslept
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert min(gaps) >= 1.05 / 2 - 1e-9
